@@ -1,0 +1,206 @@
+"""The ``bench`` command line (typer + rich). Model and data code is imported inside the commands, so that
+``bench --help`` and ``bench list`` stay fast and import no model code."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark image feature extractors on hematology tasks.")
+console = Console(stderr=True)
+out = Console()
+
+
+class Kind(str, Enum):
+    extractors = "extractors"
+    tasks = "tasks"
+    protocols = "protocols"
+
+
+class Overwrite(str, Enum):
+    never = "never"
+    always = "always"
+    only_missing = "only-missing"
+
+
+class BoardFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+
+
+def _split(values: List[str] | None) -> List[str]:
+    """Repeated options and comma-separated lists both work: --extractor a --extractor b,c."""
+    return [part for value in values or [] for part in value.split(",") if part]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols")) -> None:
+    """List registered names with a one-line summary."""
+    if kind is Kind.extractors:
+        from extractors import EXTRACTORS as registry
+    elif kind is Kind.tasks:
+        from tasks import DOORS
+        from tasks import TASKS as registry
+    else:
+        from bench.protocols import PROTOCOLS as registry
+    table = Table("name", "summary", box=None, pad_edge=False)
+    for name, summary in registry.summaries().items():
+        table.add_row(name, summary)
+    if kind is Kind.tasks:
+        for door, summary in DOORS.items():
+            table.add_row(f"{door}:PATH", summary)
+    if kind is Kind.extractors:
+        table.add_row("path/to/file.py:Name", "an extractor class or entry in your own file")
+    out.print(table)
+
+
+@app.command()
+def run(
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat or comma-separate"),
+    task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat or comma-separate"),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="protocol(s); default: the task's"),
+    data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
+    weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
+    results: Path = typer.Option(Path("results"), help="results folder"),
+    overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
+    batch_size: int = typer.Option(32, min=1),
+    num_workers: int = typer.Option(0, min=0, help="DataLoader worker processes"),
+    skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Extract features (cached), run the protocols and write one result file per protocol."""
+    from bench.runner import RunOptions, run_pair
+
+    extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
+    if weights is not None and len(extractors) != 1:
+        _fail("--weights applies to one extractor; name exactly one --extractor with it")
+    if data_root is not None and len(tasks) != 1:
+        _fail("--data-root applies to one task; run the tasks one at a time with their own --data-root")
+    options = RunOptions(
+        results_dir=results, data_root=data_root, weights=weights, overwrite=overwrite.value, device=device,
+        batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
+    )
+    outcomes = []
+    for extractor_name in extractors:
+        for task_name in tasks:
+            console.print(f"[bold]{extractor_name}[/] on [bold]{task_name}[/]", highlight=False)
+            outcome = run_pair(extractor_name, task_name, protocols, options, log=lambda m: console.print(m, highlight=False))
+            if outcome.status == "failed":
+                console.print(f"[red]failed:[/] {extractor_name} / {task_name}: {outcome.error}", highlight=False)
+            elif outcome.skipped_protocols:
+                console.print(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing)")
+            outcomes.append(outcome)
+    _print_outcomes(outcomes)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _print_outcomes(outcomes) -> None:
+    table = Table("extractor", "task", "protocol", "weighted F1", "accuracy", "balanced acc.", "status", title="results (percent, mean ± std over folds)")
+    for outcome in outcomes:
+        for record in outcome.records:
+            mean, std = record["metrics"]["mean"], record["metrics"]["std"]
+            cells = [f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in ("weighted_f1", "accuracy", "balanced_accuracy")]
+            status = "ok" + (f" ({len(record['warnings'])} warning(s))" if record["warnings"] else "")
+            table.add_row(outcome.extractor, outcome.task, record["protocol"]["name"], *cells, status)
+        if outcome.status != "ok" or not outcome.records:
+            table.add_row(outcome.extractor, outcome.task, "", "", "", "", outcome.status)
+    out.print(table)
+
+
+@app.command()
+def extract(
+    extractor: str = typer.Option(..., "--extractor", "-e"),
+    task: str = typer.Option(..., "--task", "-t"),
+    export: Path = typer.Option(..., help="folder for features.npy (float32, N x dim) and index.csv"),
+    data_root: Optional[Path] = typer.Option(None),
+    weights: Optional[Path] = typer.Option(None),
+    device: str = typer.Option("auto"),
+    batch_size: int = typer.Option(32, min=1),
+    num_workers: int = typer.Option(0, min=0),
+    skip_bad_images: bool = typer.Option(False),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Export features (from the cache, extracting what is missing) and an index of their rows."""
+    import numpy as np
+
+    from bench.runner import RunOptions, load_pair
+
+    options = RunOptions(data_root=data_root, weights=weights, device=device, batch_size=batch_size,
+                         num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
+    try:
+        entry, _, dataset, _, cached, _ = load_pair(extractor, task, options, log=lambda m: console.print(m))
+    except Exception as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+    export.mkdir(parents=True, exist_ok=True)
+    keep = np.ones(len(dataset), dtype=bool)
+    keep[cached.bad_rows] = False
+    np.save(export / "features.npy", np.asarray(cached.features[keep], dtype=np.float32))
+    dataset.samples.loc[keep, ["path", "label", "fold"]].to_csv(export / "index.csv", index=False)
+    out.print(f"wrote {keep.sum()} x {entry.dim} features to {export / 'features.npy'} and {export / 'index.csv'}")
+
+
+@app.command()
+def leaderboard(
+    results: Path = typer.Option(Path("results"), help="results folder"),
+    format: BoardFormat = typer.Option(BoardFormat.md, "--format"),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="write here instead of printing"),
+) -> None:
+    """Turn a results folder into a table."""
+    from leaderboard.tables import ResultsError, read_results, render
+
+    try:
+        text = render(read_results(results), format.value)
+    except ResultsError as exc:
+        _fail(str(exc))
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text)
+        out.print(f"wrote {out_path}")
+
+
+@app.command("check-extractor")
+def check_extractor_cmd(
+    name: str = typer.Argument(..., help="extractor name or path/to/file.py:Name"),
+    weights: Optional[Path] = typer.Option(None),
+) -> None:
+    """Build the extractor and check its contract on a tiny synthetic batch."""
+    from bench.checks import check_extractor
+
+    try:
+        from extractors import get_extractor
+
+        entry = get_extractor(name)
+        model = entry.build(weights)
+    except Exception as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+    checks = check_extractor(entry, model)
+    table = Table("check", "result", "detail", box=None)
+    for check in checks:
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", check.detail)
+    out.print(table)
+    out.print(f"{entry.name}: dim {entry.dim}")
+    if not all(check.passed for check in checks):
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console-script shim for `python -m bench.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

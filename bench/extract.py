@@ -1,0 +1,208 @@
+"""Feature extraction: images -> (N, dim) float32, batched, shard by shard into the feature cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from bench.cache import CachedFeatures, FeatureStore, feature_key
+
+
+class BadImageError(RuntimeError):
+    """An image file that cannot be decoded."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested != "auto":
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Decode + transform image files; a bad file raises (naming it) or, with ``skip_bad``, yields a flag."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable, input_size: int, skip_bad: bool):
+        self.paths = list(paths)
+        self.transform = transform
+        self.input_size = input_size
+        self.skip_bad = skip_bad
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                tensor = self.transform(image.convert("RGB"))
+            return tensor, index, True
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            if not self.skip_bad:
+                raise BadImageError(
+                    f"cannot read image {path}: {exc}. Remove or replace the file, or pass --skip-bad-images "
+                    "to leave it out (it is then listed in the result)"
+                ) from None
+            return torch.zeros(3, self.input_size, self.input_size), index, False
+
+
+@dataclass
+class ExtractionStats:
+    rows_extracted: int
+    seconds: float
+    resumed_from: int
+    cached: bool
+
+    @property
+    def images_per_second(self) -> float | None:
+        return self.rows_extracted / self.seconds if self.rows_extracted and self.seconds > 0 else None
+
+    def as_dict(self) -> dict:
+        return {
+            "cached": self.cached,
+            "rows_extracted": self.rows_extracted,
+            "resumed_from_row": self.resumed_from,
+            "extraction_seconds": round(self.seconds, 3),
+            "images_per_second": None if self.images_per_second is None else round(self.images_per_second, 2),
+        }
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, disable=not enabled, transient=False)
+
+
+def extract_to_store(
+    model: torch.nn.Module,
+    store: FeatureStore,
+    dataset: ImageFiles,
+    *,
+    dim: int,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: str,
+    shard_size: int,
+    manifest: dict,
+    progress: bool,
+    description: str,
+) -> ExtractionStats:
+    """Extract the rows not yet in complete shards, then finalise the entry. Call with the store's lock held."""
+    n_rows = len(dataset)
+    batches_per_shard = max(1, -(-shard_size // batch_size))
+    shard_rows = batches_per_shard * batch_size  # shards end on batch boundaries: a resume re-forms the same batches
+    done = store.completed_shards()
+    start = done[-1].stop if done else 0
+    remaining = torch.utils.data.Subset(dataset, range(start, n_rows))
+    loader = torch.utils.data.DataLoader(
+        remaining,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    use_autocast = device.type == "cuda" and autocast_dtype is not None  # fp32 on CPU: bf16 is slower there
+    model = model.to(device)
+    pending: list[np.ndarray] = []
+    pending_bad: list[int] = []
+    shard_start = start
+    t0 = time.perf_counter()
+    extracted = 0
+    with _progress(progress) as bar, torch.inference_mode():
+        task = bar.add_task(description, total=n_rows, completed=start, rate="-")
+        for images, indices, ok in loader:
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
+                out = model(images)
+            out = out.float().cpu().numpy()
+            if out.shape != (len(indices), dim):
+                raise RuntimeError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim})")
+            out[~ok.numpy()] = 0.0
+            pending.append(out)
+            pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
+            extracted += len(indices)
+            rate = extracted / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=len(indices), rate=f"{rate:.1f}")
+            rows_pending = sum(len(p) for p in pending)
+            if rows_pending >= shard_rows or shard_start + rows_pending == n_rows:
+                store.write_shard(shard_start, np.concatenate(pending), pending_bad)
+                shard_start += rows_pending
+                pending, pending_bad = [], []
+    seconds = time.perf_counter() - t0
+    stats = ExtractionStats(extracted, seconds, start, cached=False)
+    store.finalise(n_rows, dim, {**manifest, "extraction": stats.as_dict()})
+    return stats
+
+
+def cached_features(
+    entry,
+    model: torch.nn.Module,
+    fingerprint: dict,
+    paths: Sequence[Path],
+    content_sha256: str,
+    *,
+    cache_root: Path,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "auto",
+    shard_size: int = 1024,
+    skip_bad: bool = False,
+    progress: bool = True,
+    on_wait: Callable[[str], None] | None = None,
+) -> tuple[CachedFeatures, ExtractionStats]:
+    """Features of ``paths`` (in that order) from the cache, extracting what is missing."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"--num-workers must be 0 or more, got {num_workers}")
+    key, payload = feature_key(fingerprint, content_sha256)
+    store = FeatureStore(cache_root, key)
+    stats = ExtractionStats(0, 0.0, 0, cached=True)
+    if not store.is_complete():
+        with store.lock(on_wait=on_wait):
+            if not store.is_complete():  # another process may have finished it while we waited
+                dataset = ImageFiles(paths, entry.transform(), entry.input_size, skip_bad)
+                stats = extract_to_store(
+                    model,
+                    store,
+                    dataset,
+                    dim=entry.dim,
+                    batch_size=batch_size,
+                    num_workers=num_workers,
+                    device=pick_device(device),
+                    precision=entry.precision,
+                    shard_size=shard_size,
+                    manifest={"key_payload": payload, "paths_in_order": len(paths)},
+                    progress=progress,
+                    description=f"{entry.name}",
+                )
+    cached = store.load()
+    if cached.bad_rows and not skip_bad:
+        names = ", ".join(str(paths[i]) for i in cached.bad_rows[:5])
+        raise BadImageError(
+            f"{len(cached.bad_rows)} image(s) cannot be read: {names}. Remove or replace them, or pass "
+            "--skip-bad-images to leave them out"
+        )
+    return cached, stats

@@ -1,0 +1,197 @@
+"""k-nearest-neighbour protocols, computed in chunks of test rows so that the full n_test x n_train distance
+matrix never exists in memory.
+
+``knn-1``/``knn-20`` reproduce scikit-learn's ``KNeighborsClassifier`` defaults exactly as the DinoBloom
+authors used them: Euclidean distance on unnormalised features, uniform votes, distances in float64 (as
+scikit-learn computes them for float32 input), a vote tie going to the lowest class index. Ties in distance
+at the k-th neighbour (duplicate images!) are where a re-implementation usually departs from scikit-learn:
+its brute-force search keeps the neighbours in a fixed-size max-heap whose final content depends on the
+push order, which depends on how it splits the work over threads. Rows where such a tie mixes labels are
+recomputed by replaying that heap (``_sklearn_heap_neighbours``); all other rows take the vectorised path.
+``knn-cosine`` is DINOv2's variant: L2-normalised features, cosine similarity, votes weighted by
+exp(similarity / temperature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.protocols.base import Prediction, Protocol
+
+
+def _select_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the k smallest scores per row, ties at the boundary going to the lowest column index."""
+    kth = np.partition(scores, k - 1, axis=1)[:, k - 1 : k]
+    below = scores < kth
+    at = scores == kth
+    need = k - below.sum(axis=1, keepdims=True)
+    return below | (at & (np.cumsum(at, axis=1, dtype=np.int32) <= need))
+
+
+def _heap_push(values: list, indices: list, k: int, value: float, index: int) -> None:
+    """scikit-learn's ``utils/_heap.pyx:heap_push`` (fixed-size max-heap; equal values do not enter)."""
+    if value >= values[0]:
+        return
+    current = 0
+    while True:
+        left = 2 * current + 1
+        right = left + 1
+        if left >= k:
+            break
+        if right >= k:
+            if values[left] > value:
+                swap = left
+            else:
+                break
+        elif values[left] >= values[right]:
+            if value < values[left]:
+                swap = left
+            else:
+                break
+        elif value < values[right]:
+            swap = right
+        else:
+            break
+        values[current], indices[current] = values[swap], indices[swap]
+        current = swap
+    values[current], indices[current] = value, index
+
+
+def _sklearn_threads() -> int:
+    try:  # the thread count scikit-learn's pairwise reductions use (private helper, stable since 1.1)
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        return int(_openmp_effective_n_threads())
+    except Exception:
+        import os
+
+        return os.cpu_count() or 1
+
+
+def _sklearn_heap_neighbours(scores: np.ndarray, k: int, n_test: int, n_threads: int, chunk: int = 256) -> list[int]:
+    """Replay scikit-learn's ArgKmin (brute force, default chunk size 256) for one test row.
+
+    parallel_on_X: one heap fed in training-row order. parallel_on_Y: the training chunks are dealt to threads
+    in contiguous blocks (OpenMP static schedule), each thread fills its own heap, then the thread heaps are
+    pushed, in thread order and heap-array order, into the final heap.
+    """
+    n = len(scores)
+    if n < n_test or 4 * chunk * n_threads < n_test:
+        values, indices = [np.inf] * k, [-1] * k
+        for j, value in enumerate(scores.tolist()):
+            _heap_push(values, indices, k, value, j)
+        return indices
+    y_chunk = min(n, chunk)
+    bounds = list(range(0, n, y_chunk)) + [n]  # full chunks, then the remainder as its own chunk
+    n_chunks = len(bounds) - 1
+    threads = min(n_chunks, n_threads)
+    per, extra = divmod(n_chunks, threads)
+    values, indices = [np.inf] * k, [-1] * k
+    first = 0
+    for t in range(threads):
+        count = per + (1 if t < extra else 0)
+        t_values, t_indices = [np.inf] * k, [-1] * k
+        for j in range(bounds[first], bounds[first + count]):
+            _heap_push(t_values, t_indices, k, float(scores[j]), j)
+        first += count
+        for value, index in zip(t_values, t_indices):
+            _heap_push(values, indices, k, value, index)
+    return indices
+
+
+def knn_scores(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    n_classes: int,
+    k: int,
+    *,
+    metric: str = "euclidean",
+    temperature: float | None = None,
+    sklearn_ties: bool = False,
+    memory_bytes: int = 256 * 2**20,
+) -> np.ndarray:
+    """(n_test, n_classes) vote mass of the k nearest training rows (uniform, or exp(sim/T) weighted)."""
+    n_train = len(x_train)
+    if k > n_train:
+        raise ValueError(f"k={k} neighbours requested but the training split has only {n_train} rows")
+    train = np.asarray(x_train, dtype=np.float64)
+    test = np.asarray(x_test, dtype=np.float64)
+    if metric == "cosine":
+        train = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-12)
+        test = test / np.maximum(np.linalg.norm(test, axis=1, keepdims=True), 1e-12)
+    elif metric != "euclidean":
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    onehot = np.zeros((n_train, n_classes))
+    onehot[np.arange(n_train), y_train] = 1.0
+    train_sq = np.einsum("ij,ij->i", train, train)
+    # per test row: float64 distances + int32 ranks + two boolean masks over the training rows
+    rows_per_chunk = max(1, memory_bytes // (n_train * 14))
+    out = np.empty((len(test), n_classes))
+    for start in range(0, len(test), rows_per_chunk):
+        chunk = test[start : start + rows_per_chunk]
+        dots = chunk @ train.T
+        if metric == "cosine":
+            scores = -dots  # smaller is nearer
+        else:
+            scores = np.einsum("ij,ij->i", chunk, chunk)[:, None] - 2.0 * dots + train_sq[None, :]
+        del dots
+        selected = _select_k(scores, k)
+        if sklearn_ties:
+            _replay_mixed_ties(selected, scores, y_train, k, len(test))
+        if temperature is None:
+            weights = selected.astype(np.float64)
+        else:
+            weights = np.where(selected, np.exp(-scores / temperature), 0.0)
+        out[start : start + len(chunk)] = weights @ onehot
+    return out
+
+
+def _replay_mixed_ties(selected: np.ndarray, scores: np.ndarray, y_train: np.ndarray, k: int, n_test: int) -> None:
+    """In place: rows whose k-th-neighbour tie spans several labels take scikit-learn's heap result."""
+    kth = np.where(selected, scores, -np.inf).max(axis=1, keepdims=True)
+    tied = scores == kth
+    over = tied.sum(axis=1) > (selected & tied).sum(axis=1)  # more tied rows than slots left for them
+    threads = None
+    for row in np.flatnonzero(over):
+        if len(np.unique(y_train[tied[row]])) < 2:
+            continue  # whichever of them is kept, the votes are the same
+        threads = threads or _sklearn_threads()
+        selected[row] = False
+        selected[row, _sklearn_heap_neighbours(scores[row], k, n_test, threads)] = True
+
+
+@dataclass(frozen=True)
+class KNNProtocol(Protocol):
+    k: int = 20
+    metric: str = "euclidean"
+    weighting: str = "uniform"  # uniform | exp-similarity
+    temperature: float | None = None
+
+    def fit_predict(self, x_train, y_train, x_test, n_classes) -> Prediction:
+        scores = knn_scores(
+            x_train,
+            y_train,
+            x_test,
+            n_classes,
+            self.k,
+            metric=self.metric,
+            temperature=self.temperature,
+            sklearn_ties=self.metric == "euclidean" and self.weighting == "uniform",
+        )
+        proba = scores / scores.sum(axis=1, keepdims=True)
+        return Prediction(labels=scores.argmax(axis=1), proba=proba)  # argmax: first (lowest) class on ties
+
+
+KNN_1 = KNNProtocol("knn-1", "1-NN, Euclidean, unnormalised features (the paper)", k=1)
+KNN_20 = KNNProtocol("knn-20", "20-NN, Euclidean, uniform votes, unnormalised features (the paper)", k=20)
+KNN_COSINE = KNNProtocol(
+    "knn-cosine",
+    "20-NN on L2-normalised features, cosine, exp(sim/0.07)-weighted votes (DINOv2's kNN)",
+    k=20,
+    metric="cosine",
+    weighting="exp-similarity",
+    temperature=0.07,
+)

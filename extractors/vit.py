@@ -1,0 +1,48 @@
+"""Vision Transformers with patch 14 at 224 px (the DINOv2 / DinoBloom architectures), via timm.
+
+In this module: the seeded random-initialisation entries ``vit-{s,b,l,g}14-random``. Features are the
+token outputs after the final norm, pooled by the entry's ``pooling`` (CLS by default, as the paper).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from extractors.base import ExtractorEntry, FeatureModel, pool_tokens
+
+# size -> (timm model name, embedding dim); ViT-g uses SwiGLU MLPs like DINOv2/DinoBloom-G.
+VIT_ARCHITECTURES = {
+    "s": ("vit_small_patch14_dinov2", 384),
+    "b": ("vit_base_patch14_dinov2", 768),
+    "l": ("vit_large_patch14_dinov2", 1024),
+    "g": ("vit_giant_patch14_dinov2", 1536),
+}
+
+
+def _token_features(backbone, images, *, pooling: str):
+    return pool_tokens(backbone.forward_features(images), pooling, backbone.num_prefix_tokens)
+
+
+def build_timm_vit(entry: ExtractorEntry, timm_name: str) -> FeatureModel:
+    import timm
+
+    backbone = timm.create_model(timm_name, pretrained=False, img_size=entry.input_size, num_classes=0)
+    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling))
+
+
+def _random_vit(size: str) -> ExtractorEntry:
+    timm_name, dim = VIT_ARCHITECTURES[size]
+    return ExtractorEntry(
+        name=f"vit-{size}14-random",
+        family="vit",
+        architecture=f"timm:{timm_name}",
+        dim=dim,
+        build_fn=partial(build_timm_vit, timm_name=timm_name),
+        summary=f"ViT-{size.upper()}/14 (DINOv2 architecture, 224 px), random init seed 0, CLS token",
+    )
+
+
+VIT_S14_RANDOM = _random_vit("s")
+VIT_B14_RANDOM = _random_vit("b")
+VIT_L14_RANDOM = _random_vit("l")
+VIT_G14_RANDOM = _random_vit("g")

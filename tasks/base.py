@@ -1,0 +1,164 @@
+"""Task specs and the data sets they load: samples (relative path, label, fold) under one root folder."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from tasks.splits import stratified_folds
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+CELL_PROTOCOLS = ("knn-1", "knn-20", "linear")
+
+
+class DataError(ValueError):
+    """A data set that is missing, empty or malformed; the message names the path and the fix."""
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class CellDataset:
+    """A labelled set of cell images. ``samples``: path (relative, POSIX), label, fold, sha256 [, patient].
+
+    ``fold`` holds the test-fold number for k-fold tasks, or "train"/"test" for fixed splits. ``classes`` is
+    the label map: the sorted union of all labels, train and test alike.
+    """
+
+    task: str
+    root: Path
+    samples: pd.DataFrame
+    split_kind: str  # "kfold" | "fixed"
+    ignored_files: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(self.samples["label"].unique())
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def absolute_paths(self) -> list[Path]:
+        return [self.root / p for p in self.samples["path"]]
+
+    def label_indices(self) -> np.ndarray:
+        lookup = {label: i for i, label in enumerate(self.classes)}
+        return self.samples["label"].map(lookup).to_numpy(dtype=np.int64)
+
+    def splits(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(fold name, train row indices, test row indices) for every evaluation split."""
+        fold = self.samples["fold"].astype(str).to_numpy()
+        if self.split_kind == "fixed":
+            return [("test", np.flatnonzero(fold == "train"), np.flatnonzero(fold == "test"))]
+        return [(name, np.flatnonzero(fold != name), np.flatnonzero(fold == name)) for name in sorted(set(fold))]
+
+    def content_fingerprint(self) -> str:
+        """sha256 over (relative path, file sha256) in path order: what the features depend on."""
+        digest = hashlib.sha256()
+        for path, sha in sorted(zip(self.samples["path"], self.samples["sha256"])):
+            digest.update(f"{path}\0{sha}\n".encode())
+        return digest.hexdigest()
+
+    def split_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for path, label, fold in sorted(zip(self.samples["path"], self.samples["label"], self.samples["fold"].astype(str))):
+            digest.update(f"{path}\0{label}\0{fold}\n".encode())
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        return {
+            "task": self.task,
+            "root": str(self.root),
+            "n_samples": len(self),
+            "classes": self.classes,
+            "class_counts": {k: int(v) for k, v in self.samples["label"].value_counts().sort_index().items()},
+            "split_kind": self.split_kind,
+            "content_sha256": self.content_fingerprint(),
+            "split_sha256": self.split_fingerprint(),
+        }
+
+
+def scan_image_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    """``<root>/<class>/<image>`` -> (DataFrame path,label sorted by path, ignored non-image files)."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"data folder {root} has no class sub-folders; expected the layout <root>/<class>/<image>")
+    rows, ignored, empty = [], [], []
+    for class_dir in class_dirs:
+        n_before = len(rows)
+        for file in sorted(class_dir.iterdir()):
+            if file.name.startswith(".") or not file.is_file():
+                continue
+            relative = file.relative_to(root).as_posix()
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                rows.append((relative, class_dir.name))
+            else:
+                ignored.append(relative)
+        if len(rows) == n_before:
+            empty.append(class_dir.name)
+    if empty:
+        raise DataError(
+            f"class folder(s) {empty} under {root} hold no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+            "remove the empty folders or add images"
+        )
+    samples = pd.DataFrame(rows, columns=["path", "label"])
+    return samples, ignored
+
+
+def check_classes(samples: pd.DataFrame, where: Path) -> None:
+    labels = samples["label"].unique()
+    if len(labels) < 2:
+        raise DataError(f"data set at {where} has {len(labels)} class(es) {list(labels)}; classification needs at least 2")
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """A cell-classification task on an image-folder layout with portable stratified k-fold CV.
+
+    ``prepare(root)`` may create the data (the synthetic tasks do); real tasks tell the user where to get it
+    (``obtain``). ``data_dir`` is the folder name under ``$BENCH_HOME/data`` used when no --data-root is given.
+    """
+
+    name: str
+    summary: str
+    data_dir: str
+    obtain: str
+    n_folds: int = 5
+    split_seed: int = 0
+    protocols: tuple[str, ...] = CELL_PROTOCOLS
+    main_metric: str = "weighted_f1"
+    prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
+    fixed_root: Path | None = None  # for ad-hoc tasks on a given folder (imagefolder:<path>)
+
+    def resolve_root(self, data_root: str | Path | None, data_home: Path) -> Path:
+        if self.fixed_root is not None:
+            return self.fixed_root
+        return Path(data_root).expanduser().resolve() if data_root else data_home / self.data_dir
+
+    def load(self, data_root: str | Path | None = None, *, data_home: Path) -> CellDataset:
+        root = self.resolve_root(data_root, data_home)
+        if self.prepare is not None:
+            self.prepare(root)
+        if not root.is_dir():
+            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
+        samples, ignored = scan_image_folder(root)
+        check_classes(samples, root)
+        samples["fold"] = stratified_folds(samples["path"], samples["label"], self.n_folds, self.split_seed)
+        samples["sha256"] = [sha256_of(root / p) for p in samples["path"]]
+        return CellDataset(self.name, root, samples, "kfold", ignored)
+
+    def settings(self) -> dict:
+        return {"n_folds": self.n_folds, "split_seed": self.split_seed, "main_metric": self.main_metric}
