@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark image feature extractors on hematology tasks.")
-console = Console(stderr=True)
-out = Console()
+_WIDTH = None if sys.stdout.isatty() else 160  # rich falls back to 80 columns when piped: too narrow for tables
+console = Console(stderr=True, soft_wrap=True, width=_WIDTH)  # soft wrap: file paths in messages stay whole
+out = Console(soft_wrap=True, width=_WIDTH)
 
 
 class Kind(str, Enum):

@@ -8,6 +8,7 @@ the harness core, and nothing heavy, so that ``bench --help`` and ``bench list``
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -60,7 +61,8 @@ def _import_file(path: Path):
     path = path.expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"plugin file {path} does not exist")
-    name = f"hemabench_plugin_{path.stem}_{abs(hash(str(path))):x}"
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]  # hash() is salted per process; this is not
+    name = f"hemabench_plugin_{path.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

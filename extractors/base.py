@@ -221,9 +221,10 @@ def entry_from_module_class(name: str, cls: type[nn.Module]) -> ExtractorEntry:
         raise ValueError(f"extractor class {cls.__qualname__} ({name}) must declare a class attribute `dim`")
     try:
         source = inspect.getsourcefile(cls)
-        code_sha = sha256_file(source) if source else None
-    except TypeError:
-        code_sha = None
+    except TypeError:  # classes defined interactively have no source file
+        source = None
+    code_sha = sha256_file(source) if source else None
+    where = Path(source).name if source else cls.__module__
     kwargs = {
         attr: getattr(cls, attr)
         for attr in ("input_size", "interpolation", "mean", "std", "precision", "seed")
@@ -235,7 +236,7 @@ def entry_from_module_class(name: str, cls: type[nn.Module]) -> ExtractorEntry:
     return ExtractorEntry(
         name=name,
         family="plugin",
-        architecture=f"{cls.__module__}.{cls.__qualname__}",
+        architecture=f"{where}:{cls.__qualname__}",
         dim=int(cls.dim),
         build_fn=lambda entry: FeatureModel(cls(), call_backbone),
         pooling="model",

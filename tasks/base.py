@@ -118,6 +118,26 @@ def scan_image_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
     return samples, ignored
 
 
+def scan_patient_folder(root: Path) -> pd.DataFrame:
+    """``<root>/<label>/<patient>/<cell image>`` (the AML Hehr layout) -> DataFrame path, label, patient."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    rows = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for patient_dir in sorted(p for p in label_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            cells = [f for f in sorted(patient_dir.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+            if not cells:
+                raise DataError(f"patient folder {patient_dir} holds no images; remove it or add the patient's cells")
+            rows.extend((f.relative_to(root).as_posix(), label_dir.name, patient_dir.name) for f in cells)
+    if not rows:
+        raise DataError(f"data folder {root} holds no <label>/<patient>/<image> files")
+    samples = pd.DataFrame(rows, columns=["path", "label", "patient"])
+    shared = samples.groupby("patient")["label"].nunique()
+    if (shared > 1).any():
+        raise DataError(f"patient id(s) {shared[shared > 1].index.tolist()[:5]} appear under several labels in {root}")
+    return samples
+
+
 def check_classes(samples: pd.DataFrame, where: Path) -> None:
     labels = samples["label"].unique()
     if len(labels) < 2:

@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated BENCH_HOME per test, small image folders, the tiny plugin extractor."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+PBC = REPO.parent / "shared" / "data" / "pbc"
+TINY = f"{REPO / 'tests' / 'plugins' / 'tiny_vit.py'}:TinyViT"
+
+
+@pytest.fixture(autouse=True)
+def bench_home(tmp_path, monkeypatch):
+    """Every test gets its own BENCH_HOME (cache, data, weights) so nothing leaks between tests or into ~."""
+    home = tmp_path / "bench_home"
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """The synthetic-wbc data set, generated once per session (pass it as --data-root)."""
+    from tasks.synthetic import SYNTHETIC_N_PER_CLASS, SYNTHETIC_SIZE, write_cell_folder
+
+    root = tmp_path_factory.mktemp("data") / "synthetic-wbc"
+    return write_cell_folder(root, SYNTHETIC_N_PER_CLASS, seed=0, size=SYNTHETIC_SIZE)
+
+
+@pytest.fixture
+def tiny_plugin():
+    """The TinyViT class as the harness loads it (same module object), with its counters reset."""
+    from bench.registry import import_target
+
+    cls = import_target(TINY)
+    cls.forward_calls, cls.fail_after, cls.sleep_seconds = 0, None, 0.0
+    yield cls
+    cls.forward_calls, cls.fail_after, cls.sleep_seconds = 0, None, 0.0
+
+
+def make_image_folder(root: Path, counts: dict[str, int], size: int = 32, seed: int = 0) -> Path:
+    """<root>/<class>/<i>.png with class-dependent colours (learnable) and noise."""
+    rng = np.random.default_rng(seed)
+    for c, (label, n) in enumerate(sorted(counts.items())):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            base = np.array([40 + 50 * c, 200 - 30 * c, 120], dtype=float)
+            pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{label}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "cells", {"a": 12, "b": 12, "c": 12})
+
+
+@pytest.fixture
+def pbc_subset(tmp_path) -> Path:
+    """10 real Acevedo images per class, copied from ../shared/data/pbc (skipped when absent)."""
+    labeled = PBC / "labeled"
+    if not labeled.is_dir():
+        pytest.skip(f"real data not present at {labeled} (../shared/data/pbc, read-only input on dev machines)")
+    root = tmp_path / "pbc"
+    for class_dir in sorted(p for p in labeled.iterdir() if p.is_dir()):
+        (root / class_dir.name).mkdir(parents=True)
+        for file in sorted(class_dir.glob("*.jpg"))[:10]:
+            shutil.copy(file, root / class_dir.name / file.name)
+    return root

@@ -1,0 +1,38 @@
+"""Test plugins: tiny extractors loaded through the `path/to/file.py:ClassName` door."""
+
+import time
+
+import timm
+from torch import nn
+
+
+class TinyViT(nn.Module):
+    """A 2-block ViT at 28 px: the real timm architecture, small enough for fast tests."""
+
+    dim = 32
+    input_size = 28
+    forward_calls = 0  # counted across instances, so tests can see whether a cache hit ran the model
+    fail_after: int | None = None  # raise after this many calls (simulates an interrupted extraction)
+    sleep_seconds = 0.0
+
+    def __init__(self):
+        super().__init__()
+        self.vit = timm.models.vision_transformer.VisionTransformer(
+            img_size=28, patch_size=7, embed_dim=32, depth=2, num_heads=2, num_classes=0
+        )
+
+    def forward(self, x):
+        cls = type(self)
+        if cls.fail_after is not None and cls.forward_calls >= cls.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        cls.forward_calls += 1
+        if cls.sleep_seconds:
+            time.sleep(cls.sleep_seconds)
+        return self.vit(x)
+
+
+class NoDim(nn.Module):
+    """Lacks the `dim` attribute: must be refused with a clear error."""
+
+    def forward(self, x):
+        return x.flatten(1)

@@ -1,0 +1,154 @@
+"""The command line end to end, in-process through typer's runner (plugins registered here stay visible)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bench.cli import app
+from tests.conftest import TINY, make_image_folder
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def synthetic_results(synthetic_root, tmp_path):
+    results = tmp_path / "results"
+    done = _run("run", "-e", TINY, "-t", "synthetic-wbc", "--data-root", synthetic_root, "--results", results,
+                "--no-progress", "--batch-size", "50")
+    assert done.exit_code == 0, done.output
+    return results
+
+
+def test_run_writes_self_describing_results(synthetic_results):
+    folder = next(synthetic_results.glob("*/synthetic-wbc"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{p}{suffix}" for p in ("knn-1", "knn-20", "linear") for suffix in (".json", ".predictions.csv")
+    )
+    record = json.loads((folder / "knn-20.json").read_text())
+    assert record["task"]["n_samples"] == 300 and len(record["task"]["classes"]) == 6
+    assert len(record["metrics"]["per_fold"]) == 5
+    assert record["metrics"]["mean"]["weighted_f1"] == pytest.approx(
+        np.mean([f["weighted_f1"] for f in record["metrics"]["per_fold"]])
+    )
+    assert record["extractor"]["fingerprint"]["state_sha256"]
+    assert record["task"]["content_sha256"] and record["task"]["split_sha256"]
+    assert record["environment"]["packages"]["torch"]
+    assert record["timings"]["images_per_second"] > 0 and record["timings"]["cached"] is False
+    predictions = pd.read_csv(folder / "knn-20.predictions.csv")
+    assert len(predictions) == 300 and {"path", "fold", "label", "prediction"} <= set(predictions.columns)
+    assert predictions["path"].is_unique
+
+
+def test_same_run_twice_gives_identical_metrics(synthetic_results, synthetic_root):
+    folder = next(synthetic_results.glob("*/synthetic-wbc"))
+    before = {p.name: json.loads(p.read_text())["metrics"] for p in folder.glob("*.json")}
+    again = _run("run", "-e", TINY, "-t", "synthetic-wbc", "--data-root", synthetic_root, "--results",
+                 synthetic_results, "--no-progress", "--overwrite", "always")
+    assert again.exit_code == 0, again.output
+    after = {p.name: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert {name: record["metrics"] for name, record in after.items()} == before
+    assert all(record["timings"]["cached"] for record in after.values())
+
+
+def test_overwrite_policies(synthetic_results, synthetic_root):
+    args = ("run", "-e", TINY, "-t", "synthetic-wbc", "--data-root", synthetic_root, "--results", synthetic_results, "--no-progress")
+    refused = _run(*args, "--overwrite", "never")
+    assert refused.exit_code == 1 and "--overwrite is 'never'" in refused.output
+    kept = _run(*args, "-p", "knn-1,knn-cosine")  # default only-missing: knn-1 kept, knn-cosine added
+    assert kept.exit_code == 0 and "kept existing results for knn-1" in kept.output
+    assert next(synthetic_results.glob("*/synthetic-wbc/knn-cosine.json")).is_file()
+
+
+def test_leaderboard_and_extract(synthetic_results, synthetic_root, tmp_path):
+    board = _run("leaderboard", "--results", synthetic_results)
+    assert board.exit_code == 0 and "synthetic-wbc / knn-20" in board.output
+    csv_out = tmp_path / "board.csv"
+    assert _run("leaderboard", "--results", synthetic_results, "--format", "csv", "--out", csv_out).exit_code == 0
+    assert len(pd.read_csv(csv_out)) == 3
+    export = tmp_path / "export"
+    done = _run("extract", "-e", TINY, "-t", "synthetic-wbc", "--data-root", synthetic_root, "--export", export, "--no-progress")
+    assert done.exit_code == 0, done.output
+    features = np.load(export / "features.npy")
+    index = pd.read_csv(export / "index.csv")
+    assert features.shape == (300, 32) and features.dtype == np.float32
+    assert list(index.columns) == ["path", "label", "fold"] and set(index["fold"]) == set(range(5))
+
+
+def test_failing_pair_is_reported_and_others_still_run(image_folder, tmp_path):
+    done = _run("run", "-e", f"{TINY},vit-s14-randm", "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
+                "--results", tmp_path / "r", "--no-progress")
+    assert done.exit_code == 1
+    assert "Did you mean 'vit-s14-random'" in done.output
+    assert len(list((tmp_path / "r").rglob("knn-1.json"))) == 1
+
+
+def test_unknown_task_and_protocol(image_folder, tmp_path):
+    done = _run("run", "-e", TINY, "-t", "synthetic-wcb", "--no-progress", "--results", tmp_path)
+    assert done.exit_code == 1 and "Did you mean 'synthetic-wbc'" in done.output
+    done = _run("run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "-p", "knn20", "--results", tmp_path, "--no-progress")
+    assert done.exit_code == 1 and "Did you mean 'knn-20'" in done.output
+
+
+def test_missing_data_root_names_the_path(tmp_path):
+    done = _run("run", "-e", TINY, "-t", f"imagefolder:{tmp_path / 'absent'}", "--results", tmp_path, "--no-progress")
+    assert done.exit_code == 1 and str(tmp_path / "absent") in done.output
+
+
+def _plant_bad_images(root):
+    good = (root / "a" / "a_000.png").read_bytes()
+    (root / "a" / "truncated.png").write_bytes(good[: len(good) // 3])
+    (root / "b" / "notes.jpg").write_text("this is not an image")
+
+
+def test_corrupt_images_fail_with_their_name_or_are_skipped_and_listed(tmp_path):
+    root = make_image_folder(tmp_path / "cells", {"a": 12, "b": 12})
+    _plant_bad_images(root)
+    args = ("run", "-e", TINY, "-t", f"imagefolder:{root}", "-p", "knn-1", "--results", tmp_path / "r", "--no-progress")
+    failed = _run(*args)
+    assert failed.exit_code == 1 and ("notes.jpg" in failed.output or "truncated.png" in failed.output)
+    skipped = _run(*args, "--skip-bad-images")
+    assert skipped.exit_code == 0, skipped.output
+    record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
+    assert record["skipped_images"] == ["a/truncated.png", "b/notes.jpg"]
+    assert record["metrics"]["per_fold"][0]["n_train"] + record["metrics"]["per_fold"][0]["n_test"] == 24
+    predictions = pd.read_csv(next((tmp_path / "r").rglob("knn-1.predictions.csv")))
+    assert "b/notes.jpg" not in set(predictions["path"])
+    # the cache now holds the bad rows; without the flag the run still refuses, naming them
+    refused = _run(*args, "--overwrite", "always")
+    assert refused.exit_code == 1 and "notes.jpg" in refused.output
+
+
+def test_check_extractor(tmp_path):
+    done = _run("check-extractor", TINY)
+    assert done.exit_code == 0, done.output
+    assert "dim 32" in done.output and "FAIL" not in done.output
+    nodim = TINY.replace(":TinyViT", ":NoDim")
+    failed = runner.invoke(app, ["check-extractor", nodim])
+    assert failed.exit_code == 1 and "class attribute `dim`" in failed.output
+
+
+@pytest.mark.parametrize("name", ["color-histogram", "vit-s14-random", "resnet50-trunc-random"])
+def test_check_extractor_builtins(name):
+    done = _run("check-extractor", name)
+    assert done.exit_code == 0, done.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit-b14-random", "vit-l14-random", "vit-g14-random", "resnet50-random"])
+def test_check_extractor_builtins_large(name):
+    done = _run("check-extractor", name)
+    assert done.exit_code == 0, done.output
+
+
+def test_list_shows_doors():
+    done = _run("list", "extractors")
+    assert "vit-s14-random" in done.output and "path/to/file.py:Name" in done.output
+    assert "imagefolder:PATH" in _run("list", "tasks").output

@@ -1,0 +1,90 @@
+"""Linear probes and metrics against scikit-learn used directly on the same features."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bench.evaluate import evaluate
+from bench.metrics import classification_metrics
+from bench.protocols.base import Prediction, Protocol
+from bench.protocols.linear import LINEAR, LINEAR_STD
+
+
+def _problem(seed=0, n=300, dim=24, n_classes=4, scale=1.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, dim))
+    y = rng.integers(0, n_classes, n)
+    x = ((centers[y] + rng.normal(size=(n, dim))) * scale).astype(np.float32)
+    return x[:200], y[:200], x[200:], y[200:], n_classes
+
+
+def test_linear_equals_sklearn_with_the_papers_c():
+    x_train, y_train, x_test, _, n_classes = _problem()
+    ours = LINEAR.fit_predict(x_train, y_train, x_test, n_classes)
+    reference = LogisticRegression(C=x_train.shape[1] * n_classes / 100, max_iter=1000).fit(x_train, y_train)
+    np.testing.assert_array_equal(ours.labels, reference.predict(x_test))
+    np.testing.assert_allclose(ours.proba, reference.predict_proba(x_test), rtol=1e-6)
+
+
+def test_linear_std_equals_standardised_pipeline():
+    x_train, y_train, x_test, _, n_classes = _problem(scale=1000.0)
+    ours = LINEAR_STD.fit_predict(x_train, y_train, x_test, n_classes)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=x_train.shape[1] * n_classes / 100, max_iter=1000))
+    np.testing.assert_array_equal(ours.labels, pipe.fit(x_train, y_train).predict(x_test))
+
+
+def test_probability_columns_follow_the_label_map_when_a_class_is_missing_in_training():
+    x_train, y_train, x_test, _, _ = _problem()
+    y_train = np.where(y_train == 1, 0, y_train)  # class 1 never seen in training; the label map has 4 classes
+    ours = LINEAR.fit_predict(x_train, y_train, x_test, 4)
+    assert ours.proba.shape == (len(x_test), 4)
+    assert np.all(ours.proba[:, 1] == 0)
+    np.testing.assert_allclose(ours.proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_metrics_equal_sklearn():
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 3, 50)
+    proba = rng.dirichlet([1, 1, 1], 50)
+    y_pred = proba.argmax(1)
+    m = classification_metrics(y_true, y_pred, proba, 3)
+    assert m["weighted_f1"] == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert m["accuracy"] == pytest.approx(np.mean(y_true == y_pred))
+    assert m["macro_auroc"] == pytest.approx(roc_auc_score(y_true, proba, multi_class="ovr", average="macro"))
+
+
+def test_auroc_over_present_classes_only():
+    y_true = np.array([0, 0, 2, 2])
+    proba = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.5, 0.1, 0.4]])
+    m = classification_metrics(y_true, proba.argmax(1), proba, 3)
+    assert m["macro_auroc"] == pytest.approx(1.0)
+
+
+class _Constant(Protocol):
+    def fit_predict(self, x_train, y_train, x_test, n_classes):
+        return Prediction(labels=np.zeros(len(x_test), dtype=np.int64))
+
+
+def test_collapse_to_one_class_is_recorded_and_folds_aggregate():
+    x_train, y_train, x_test, y_test, n_classes = _problem()
+    x = np.concatenate([x_train, x_test])
+    y = np.concatenate([y_train, y_test])
+    splits = [("0", np.arange(0, 200), np.arange(200, 300)), ("1", np.arange(100, 300), np.arange(0, 100))]
+    result = evaluate(_Constant("constant", ""), x, y, splits, ["a", "b", "c", "d"])
+    assert len(result.warnings) == 2 and "collapsed to one class ('a')" in result.warnings[0]
+    f1s = [fold["weighted_f1"] for fold in result.per_fold]
+    assert result.mean["weighted_f1"] == pytest.approx(np.mean(f1s))
+    assert result.std["weighted_f1"] == pytest.approx(np.std(f1s))
+    assert result.mean["macro_auroc"] is None  # no probabilities from this protocol
+    assert sorted(result.predictions["row"]) == list(range(100)) + list(range(200, 300))
+
+
+def test_linear_std_is_invariant_to_feature_scale_and_offset():
+    x_train, y_train, x_test, _, n_classes = _problem()
+    plain = LINEAR_STD.fit_predict(x_train, y_train, x_test, n_classes)
+    scaled = LINEAR_STD.fit_predict(x_train * 1e4 + 1e5, y_train, x_test * 1e4 + 1e5, n_classes)
+    assert np.mean(plain.labels == scaled.labels) > 0.97

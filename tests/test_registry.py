@@ -1,0 +1,81 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bench.registry import Registry, RegistryError
+from tests.conftest import REPO
+
+
+def test_decorator_lazy_and_duplicates(tmp_path, monkeypatch):
+    registry = Registry("widget")
+
+    @registry.register("alpha")
+    def alpha():
+        """Alpha widget."""
+
+    module = tmp_path / "lazy_widgets.py"
+    module.write_text("LOADED = True\nBETA = 'beta object'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.add_lazy("beta", "lazy_widgets:BETA", summary="beta, lazily")
+    assert registry.summaries() == {"alpha": "Alpha widget.", "beta": "beta, lazily"}
+    assert "lazy_widgets" not in sys.modules  # listing imports nothing
+    assert registry.get("beta") == "beta object"
+    assert "lazy_widgets" in sys.modules
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.add_lazy("alpha", "x:y")
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register("beta")(lambda: None)
+
+
+def test_unknown_name_suggests():
+    from extractors import EXTRACTORS
+
+    with pytest.raises(RegistryError) as info:
+        EXTRACTORS.get("vit-s14-randm")
+    assert "Did you mean 'vit-s14-random'" in str(info.value)
+    assert "bench list extractors" in str(info.value)
+
+
+def test_entry_point_group(tmp_path, monkeypatch):
+    """A third-party package announces an extractor through the `hemabench.extractors` entry-point group."""
+    (tmp_path / "thirdparty_ext.py").write_text(
+        textwrap.dedent(
+            """
+            from torch import nn
+            class Mean(nn.Module):
+                '''Channel means.'''
+                dim = 3
+                def forward(self, x):
+                    return x.mean(dim=(2, 3))
+            """
+        )
+    )
+    dist = tmp_path / "thirdparty_ext-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-ext\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hemabench.extractors]\nchannel-mean = thirdparty_ext:Mean\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("extractor", entry_point_group="hemabench.extractors")
+    assert "channel-mean" in registry.names()
+    assert registry.get("channel-mean").__name__ == "Mean"
+
+
+def test_listing_imports_no_model_code():
+    code = textwrap.dedent(
+        """
+        import sys
+        from typer.testing import CliRunner
+        from bench.cli import app
+        for kind in ("extractors", "tasks", "protocols"):
+            result = CliRunner().invoke(app, ["list", kind])
+            assert result.exit_code == 0, result.output
+        heavy = [m for m in ("torch", "timm", "torchvision", "sklearn") if m in sys.modules]
+        assert not heavy, heavy
+        print(result.output)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "knn-20" in done.stdout

@@ -1,0 +1,97 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks import get_task
+from tasks.base import DataError, scan_patient_folder
+from tasks.splits import SplitError, read_fixed_split, stratified_folds, write_split_csv
+from tests.conftest import make_image_folder
+
+
+def _table(n_per_class=(23, 17, 9)):
+    rows = [(f"{label}/img_{i:03d}.png", label) for label, n in zip("xyz", n_per_class) for i in range(n)]
+    return pd.DataFrame(rows, columns=["path", "label"])
+
+
+def test_folds_do_not_depend_on_listing_order():
+    table = _table()
+    folds = dict(zip(table["path"], stratified_folds(table["path"], table["label"], 5, seed=0)))
+    shuffled = table.sample(frac=1.0, random_state=7)
+    refolds = dict(zip(shuffled["path"], stratified_folds(shuffled["path"], shuffled["label"], 5, seed=0)))
+    assert folds == refolds
+    other_seed = stratified_folds(table["path"], table["label"], 5, seed=1)
+    assert list(folds.values()) != list(other_seed)
+
+
+def test_folds_are_stratified_and_balanced():
+    table = _table()
+    table["fold"] = stratified_folds(table["path"], table["label"], 5, seed=0)
+    per_class = table.groupby(["label", "fold"]).size().unstack(fill_value=0)
+    assert (per_class.max(axis=1) - per_class.min(axis=1)).max() <= 1
+    sizes = table["fold"].value_counts()
+    assert sizes.max() - sizes.min() <= 1
+
+
+def test_fold_assignment_survives_copying_the_data_elsewhere(tmp_path):
+    task_a = get_task(f"imagefolder:{make_image_folder(tmp_path / 'a', {'p': 11, 'q': 8})}")
+    data_a = task_a.load(data_home=tmp_path)
+    shutil.copytree(tmp_path / "a", tmp_path / "elsewhere" / "b")
+    data_b = get_task(f"imagefolder:{tmp_path / 'elsewhere' / 'b'}").load(data_home=tmp_path)
+    pd.testing.assert_frame_equal(data_a.samples, data_b.samples)
+    assert data_a.content_fingerprint() == data_b.content_fingerprint()
+    out = write_split_csv(data_a.samples, tmp_path / "split.csv")
+    assert list(pd.read_csv(out).columns) == ["path", "label", "fold"]
+
+
+def test_fixed_split_csv(tmp_path):
+    paths = pd.Series(["a/1.png", "a/2.png", "b/1.png"])
+    (tmp_path / "s.csv").write_text("path,split\na/1.png,train\nb/1.png,test\na/2.png,train\n")
+    assert read_fixed_split(tmp_path / "s.csv", paths).tolist() == ["train", "train", "test"]
+    (tmp_path / "bad.csv").write_text("path,split\na/1.png,train\nb/1.png,validation\na/2.png,train\n")
+    with pytest.raises(SplitError, match="'train' or 'test'"):
+        read_fixed_split(tmp_path / "bad.csv", paths)
+    (tmp_path / "short.csv").write_text("path,split\na/1.png,train\n")
+    with pytest.raises(SplitError, match="not in the file"):
+        read_fixed_split(tmp_path / "short.csv", paths)
+
+
+def test_label_map_is_the_union_and_splits_cover_everything(image_folder, tmp_path):
+    data = get_task(f"imagefolder:{image_folder}").load(data_home=tmp_path)
+    assert data.classes == ["a", "b", "c"]
+    tested = np.concatenate([test for _, _, test in data.splits()])
+    assert sorted(tested) == list(range(len(data)))
+    for _, train, test in data.splits():
+        assert not set(train) & set(test)
+
+
+def test_bad_layouts_get_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        get_task(f"imagefolder:{tmp_path / 'nowhere'}").load(data_home=tmp_path)
+    make_image_folder(tmp_path / "one", {"only": 5})
+    with pytest.raises(DataError, match="at least 2"):
+        get_task(f"imagefolder:{tmp_path / 'one'}").load(data_home=tmp_path)
+    make_image_folder(tmp_path / "empty", {"a": 5, "b": 5})
+    (tmp_path / "empty" / "c").mkdir()
+    (tmp_path / "empty" / "c" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"\['c'\].*hold no images"):
+        get_task(f"imagefolder:{tmp_path / 'empty'}").load(data_home=tmp_path)
+
+
+def test_synthetic_task_generates_its_data_on_first_use(bench_home):
+    data = get_task("synthetic-wbc").load(data_home=bench_home / "data")
+    assert data.root == bench_home / "data" / "synthetic-wbc-v1"
+    assert len(data) == 300 and len(data.classes) == 6
+    assert (data.root / "GENERATED.json").is_file()
+
+
+def test_patient_bags_read_back_with_the_patient_loader(tmp_path):
+    from tasks.synthetic import write_patient_bags
+
+    root = write_patient_bags(tmp_path / "bags", n_patients_per_label=2, cells_per_patient=3, size=32)
+    samples = scan_patient_folder(root)
+    assert len(samples) == 4 * 2 * 3
+    assert samples.groupby("patient").size().eq(3).all()
+    truth = pd.read_csv(root / "cells.csv")
+    assert sorted(samples["path"]) == sorted(truth["path"])
