@@ -72,6 +72,7 @@ def run(
     task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat or comma-separate"),
     protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="protocol(s); default: the task's"),
     data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
+    split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split with split = train|test) instead of k-fold"),
     weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
     results: Path = typer.Option(Path("results"), help="results folder"),
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
@@ -87,10 +88,10 @@ def run(
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
-    if data_root is not None and len(tasks) != 1:
-        _fail("--data-root applies to one task; run the tasks one at a time with their own --data-root")
+    if (data_root is not None or split_file is not None) and len(tasks) != 1:
+        _fail("--data-root and --split-file apply to one task; run the tasks one at a time")
     options = RunOptions(
-        results_dir=results, data_root=data_root, weights=weights, overwrite=overwrite.value, device=device,
+        results_dir=results, data_root=data_root, split_file=split_file, weights=weights, overwrite=overwrite.value, device=device,
         batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
     )
     outcomes = []
@@ -127,6 +128,7 @@ def extract(
     task: str = typer.Option(..., "--task", "-t"),
     export: Path = typer.Option(..., help="folder for features.npy (float32, N x dim) and index.csv"),
     data_root: Optional[Path] = typer.Option(None),
+    split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split); index.csv then says train/test"),
     weights: Optional[Path] = typer.Option(None),
     device: str = typer.Option("auto"),
     batch_size: int = typer.Option(32, min=1),
@@ -139,7 +141,7 @@ def extract(
 
     from bench.runner import RunOptions, load_pair
 
-    options = RunOptions(data_root=data_root, weights=weights, device=device, batch_size=batch_size,
+    options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, device=device, batch_size=batch_size,
                          num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
     try:
         entry, _, dataset, _, cached, _ = load_pair(extractor, task, options, log=lambda m: console.print(m))

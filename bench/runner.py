@@ -19,6 +19,7 @@ from bench.results import OVERWRITE_POLICIES, SCHEMA_VERSION, environment, now_u
 class RunOptions:
     results_dir: Path = Path("results")
     data_root: Path | None = None
+    split_file: Path | None = None  # a fixed train/test split (CSV path,split) instead of the task's k-fold CV
     weights: Path | None = None
     overwrite: str = "only-missing"
     device: str = "auto"
@@ -65,7 +66,7 @@ def load_pair(extractor_name: str, task_name: str, options: RunOptions, log):
     entry = get_extractor(extractor_name)
     task = get_task(task_name)
     data_home = options.data_home or settings.data_dir()
-    dataset = task.load(options.data_root, data_home=data_home)
+    dataset = task.load(options.data_root, data_home=data_home, split_file=options.split_file)
     model = entry.build(options.weights)
     fingerprint = entry.fingerprint(model, options.weights)
     cached, stats = cached_features(
@@ -125,7 +126,8 @@ def run_pair(extractor_name: str, task_name: str, protocol_names: list[str] | No
                 "created": now_utc(),
                 "extractor": {"name": entry.name, "summary": entry.summary, "fingerprint": fingerprint,
                               "feature_key": cached.manifest["key"]},
-                "task": {**dataset.describe(), **task.settings()},
+                "task": {**dataset.describe(), **task.settings(),
+                         "split_file": None if options.split_file is None else str(options.split_file)},
                 "protocol": {"name": protocol.name, "summary": protocol.summary, "settings": protocol.settings()},
                 "metrics": {"per_fold": evaluation.per_fold, "mean": evaluation.mean, "std": evaluation.std,
                             "std_ddof": 0, "main": task.main_metric},

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tasks.splits import stratified_folds
+from tasks.splits import read_fixed_split, stratified_folds
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 CELL_PROTOCOLS = ("knn-1", "knn-20", "linear")
@@ -168,7 +168,10 @@ class CellTask:
             return self.fixed_root
         return Path(data_root).expanduser().resolve() if data_root else data_home / self.data_dir
 
-    def load(self, data_root: str | Path | None = None, *, data_home: Path) -> CellDataset:
+    def load(
+        self, data_root: str | Path | None = None, *, data_home: Path, split_file: str | Path | None = None
+    ) -> CellDataset:
+        """The data set with its folds; ``split_file`` (``path,split`` CSV) replaces k-fold by a fixed split."""
         root = self.resolve_root(data_root, data_home)
         if self.prepare is not None:
             self.prepare(root)
@@ -176,9 +179,12 @@ class CellTask:
             raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
         samples, ignored = scan_image_folder(root)
         check_classes(samples, root)
-        samples["fold"] = stratified_folds(samples["path"], samples["label"], self.n_folds, self.split_seed)
+        if split_file is not None:
+            samples["fold"] = read_fixed_split(split_file, samples["path"]).to_numpy()
+        else:
+            samples["fold"] = stratified_folds(samples["path"], samples["label"], self.n_folds, self.split_seed)
         samples["sha256"] = [sha256_of(root / p) for p in samples["path"]]
-        return CellDataset(self.name, root, samples, "kfold", ignored)
+        return CellDataset(self.name, root, samples, "fixed" if split_file is not None else "kfold", ignored)
 
     def settings(self) -> dict:
         return {"n_folds": self.n_folds, "split_seed": self.split_seed, "main_metric": self.main_metric}

@@ -152,3 +152,21 @@ def test_list_shows_doors():
     done = _run("list", "extractors")
     assert "vit-s14-random" in done.output and "path/to/file.py:Name" in done.output
     assert "imagefolder:PATH" in _run("list", "tasks").output
+
+
+def test_fixed_split_file(image_folder, tmp_path):
+    from tasks import get_task
+
+    paths = get_task(f"imagefolder:{image_folder}").load(data_home=tmp_path).samples["path"]
+    split = pd.DataFrame({"path": paths, "split": ["test" if i % 4 == 0 else "train" for i in range(len(paths))]})
+    split.to_csv(tmp_path / "split.csv", index=False)
+    done = _run("run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--split-file",
+                tmp_path / "split.csv", "--results", tmp_path / "r", "--no-progress")
+    assert done.exit_code == 0, done.output
+    record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
+    assert record["task"]["split_kind"] == "fixed"
+    assert record["metrics"]["per_fold"][0]["fold"] == "test" and record["metrics"]["per_fold"][0]["n_test"] == 9
+    export = tmp_path / "export"
+    assert _run("extract", "-e", TINY, "-t", f"imagefolder:{image_folder}", "--split-file", tmp_path / "split.csv",
+                "--export", export, "--no-progress").exit_code == 0
+    assert set(pd.read_csv(export / "index.csv")["fold"]) == {"train", "test"}
