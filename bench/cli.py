@@ -78,7 +78,7 @@ def run(
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
     batch_size: int = typer.Option(32, min=1),
-    num_workers: int = typer.Option(0, min=0, help="DataLoader worker processes"),
+    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA up to 8)"),
     skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -132,7 +132,7 @@ def extract(
     weights: Optional[Path] = typer.Option(None),
     device: str = typer.Option("auto"),
     batch_size: int = typer.Option(32, min=1),
-    num_workers: int = typer.Option(0, min=0),
+    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
     skip_bad_images: bool = typer.Option(False),
     progress: bool = typer.Option(True),
 ) -> None:

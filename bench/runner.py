@@ -24,7 +24,7 @@ class RunOptions:
     overwrite: str = "only-missing"
     device: str = "auto"
     batch_size: int = 32
-    num_workers: int = 0
+    num_workers: int | None = None  # None: bench.extract.auto_workers
     skip_bad_images: bool = False
     progress: bool = True
     shard_size: int = 1024
@@ -144,8 +144,10 @@ def run_pair(extractor_name: str, task_name: str, protocol_names: list[str] | No
             json_path, csv_path = result_paths(options.results_dir, entry.name, task.name, protocol.name)
             write_result(json_path, record, predictions, csv_path)
             outcome.records.append(record)
-            for warning in evaluation.warnings:
-                log(f"[yellow]warning[/] {entry.name} / {task.name} / {protocol.name}: {warning}")
+            if evaluation.warnings:
+                more = len(evaluation.warnings) - 1
+                log(f"[yellow]warning[/] {entry.name} / {task.name} / {protocol.name}: {evaluation.warnings[0]}"
+                    + (f" (and {more} more in {json_path})" if more else ""))
     except Exception as exc:  # a failing pair is reported; the others still run
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"

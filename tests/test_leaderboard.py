@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from leaderboard.tables import ResultsError, main_table, read_results, render
+
+
+def _record(extractor, task, protocol, f1, std=0.01):
+    metrics = {m: f1 for m in ("weighted_f1", "accuracy", "balanced_accuracy")} | {"macro_auroc": None}
+    return {
+        "extractor": {"name": extractor},
+        "task": {"task": task},
+        "protocol": {"name": protocol},
+        "metrics": {"per_fold": [{}, {}], "mean": metrics, "std": {k: std for k in metrics}, "main": "weighted_f1"},
+        "warnings": [],
+    }
+
+
+def _write(root, record):
+    path = root / record["extractor"]["name"] / record["task"]["task"] / f"{record['protocol']['name']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_table_from_hand_made_results(tmp_path):
+    _write(tmp_path, _record("b-model", "t1", "knn-20", 0.5))
+    _write(tmp_path, _record("a-model", "t1", "knn-20", 0.8123))
+    _write(tmp_path, _record("a-model", "t2", "linear", 0.7))
+    (tmp_path / "notes.json").write_text('{"not": "a result"}')
+    results = read_results(tmp_path)
+    assert len(results) == 3
+    table = main_table(results)
+    assert table.loc["a-model", "t1 / knn-20"] == "81.2 ± 1.0"
+    assert table.loc["b-model", "t2 / linear"] == "—"  # missing stays missing
+    assert "| a-model" in render(results, "md")
+    assert render(results, "csv").splitlines()[0].startswith("extractor,task,protocol")
+
+
+def test_bad_results_folder_errors(tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        read_results(tmp_path / "absent")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ResultsError, match="broken.json"):
+        read_results(tmp_path)
