@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -45,35 +45,27 @@ def feature_key(extractor_fingerprint: dict, dataset_content_sha256: str) -> tup
     return digest(payload), payload
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -143,7 +135,8 @@ class FeatureStore:
     def write_shard(self, start: int, features: np.ndarray, bad: list[int]) -> Shard:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         stem = self._shard_stem(start)
-        _atomic_save_npy(stem.with_suffix(".npy"), np.ascontiguousarray(features, dtype=np.float32))
+        array = np.ascontiguousarray(features, dtype=np.float32)
+        atomic_write(stem.with_suffix(".npy"), lambda fh: np.save(fh, array))
         shard = Shard(start, start + len(features), tuple(bad))
         atomic_write_json(stem.with_suffix(".json"), {"start": shard.start, "stop": shard.stop, "bad": list(bad)})
         return shard
