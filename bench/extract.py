@@ -34,9 +34,9 @@ def pick_device(requested: str = "auto") -> torch.device:
 def auto_workers(device: torch.device) -> int:
     """DataLoader workers when the user gives none: decoding overlaps the forward pass in a worker.
 
-    On CPU the model needs the cores too: one worker per two cores (at most 4); measured on 2 cores with
-    ViT-S/14, one worker made extraction 8 % (PNG) to 78 % (JPEG) faster than none (docs/benchmarks.md).
-    On CUDA up to 8.
+    On CPU the model needs the cores too: one worker per two cores (at most 4). Measured on 2 cores with
+    ViT-S/14 (docs/benchmarks.md), one worker vs none: +3.5 % img/s on PNGs, -0.3 % on JPEGs; decoding is
+    ~2 % of a ViT-S forward there, more for small models and on GPUs. On CUDA up to 8.
     """
     import os
 

@@ -24,10 +24,14 @@ from bench.protocols.base import Prediction, Protocol
 def _select_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Boolean mask of the k smallest scores per row, ties at the boundary going to the lowest column index."""
     kth = np.partition(scores, k - 1, axis=1)[:, k - 1 : k]
-    below = scores < kth
+    selected = scores < kth
     at = scores == kth
-    need = k - below.sum(axis=1, keepdims=True)
-    return below | (at & (np.cumsum(at, axis=1, dtype=np.int32) <= need))
+    need = k - selected.sum(axis=1)
+    simple = at.sum(axis=1) == need  # all tied values fit: the common case, no ranking needed
+    selected |= at & simple[:, None]
+    for row in np.flatnonzero(~simple):  # more tied values than slots: the lowest indices win
+        selected[row, np.flatnonzero(at[row])[: need[row]]] = True
+    return selected
 
 
 def _heap_push(values: list, indices: list, k: int, value: float, index: int) -> None:
@@ -124,28 +128,25 @@ def knn_scores(
         test = test / np.maximum(np.linalg.norm(test, axis=1, keepdims=True), 1e-12)
     elif metric != "euclidean":
         raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
-    onehot = np.zeros((n_train, n_classes))
-    onehot[np.arange(n_train), y_train] = 1.0
     train_sq = np.einsum("ij,ij->i", train, train)
-    # per test row: float64 distances + int32 ranks + two boolean masks over the training rows
-    rows_per_chunk = max(1, memory_bytes // (n_train * 14))
-    out = np.empty((len(test), n_classes))
+    # bytes per (test row, training row) alive at once: float64 scores, the partition's float64 copy, two masks
+    rows_per_chunk = max(1, memory_bytes // (n_train * 18))
+    out = np.zeros((len(test), n_classes))
     for start in range(0, len(test), rows_per_chunk):
         chunk = test[start : start + rows_per_chunk]
-        dots = chunk @ train.T
+        scores = chunk @ train.T
         if metric == "cosine":
-            scores = -dots  # smaller is nearer
-        else:
-            scores = np.einsum("ij,ij->i", chunk, chunk)[:, None] - 2.0 * dots + train_sq[None, :]
-        del dots
+            np.negative(scores, out=scores)  # smaller is nearer
+        else:  # squared Euclidean distance, |x|^2 - 2 x.y + |y|^2, in place
+            scores *= -2.0
+            scores += train_sq[None, :]
+            scores += np.einsum("ij,ij->i", chunk, chunk)[:, None]
         selected = _select_k(scores, k)
         if sklearn_ties:
             _replay_mixed_ties(selected, scores, y_train, k, len(test))
-        if temperature is None:
-            weights = selected.astype(np.float64)
-        else:
-            weights = np.where(selected, np.exp(-scores / temperature), 0.0)
-        out[start : start + len(chunk)] = weights @ onehot
+        rows, cols = np.nonzero(selected)  # exactly k per row
+        weights = 1.0 if temperature is None else np.exp(-scores[rows, cols] / temperature)
+        np.add.at(out, (start + rows, y_train[cols]), weights)
     return out
 
 
