@@ -30,6 +30,12 @@ class Overwrite(str, Enum):
     only_missing = "only-missing"
 
 
+class Pooling(str, Enum):
+    cls = "cls"
+    mean = "mean"
+    cls_mean = "cls+mean"
+
+
 class BoardFormat(str, Enum):
     md = "md"
     csv = "csv"
@@ -62,6 +68,10 @@ def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"
         for door, summary in DOORS.items():
             table.add_row(f"{door}:PATH", summary)
     if kind is Kind.extractors:
+        from extractors import DOORS as EXTRACTOR_DOORS
+
+        for door, (_, summary) in EXTRACTOR_DOORS.items():
+            table.add_row(f"{door}:SPEC", summary)
         table.add_row("path/to/file.py:Name", "an extractor class or entry in your own file")
     out.print(table)
 
@@ -74,6 +84,8 @@ def run(
     data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
     split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split with split = train|test) instead of k-fold"),
     weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    pooling: Optional[Pooling] = typer.Option(None, help="token pooling for ViT-like extractors (default: the entry's)"),
     results: Path = typer.Option(Path("results"), help="results folder"),
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
@@ -91,7 +103,8 @@ def run(
     if (data_root is not None or split_file is not None) and len(tasks) != 1:
         _fail("--data-root and --split-file apply to one task; run the tasks one at a time")
     options = RunOptions(
-        results_dir=results, data_root=data_root, split_file=split_file, weights=weights, overwrite=overwrite.value, device=device,
+        results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
+        pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
         batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
     )
     outcomes = []
@@ -130,6 +143,8 @@ def extract(
     data_root: Optional[Path] = typer.Option(None),
     split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split); index.csv then says train/test"),
     weights: Optional[Path] = typer.Option(None),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    pooling: Optional[Pooling] = typer.Option(None, help="token pooling (default: the entry's)"),
     device: str = typer.Option("auto"),
     batch_size: int = typer.Option(32, min=1),
     num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
@@ -141,7 +156,8 @@ def extract(
 
     from bench.runner import RunOptions, load_pair
 
-    options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, device=device, batch_size=batch_size,
+    options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, offline=offline,
+                         pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
                          num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
     try:
         entry, _, dataset, _, cached, _ = load_pair(extractor, task, options, log=lambda m: console.print(m))
@@ -180,15 +196,15 @@ def leaderboard(
 def check_extractor_cmd(
     name: str = typer.Argument(..., help="extractor name or path/to/file.py:Name"),
     weights: Optional[Path] = typer.Option(None),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
 ) -> None:
-    """Build the extractor and check its contract on a tiny synthetic batch."""
+    """Build the extractor (finding its weights as `bench run` does) and check its contract on a tiny batch."""
     from bench.checks import check_extractor
+    from bench.runner import RunOptions, build_model, resolve_entry
 
     try:
-        from extractors import get_extractor
-
-        entry = get_extractor(name)
-        model = entry.build(weights)
+        entry = resolve_entry(name, None)
+        model, _ = build_model(entry, RunOptions(weights=weights, offline=offline), log=console.print)
     except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1)
     checks = check_extractor(entry, model)
@@ -199,6 +215,47 @@ def check_extractor_cmd(
     out.print(f"{entry.name}: dim {entry.dim}")
     if not all(check.passed for check in checks):
         raise typer.Exit(1)
+
+
+weights_app = typer.Typer(no_args_is_help=True, help="Weight files: where they are, and fetching them.")
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Each extractor's weights: not needed, present (where), missing (where from)."""
+    from bench import settings
+    from extractors import EXTRACTORS, get_extractor
+    from extractors.sources import status
+
+    table = Table("extractor", "status", "detail", box=None)
+    for name in EXTRACTORS.names():
+        try:
+            state, detail = status(get_extractor(name), settings.weights_dir())
+        except Exception as exc:  # a broken plugin must not hide the others
+            state, detail = "error", f"{type(exc).__name__}: {exc}"
+        colour = {"present": "green", "missing": "yellow", "bad": "red", "error": "red"}.get(state, "")
+        table.add_row(name, f"[{colour}]{state}[/]" if colour else state, detail)
+    out.print(table)
+    out.print(f"weights folder: {settings.weights_dir()}")
+
+
+@weights_app.command("fetch")
+def weights_fetch(name: str = typer.Argument(..., help="extractor name")) -> None:
+    """Download an extractor's weights into $BENCH_HOME/weights/<name>/ and verify their sha256."""
+    from bench import settings
+    from extractors import get_extractor
+    from extractors.sources import resolve
+
+    try:
+        entry = get_extractor(name)
+        if not entry.needs_weights:
+            out.print(f"{name} needs no weights (random initialisation)")
+            return
+        resolved = resolve(entry, explicit=None, weights_home=settings.weights_dir(), log=console.print)
+    except Exception as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+    out.print(f"{name}: {resolved.path} ({resolved.origin})")
 
 
 def main() -> None:  # pragma: no cover - console-script shim for `python -m bench.cli`

@@ -21,6 +21,8 @@ class RunOptions:
     data_root: Path | None = None
     split_file: Path | None = None  # a fixed train/test split (CSV path,split) instead of the task's k-fold CV
     weights: Path | None = None
+    offline: bool = False  # never download weights (also: HF_HUB_OFFLINE=1 or BENCH_OFFLINE=1)
+    pooling: str | None = None  # override the entry's token pooling (cls, mean, cls+mean)
     overwrite: str = "only-missing"
     device: str = "auto"
     batch_size: int = 32
@@ -57,18 +59,34 @@ def resolve_protocols(names: list[str] | None, default: tuple[str, ...]):
     return [PROTOCOLS.get(name) for name in (names or default)]
 
 
+def resolve_entry(extractor_name: str, pooling: str | None):
+    from extractors import get_extractor
+
+    entry = get_extractor(extractor_name)
+    return entry.with_pooling(pooling) if pooling else entry
+
+
+def build_model(entry, options: RunOptions, log):
+    """Find the entry's weights (explicit, weights folder, caches, download) and build the model."""
+    from extractors.sources import resolve
+
+    resolved = resolve(entry, explicit=options.weights, weights_home=settings.weights_dir(), offline=options.offline, log=log)
+    model = entry.build(resolved.path)
+    fingerprint = entry.fingerprint(model, resolved.path)
+    fingerprint["weights"]["origin"] = resolved.origin
+    return model, fingerprint
+
+
 def load_pair(extractor_name: str, task_name: str, options: RunOptions, log):
     """Resolve both names, load the data set, build the model and get its features (cached)."""
     from bench.extract import cached_features
-    from extractors import get_extractor
     from tasks import get_task
 
-    entry = get_extractor(extractor_name)
+    entry = resolve_entry(extractor_name, options.pooling)
     task = get_task(task_name)
     data_home = options.data_home or settings.data_dir()
     dataset = task.load(options.data_root, data_home=data_home, split_file=options.split_file)
-    model = entry.build(options.weights)
-    fingerprint = entry.fingerprint(model, options.weights)
+    model, fingerprint = build_model(entry, options, log)
     cached, stats = cached_features(
         entry,
         model,
@@ -95,9 +113,10 @@ def run_pair(extractor_name: str, task_name: str, protocol_names: list[str] | No
     outcome = PairOutcome(extractor_name, task_name, "ok")
     try:
         protocols = resolve_protocols(protocol_names, get_task(task_name).protocols)
+        result_name = resolve_entry(extractor_name, options.pooling).name
         todo = []
         for protocol in protocols:
-            json_path, _ = result_paths(options.results_dir, extractor_name, task_name, protocol.name)
+            json_path, _ = result_paths(options.results_dir, result_name, task_name, protocol.name)
             if json_path.exists() and options.overwrite == "never":
                 raise ResultsExistError(
                     f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "

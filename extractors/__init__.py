@@ -43,10 +43,34 @@ for _name, _target, _summary in [
     ("resnet50-random", "extractors.resnet:RESNET50_RANDOM", "ResNet50, random init, avg-pooled layer4, 2048-d"),
     ("resnet50-trunc-random", "extractors.resnet:RESNET50_TRUNC_RANDOM", "ResNet50 to layer3, random init, 1024-d"),
     ("color-histogram", "extractors.classical:COLOR_HISTOGRAM", "RGB histograms, 32 bins/channel, 96-d: the floor"),
+    ("resnet50", "extractors.resnet:RESNET50", "ResNet50 ImageNet, 1000 classifier outputs (the paper's row)"),
+    ("resnet50-pool", "extractors.resnet:RESNET50_POOL", "ResNet50 ImageNet, avg-pooled layer4, 2048-d"),
+    ("resnet50-trunc", "extractors.resnet:RESNET50_TRUNC", "ResNet50 ImageNet to layer3, avg-pooled, 1024-d (paper)"),
+    *[
+        (f"{family}-{size}", f"extractors.dinov2:{family.upper()}_{size.upper()}", f"{label} ViT-{size.upper()}/14, CLS, {dim}-d")
+        for family, label in (("dinov2", "DINOv2 LVD-142M"), ("dinobloom", "DinoBloom"))
+        for size, dim in (("s", 384), ("b", 768), ("l", 1024), ("g", 1536))
+    ],
 ]:
     EXTRACTORS.add_lazy(_name, _target, summary=_summary)
 
 
+# "door:spec" names build an entry on the fly: door -> "module:function" taking the spec string.
+DOORS = {
+    "timm": ("extractors.timm_models:entry_for", "any timm model: timm:<model_name> (mean/std/size from timm)"),
+    "hf": ("extractors.hf:entry_for", "a transformers vision model: hf:<repo id or local folder> (CLS token)"),
+    "openclip": ("extractors.openclip:entry_for", "an OpenCLIP visual tower: openclip:<arch>[/<pretrained>]"),
+}
+
+
 def get_extractor(name: str):
-    """The ``ExtractorEntry`` for a registered name, an entry point or ``path/to/file.py:Name``."""
+    """The ``ExtractorEntry`` for a registered name, a door (``timm:``, ``hf:``, ``openclip:``), an entry point
+    or ``path/to/file.py:Name``."""
+    door, sep, spec = name.partition(":")
+    if sep and door in DOORS and not EXTRACTORS.is_file_target(name):
+        from bench.registry import import_target
+
+        if not spec:
+            raise ValueError(f"extractor {name!r}: say what to load after '{door}:' ({DOORS[door][1]})")
+        return as_entry(name, import_target(DOORS[door][0])(spec))
     return EXTRACTORS.get(name)

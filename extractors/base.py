@@ -105,7 +105,11 @@ class ExtractorEntry:
     seed: int = 0
     summary: str = ""
     code_sha256: str | None = None  # for plugin files: the source the features depend on
-    unwrap_fn: Callable[[Any, str], dict[str, torch.Tensor]] | None = field(default=None, repr=False, compare=False)
+    supports_cls: bool = True  # False for token models without a CLS token (Swin)
+    # (stored container, source path, backbone) -> the backbone's state dict; None: plain / {"state_dict"} / {"model"}
+    unwrap_fn: Callable[[Any, str, nn.Module], dict[str, torch.Tensor]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -131,6 +135,22 @@ class ExtractorEntry:
     def replace(self, **changes: Any) -> "ExtractorEntry":
         return dataclasses.replace(self, **changes)
 
+    def with_pooling(self, pooling: str) -> "ExtractorEntry":
+        """The same extractor with another token pooling, named ``<name>+<pooling>`` (its own results/cache)."""
+        if pooling == self.pooling:
+            return self
+        if self.pooling not in ("cls", "mean", "cls+mean") or pooling not in ("cls", "mean", "cls+mean"):
+            raise ValueError(
+                f"extractor {self.name!r} has a fixed output ({self.pooling}); --pooling applies to token models "
+                "(cls, mean, cls+mean)"
+            )
+        if not self.supports_cls and "cls" in pooling:
+            raise ValueError(f"extractor {self.name!r} has no CLS token; use --pooling mean")
+        token_dim = self.dim // 2 if self.pooling == "cls+mean" else self.dim
+        return self.replace(
+            name=f"{self.name}+{pooling}", pooling=pooling, dim=token_dim * (2 if pooling == "cls+mean" else 1)
+        )
+
     # -- model --------------------------------------------------------------------------------------------
     def build(self, weights: str | Path | None = None) -> FeatureModel:
         """The model in eval mode on CPU: seeded init, then the weights in ``weights`` loaded strictly."""
@@ -144,15 +164,15 @@ class ExtractorEntry:
             torch.manual_seed(self.seed)
             model = self.build_fn(self)
         if weights is not None:
-            state = self.unwrap_state_dict(read_state_dict(weights), weights)
+            state = self.unwrap_state_dict(read_state_dict(weights), weights, model.backbone)
             load_strict(model.backbone, state, weights)
         return model.eval()
 
-    def unwrap_state_dict(self, container: Any, source: str | Path) -> dict[str, torch.Tensor]:
+    def unwrap_state_dict(self, container: Any, source: str | Path, backbone: nn.Module) -> dict[str, torch.Tensor]:
         """Turn a stored container into the backbone's state dict. Families with a published format set
         ``unwrap_fn``; the default accepts a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}``."""
         if self.unwrap_fn is not None:
-            return self.unwrap_fn(container, str(source))
+            return self.unwrap_fn(container, str(source), backbone)
         if isinstance(container, dict):
             for key in ("state_dict", "model"):
                 if key in container and isinstance(container[key], dict):

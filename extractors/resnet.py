@@ -1,18 +1,27 @@
-"""ResNet50 (torchvision), the paper's CNN baseline.
+"""ResNet50 (torchvision), the paper's CNN baselines, with ImageNet weights (IMAGENET1K_V2, as the authors).
 
-In this module: seeded random-initialisation entries. ``resnet50-random``: global average pool after
-layer4 (2048); ``resnet50-trunc-random``: the paper's "ResNet 50 trunc" cut, up to and including layer3,
-global average pooled (1024).
+- ``resnet50``: the paper's "ResNet 50" row: the whole network including its ImageNet classifier (1000 logits).
+- ``resnet50-pool``: the usual features, global average pool after layer4 (2048).
+- ``resnet50-trunc``: the paper's "ResNet 50 trunc": up to and including layer3, global average pool (1024).
+- ``resnet50-random``, ``resnet50-trunc-random``: the same cuts with seeded random initialisation.
+
+Weight files: torchvision/timm ResNet50 state dicts (``conv1.weight``, ..., ``fc.bias``), loaded strictly into
+the whole network whatever the cut.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from extractors.base import ExtractorEntry, FeatureModel
+from extractors.base import ExtractorEntry, FeatureModel, WeightSource
+
+# torchvision's IMAGENET1K_V2 file; its name carries the first 8 hex digits of the file's sha256
+IMAGENET1K_V2 = WeightSource("url", "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", sha256="11ad3fa6")
 
 
 def _resnet_features(backbone, images, *, last_layer: str):
+    if last_layer == "fc":
+        return backbone(images)
     x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(images))))
     for layer in ("layer1", "layer2", "layer3", "layer4"):
         x = getattr(backbone, layer)(x)
@@ -45,4 +54,27 @@ RESNET50_TRUNC_RANDOM = ExtractorEntry(
     build_fn=partial(build_resnet50, last_layer="layer3"),
     pooling="mean",
     summary="ResNet50 truncated after layer3 (the paper's 'ResNet 50 trunc' cut), random init seed 0",
+)
+
+RESNET50 = ExtractorEntry(
+    name="resnet50",
+    family="resnet",
+    architecture="torchvision:resnet50/fc",
+    dim=1000,
+    build_fn=partial(build_resnet50, last_layer="fc"),
+    pooling="model",
+    weights=(IMAGENET1K_V2,),
+    summary="ResNet50 ImageNet (IMAGENET1K_V2), the 1000 classifier outputs (the paper's 'ResNet 50' row)",
+)
+
+RESNET50_POOL = RESNET50_RANDOM.replace(
+    name="resnet50-pool",
+    weights=(IMAGENET1K_V2,),
+    summary="ResNet50 ImageNet (IMAGENET1K_V2), global average pool after layer4, 2048-d",
+)
+
+RESNET50_TRUNC = RESNET50_TRUNC_RANDOM.replace(
+    name="resnet50-trunc",
+    weights=(IMAGENET1K_V2,),
+    summary="ResNet50 ImageNet (IMAGENET1K_V2) up to layer3, average pooled (the paper's 'ResNet 50 trunc'), 1024-d",
 )

@@ -1,0 +1,196 @@
+"""Where an entry's weights come from: an explicit file, the weights folder, the libraries' caches, a download.
+
+Resolution order (first hit wins):
+
+1. ``--weights PATH`` (the user's explicit choice; not checked against the published sha256, but hashed into
+   the result's fingerprint);
+2. ``$BENCH_HOME/weights/<name>/``: the published file name if present, else the only weight file there;
+3. the libraries' caches: ``$TORCH_HOME/hub/checkpoints/<file>`` (torch.hub's download folder) and the Hugging
+   Face cache (``$HF_HOME``) for hub sources;
+4. a download of a URL source into ``$BENCH_HOME/weights/<name>/``, only when allowed (not ``--offline``, not
+   ``HF_HUB_OFFLINE``/``BENCH_OFFLINE``), verified against its sha256.
+
+Files taken from 2-4 under their published name are verified against the published sha256 where it is known
+(a full digest, or the 8-hex prefix torchvision puts in its file names). A mismatch is refused, and a download
+that fails or mismatches leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from extractors.base import ExtractorEntry, MissingWeightsError, WeightSource
+from extractors.weights import sha256_file
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+
+
+class ChecksumError(RuntimeError):
+    """A weight file whose sha256 differs from the published one."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    path: Path | None  # None: the entry needs no file (random initialisation)
+    origin: str  # explicit | weights-folder | torch-cache | hf-cache | download | random
+
+
+def offline_requested(offline: bool) -> bool:
+    return offline or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("BENCH_OFFLINE", "") not in ("", "0")
+
+
+def file_name(source: WeightSource) -> str | None:
+    if source.kind == "url":
+        return Path(urllib.parse.urlparse(source.location).path).name or None
+    return None
+
+
+def verify(path: Path, source: WeightSource) -> None:
+    """Refuse a file whose sha256 differs from the source's (a full digest or a torchvision-style prefix)."""
+    if not source.sha256:
+        return
+    actual = sha256_file(path)
+    if not actual.startswith(source.sha256.lower()):
+        raise ChecksumError(
+            f"{path} has sha256 {actual}, but the published file ({source.location}) has "
+            f"{source.sha256}{'...' if len(source.sha256) < 64 else ''}. Delete it and fetch it again "
+            "(`bench weights fetch NAME`), or pass your own file explicitly with --weights"
+        )
+
+
+def _torch_cache() -> Path:
+    return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser() / "hub" / "checkpoints"
+
+
+def _find_local(entry: ExtractorEntry, weights_home: Path) -> Resolved | None:
+    folder = weights_home / entry.name
+    for source in entry.weights:
+        name = file_name(source)
+        if name and (folder / name).is_file():
+            verify(folder / name, source)
+            return Resolved(folder / name, "weights-folder")
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        if len(files) == 1:
+            return Resolved(files[0], "weights-folder")
+        if len(files) > 1:
+            raise MissingWeightsError(
+                f"{folder} holds several weight files ({', '.join(p.name for p in files)}); keep one or pass --weights"
+            )
+    for source in entry.weights:
+        name = file_name(source)
+        if name and (_torch_cache() / name).is_file():
+            verify(_torch_cache() / name, source)
+            return Resolved(_torch_cache() / name, "torch-cache")
+        if source.kind == "hub" and source.revision:
+            cached = _hf_cached(source)
+            if cached is not None:
+                return Resolved(cached, "hf-cache")
+    return None
+
+
+def _hf_cached(source: WeightSource) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        hit = try_to_load_from_cache(source.location, filename, revision=source.revision)
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
+
+
+def download(url: str, dest: Path, sha256: str | None = None, *, timeout: float = 60.0, progress=None) -> Path:
+    """Stream ``url`` to ``dest`` through a temporary file in the same folder; verify; rename into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while block := response.read(1 << 20):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+            if total and done != total:
+                raise OSError(f"download of {url} stopped after {done} of {total} bytes")
+        actual = digest.hexdigest()
+        if sha256 and not actual.startswith(sha256.lower()):
+            raise ChecksumError(
+                f"download of {url} has sha256 {actual}, expected {sha256}; the file was not kept. "
+                "The server may have changed the file; check the source"
+            )
+        os.replace(tmp, dest)
+        return dest
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def resolve(
+    entry: ExtractorEntry,
+    *,
+    explicit: str | Path | None,
+    weights_home: Path,
+    offline: bool = False,
+    allow_download: bool = True,
+    log=None,
+) -> Resolved:
+    """The weight file for ``entry`` (see the module docstring for the order), or a clear error."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(f"--weights {path}: no such file")
+        return Resolved(path, "explicit")
+    if not entry.needs_weights:
+        return Resolved(None, "random")
+    found = _find_local(entry, weights_home)
+    if found is not None:
+        return found
+    urls = [s for s in entry.weights if s.kind == "url"]
+    if allow_download and urls and not offline_requested(offline):
+        source = urls[0]
+        dest = weights_home / entry.name / file_name(source)
+        if log is not None:
+            log(f"downloading {source.location} -> {dest}")
+        try:
+            return Resolved(download(source.location, dest, source.sha256), "download")
+        except OSError as exc:  # no network, HTTP error, interrupted transfer (urllib's errors are OSErrors)
+            raise MissingWeightsError(f"download failed ({exc}). {missing_message(entry, weights_home, False)}") from exc
+    raise MissingWeightsError(missing_message(entry, weights_home, offline_requested(offline)))
+
+
+def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) -> str:
+    folder = weights_home / entry.name
+    sources = "; ".join(source.describe() for source in entry.weights)
+    wanted = next((file_name(s) for s in entry.weights if file_name(s)), None)
+    where = f"{folder / wanted}" if wanted else f"{folder}/ (one weight file)"
+    why = " (offline: no download attempted)" if offline else ""
+    return (
+        f"weights for extractor {entry.name!r} not found{why}. Get them from: {sources}. "
+        f"Put the file at {where}, run `bench weights fetch {entry.name}`, or pass --weights PATH."
+    )
+
+
+def status(entry: ExtractorEntry, weights_home: Path) -> tuple[str, str]:
+    """(status, detail) for ``bench weights list``: not needed / present (path) / missing (where from)."""
+    if not entry.needs_weights:
+        return "not needed", "random initialisation"
+    try:
+        found = _find_local(entry, weights_home)
+    except (ChecksumError, MissingWeightsError) as exc:
+        return "bad", str(exc)
+    if found is not None:
+        return "present", f"{found.path} ({found.origin})"
+    return "missing", "; ".join(source.describe() for source in entry.weights)
