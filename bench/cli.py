@@ -46,8 +46,15 @@ def _split(values: List[str] | None) -> List[str]:
     return [part for value in values or [] for part in value.split(",") if part]
 
 
+def _log(message: str) -> None:
+    """Plain text from the harness (paths, names from plugins): never interpreted as rich markup."""
+    console.print(message, markup=False, highlight=False)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -61,17 +68,19 @@ def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"
         from tasks import TASKS as registry
     else:
         from bench.protocols import PROTOCOLS as registry
+    from rich.markup import escape
+
     table = Table("name", "summary", box=None, pad_edge=False)
     for name, summary in registry.summaries().items():
-        table.add_row(name, summary)
+        table.add_row(escape(name), escape(summary))
     if kind is Kind.tasks:
         for door, summary in DOORS.items():
-            table.add_row(f"{door}:PATH", summary)
+            table.add_row(f"{door}:PATH", escape(summary))
     if kind is Kind.extractors:
         from extractors import DOORS as EXTRACTOR_DOORS
 
         for door, (_, summary) in EXTRACTOR_DOORS.items():
-            table.add_row(f"{door}:SPEC", summary)
+            table.add_row(f"{door}:SPEC", escape(summary))
         table.add_row("path/to/file.py:Name", "an extractor class or entry in your own file")
     out.print(table)
 
@@ -110,12 +119,12 @@ def run(
     outcomes = []
     for extractor_name in extractors:
         for task_name in tasks:
-            console.print(f"[bold]{extractor_name}[/] on [bold]{task_name}[/]", highlight=False)
-            outcome = run_pair(extractor_name, task_name, protocols, options, log=lambda m: console.print(m, highlight=False))
+            _log(f"{extractor_name} on {task_name}")
+            outcome = run_pair(extractor_name, task_name, protocols, options, log=_log)
             if outcome.status == "failed":
-                console.print(f"[red]failed:[/] {extractor_name} / {task_name}: {outcome.error}", highlight=False)
+                _log(f"failed: {extractor_name} / {task_name}: {outcome.error}")
             elif outcome.skipped_protocols:
-                console.print(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing)")
+                _log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing)")
             outcomes.append(outcome)
     _print_outcomes(outcomes)
     if any(o.status == "failed" for o in outcomes):
@@ -123,15 +132,17 @@ def run(
 
 
 def _print_outcomes(outcomes) -> None:
+    from rich.markup import escape
+
     table = Table("extractor", "task", "protocol", "weighted F1", "accuracy", "balanced acc.", "status", title="results (percent, mean ± std over folds)")
     for outcome in outcomes:
         for record in outcome.records:
             mean, std = record["metrics"]["mean"], record["metrics"]["std"]
             cells = [f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in ("weighted_f1", "accuracy", "balanced_accuracy")]
             status = "ok" + (f" ({len(record['warnings'])} warning(s))" if record["warnings"] else "")
-            table.add_row(outcome.extractor, outcome.task, record["protocol"]["name"], *cells, status)
+            table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record["protocol"]["name"]), *cells, status)
         if outcome.status != "ok" or not outcome.records:
-            table.add_row(outcome.extractor, outcome.task, "", "", "", "", outcome.status)
+            table.add_row(escape(outcome.extractor), escape(outcome.task), "", "", "", "", outcome.status)
     out.print(table)
 
 
@@ -160,7 +171,7 @@ def extract(
                          pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
                          num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
     try:
-        entry, _, dataset, _, cached, _ = load_pair(extractor, task, options, log=lambda m: console.print(m))
+        entry, _, dataset, _, cached, _ = load_pair(extractor, task, options, log=_log)
     except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1)
     export.mkdir(parents=True, exist_ok=True)
@@ -168,7 +179,7 @@ def extract(
     keep[cached.bad_rows] = False
     np.save(export / "features.npy", np.asarray(cached.features[keep], dtype=np.float32))
     dataset.samples.loc[keep, ["path", "label", "fold"]].to_csv(export / "index.csv", index=False)
-    out.print(f"wrote {keep.sum()} x {entry.dim} features to {export / 'features.npy'} and {export / 'index.csv'}")
+    out.print(f"wrote {keep.sum()} x {entry.dim} features to {export / 'features.npy'} and {export / 'index.csv'}", markup=False)
 
 
 @app.command()
@@ -189,7 +200,7 @@ def leaderboard(
     else:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(text)
-        out.print(f"wrote {out_path}")
+        out.print(f"wrote {out_path}", markup=False)
 
 
 @app.command("check-extractor")
@@ -204,15 +215,17 @@ def check_extractor_cmd(
 
     try:
         entry = resolve_entry(name, None)
-        model, _ = build_model(entry, RunOptions(weights=weights, offline=offline), log=console.print)
+        model, _ = build_model(entry, RunOptions(weights=weights, offline=offline), log=_log)
     except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1)
     checks = check_extractor(entry, model)
+    from rich.markup import escape
+
     table = Table("check", "result", "detail", box=None)
     for check in checks:
-        table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", check.detail)
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", escape(check.detail))
     out.print(table)
-    out.print(f"{entry.name}: dim {entry.dim}")
+    out.print(f"{entry.name}: dim {entry.dim}", markup=False)
     if not all(check.passed for check in checks):
         raise typer.Exit(1)
 
@@ -235,9 +248,9 @@ def weights_list() -> None:
         except Exception as exc:  # a broken plugin must not hide the others
             state, detail = "error", f"{type(exc).__name__}: {exc}"
         colour = {"present": "green", "missing": "yellow", "bad": "red", "error": "red"}.get(state, "")
-        table.add_row(name, f"[{colour}]{state}[/]" if colour else state, detail)
+        table.add_row(escape(name), f"[{colour}]{state}[/]" if colour else state, escape(detail))
     out.print(table)
-    out.print(f"weights folder: {settings.weights_dir()}")
+    out.print(f"weights folder: {settings.weights_dir()}", markup=False)
 
 
 @weights_app.command("fetch")
@@ -250,12 +263,12 @@ def weights_fetch(name: str = typer.Argument(..., help="extractor name")) -> Non
     try:
         entry = get_extractor(name)
         if not entry.needs_weights:
-            out.print(f"{name} needs no weights (random initialisation)")
+            out.print(f"{name} needs no weights", markup=False)
             return
-        resolved = resolve(entry, explicit=None, weights_home=settings.weights_dir(), log=console.print)
+        resolved = resolve(entry, explicit=None, weights_home=settings.weights_dir(), log=_log)
     except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1)
-    out.print(f"{name}: {resolved.path} ({resolved.origin})")
+    out.print(f"{name}: {resolved.path} ({resolved.origin})", markup=False)
 
 
 def main() -> None:  # pragma: no cover - console-script shim for `python -m bench.cli`

@@ -165,7 +165,7 @@ def run_pair(extractor_name: str, task_name: str, protocol_names: list[str] | No
             outcome.records.append(record)
             if evaluation.warnings:
                 more = len(evaluation.warnings) - 1
-                log(f"[yellow]warning[/] {entry.name} / {task.name} / {protocol.name}: {evaluation.warnings[0]}"
+                log(f"warning: {entry.name} / {task.name} / {protocol.name}: {evaluation.warnings[0]}"
                     + (f" (and {more} more in {json_path})" if more else ""))
     except Exception as exc:  # a failing pair is reported; the others still run
         outcome.status = "failed"

@@ -44,6 +44,7 @@ for _name, _target, _summary in [
     ("resnet50-trunc-random", "extractors.resnet:RESNET50_TRUNC_RANDOM", "ResNet50 to layer3, random init, 1024-d"),
     ("color-histogram", "extractors.classical:COLOR_HISTOGRAM", "RGB histograms, 32 bins/channel, 96-d: the floor"),
     ("ctranspath", "extractors.ctranspath:CTRANSPATH", "CTransPath Swin-T + ConvStem, mean of final normed tokens, 768-d"),
+    ("phikon", "extractors.phikon:PHIKON", "Phikon (Owkin iBOT ViT-B/16, histology), CLS of last_hidden_state, 768-d"),
     ("resnet50", "extractors.resnet:RESNET50", "ResNet50 ImageNet, 1000 classifier outputs (the paper's row)"),
     ("resnet50-pool", "extractors.resnet:RESNET50_POOL", "ResNet50 ImageNet, avg-pooled layer4, 2048-d"),
     ("resnet50-trunc", "extractors.resnet:RESNET50_TRUNC", "ResNet50 ImageNet to layer3, avg-pooled, 1024-d (paper)"),

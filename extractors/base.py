@@ -52,16 +52,29 @@ RANDOM_INIT = (WeightSource("random"),)
 class FeatureModel(nn.Module):
     """Architecture + pooling: normalised images (N, 3, H, W) -> features (N, dim).
 
-    ``backbone`` is the module weights are loaded into; ``features`` turns (backbone, images) into (N, dim).
+    ``backbone`` is the module weights are loaded into; ``features`` turns (backbone, images) into (N, dim);
+    ``tokens`` (token models only) turns them into the final normed patch tokens (N, H*W, D), e.g. for a PCA
+    of patch features.
     """
 
-    def __init__(self, backbone: nn.Module, features: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        features: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+        tokens: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self._features = features
+        self._tokens = tokens
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self._features(self.backbone, images)
+
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        if self._tokens is None:
+            raise ValueError(f"{type(self.backbone).__name__} gives no patch tokens (not a token model)")
+        return self._tokens(self.backbone, images)
 
 
 def call_backbone(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -37,8 +37,8 @@ class ChecksumError(RuntimeError):
 
 @dataclass(frozen=True)
 class Resolved:
-    path: Path | None  # None: the entry needs no file (random initialisation)
-    origin: str  # explicit | weights-folder | torch-cache | hf-cache | download | random
+    path: Path | None  # None: the entry needs no file (random initialisation, or the model loads its own)
+    origin: str  # explicit | weights-folder | torch-cache | hf-cache | download | random | builtin
 
 
 def offline_requested(offline: bool) -> bool:
@@ -153,8 +153,8 @@ def resolve(
         if not path.is_file():
             raise MissingWeightsError(f"--weights {path}: no such file")
         return Resolved(path, "explicit")
-    if not entry.needs_weights:
-        return Resolved(None, "random")
+    if not entry.needs_weights:  # random initialisation, or a model that loads its own weights (hf:, openclip:)
+        return Resolved(None, "random" if any(s.kind == "random" for s in entry.weights) else "builtin")
     found = _find_local(entry, weights_home)
     if found is not None:
         return found
@@ -186,7 +186,7 @@ def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) ->
 def status(entry: ExtractorEntry, weights_home: Path) -> tuple[str, str]:
     """(status, detail) for ``bench weights list``: not needed / present (path) / missing (where from)."""
     if not entry.needs_weights:
-        return "not needed", "random initialisation"
+        return "not needed", "random initialisation" if any(s.kind == "random" for s in entry.weights) else "loaded by the model's own library"
     try:
         found = _find_local(entry, weights_home)
     except (ChecksumError, MissingWeightsError) as exc:

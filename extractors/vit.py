@@ -23,11 +23,15 @@ def _token_features(backbone, images, *, pooling: str):
     return pool_tokens(backbone.forward_features(images), pooling, backbone.num_prefix_tokens)
 
 
+def _patch_tokens(backbone, images):
+    return backbone.forward_features(images)[:, backbone.num_prefix_tokens :]
+
+
 def build_timm_vit(entry: ExtractorEntry, timm_name: str) -> FeatureModel:
     import timm
 
     backbone = timm.create_model(timm_name, pretrained=False, img_size=entry.input_size, num_classes=0)
-    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling))
+    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling), _patch_tokens)
 
 
 def _random_vit(size: str) -> ExtractorEntry:

@@ -35,6 +35,11 @@ def test_vit_cls_is_the_normed_first_token():
         torch.testing.assert_close(model(x), tokens[:, 0])
         mean_model = entry.replace(pooling="mean").build()
         torch.testing.assert_close(mean_model(x), mean_model.backbone.forward_features(x)[:, 1:].mean(1))
+        patches = model.patch_tokens(x)
+        assert patches.shape == (2, 16 * 16, 384)
+        torch.testing.assert_close(patches, tokens[:, 1:])
+    with pytest.raises(ValueError, match="no patch tokens"):
+        get_extractor("color-histogram").build().patch_tokens(x)
 
 
 def test_resnet_trunc_is_layer3_average_pool():
