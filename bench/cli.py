@@ -237,6 +237,8 @@ app.add_typer(weights_app, name="weights")
 @weights_app.command("list")
 def weights_list() -> None:
     """Each extractor's weights: not needed, present (where), missing (where from)."""
+    from rich.markup import escape
+
     from bench import settings
     from extractors import EXTRACTORS, get_extractor
     from extractors.sources import status

@@ -308,3 +308,48 @@ def test_large_dinobloom_files(tmp_path, size):
     model = entry.build(weights=path)
     with torch.inference_mode():
         assert model(_images(n=1)).shape == (1, entry.dim)
+
+
+def test_weights_cli_list_and_fetch(tmp_path, weight_bytes, bench_home, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
+    server = _Server({"/DinoBloom-S.pth": (weight_bytes, None)})
+    try:
+        plugin = tmp_path / "served_entry.py"
+        plugin.write_text(
+            "from extractors import get_extractor\n"
+            "from extractors.base import WeightSource\n"
+            f"ENTRY = get_extractor('dinobloom-s').replace(weights=(WeightSource('url', '{server.url}/DinoBloom-S.pth',"
+            f" sha256='{hashlib.sha256(weight_bytes).hexdigest()}'),))\n"
+        )
+        runner = CliRunner()
+        listing = runner.invoke(app, ["weights", "list"])
+        assert listing.exit_code == 0 and "dinobloom-s" in listing.output and "missing" in listing.output
+        fetched = runner.invoke(app, ["weights", "fetch", f"{plugin}:ENTRY"])
+        assert fetched.exit_code == 0, fetched.output
+        stored = list((bench_home / "weights").rglob("DinoBloom-S.pth"))
+        assert len(stored) == 1 and stored[0].read_bytes() == weight_bytes
+        assert runner.invoke(app, ["weights", "fetch", "vit-s14-random"]).output.strip().endswith("needs no weights")
+        refused = runner.invoke(app, ["weights", "fetch", "dinobloom-s"], env={"BENCH_OFFLINE": "1"})
+        assert refused.exit_code == 1 and "offline" in refused.output
+    finally:
+        server.close()
+
+
+def test_run_with_pooling_override(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "cells", {"a": 6, "b": 6})
+    result = CliRunner().invoke(app, ["run", "-e", "vit-s14-random", "-t", f"imagefolder:{root}", "-p", "knn-1",
+                                      "--pooling", "cls+mean", "--results", str(tmp_path / "r"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
+    assert record["extractor"]["name"] == "vit-s14-random+cls+mean"
+    assert record["extractor"]["fingerprint"]["dim"] == 768 and record["extractor"]["fingerprint"]["pooling"] == "cls+mean"
