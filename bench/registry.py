@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -37,6 +38,15 @@ class _Slot:
     @property
     def resolved(self) -> bool:
         return self.target is None
+
+
+def safe_name(name: str) -> str:
+    """A folder-safe form of a registered name (``imagefolder:/data/x``, ``plugin.py:Class``): names that are
+    already safe are kept; others become a readable slug plus 8 hex digits of the full name's sha256."""
+    if re.fullmatch(r"[A-Za-z0-9._+-]+", name) and name not in (".", ".."):
+        return name
+    readable = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")[-48:] or "name"
+    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def import_target(target: str) -> Any:

@@ -8,9 +8,7 @@ prediction, proba_<class>...). Names that are not safe as folder names (``imagef
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import platform
-import re
 import subprocess
 import sys
 from importlib import metadata
@@ -19,18 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from bench.cache import atomic_write_bytes, atomic_write_json
+from bench.registry import safe_name
 
 SCHEMA_VERSION = 1
 OVERWRITE_POLICIES = ("never", "always", "only-missing")
 _PACKAGES = ("hemabench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas", "pillow")
 
 
-def slug(name: str) -> str:
-    """A folder-safe form of a name; names that are already safe are kept as they are."""
-    if re.fullmatch(r"[A-Za-z0-9._+-]+", name) and name not in (".", ".."):
-        return name
-    readable = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")[-48:] or "name"
-    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+slug = safe_name  # folder-safe names for results/<extractor>/<task>/
 
 
 def result_paths(results_dir: Path, extractor: str, task: str, protocol: str) -> tuple[Path, Path]:

@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.registry import safe_name
 from extractors.base import ExtractorEntry, MissingWeightsError, WeightSource
 from extractors.weights import sha256_file
 
@@ -64,12 +65,17 @@ def verify(path: Path, source: WeightSource) -> None:
         )
 
 
+def weights_folder(entry: ExtractorEntry, weights_home: Path) -> Path:
+    """``$BENCH_HOME/weights/<name>/`` (folder-safe form of names such as ``timm:vit_small_patch14_dinov2``)."""
+    return weights_home / safe_name(entry.name)
+
+
 def _torch_cache() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")).expanduser() / "hub" / "checkpoints"
 
 
 def _find_local(entry: ExtractorEntry, weights_home: Path) -> Resolved | None:
-    folder = weights_home / entry.name
+    folder = weights_folder(entry, weights_home)
     for source in entry.weights:
         name = file_name(source)
         if name and (folder / name).is_file():
@@ -161,7 +167,7 @@ def resolve(
     urls = [s for s in entry.weights if s.kind == "url"]
     if allow_download and urls and not offline_requested(offline):
         source = urls[0]
-        dest = weights_home / entry.name / file_name(source)
+        dest = weights_folder(entry, weights_home) / file_name(source)
         if log is not None:
             log(f"downloading {source.location} -> {dest}")
         try:
@@ -172,7 +178,7 @@ def resolve(
 
 
 def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) -> str:
-    folder = weights_home / entry.name
+    folder = weights_folder(entry, weights_home)
     sources = "; ".join(source.describe() for source in entry.weights)
     wanted = next((file_name(s) for s in entry.weights if file_name(s)), None)
     where = f"{folder / wanted}" if wanted else f"{folder}/ (one weight file)"
