@@ -271,15 +271,47 @@ def test_published_dinobloom_s_checksum_is_enforced(bench_home):
         resolve(get_extractor("dinobloom-s"), explicit=None, weights_home=bench_home / "weights", offline=True)
 
 
-def test_check_extractor_on_written_weights(tmp_path):
+# every built-in that needs weights: (format in checkpoint_keys.json, file name, container)
+WRITTEN = {
+    "resnet50": ("resnet50_torchvision", "resnet50-11ad3fa6.pth"),
+    "resnet50-pool": ("resnet50_torchvision", "resnet50-11ad3fa6.pth"),
+    "resnet50-trunc": ("resnet50_torchvision", "resnet50-11ad3fa6.pth"),
+    "ctranspath": ("ctranspath", "ctranspath.pth"),
+    "phikon": ("phikon_transformers4_vitmodel", "pytorch_model.bin"),
+    **{f"dinov2-{s}": (f"dinov2_vit{s}14_hub", f"dinov2_vit{s}14_pretrain.pth") for s in "sblg"},
+    **{f"dinobloom-{s}": (f"dinobloom_{s}", f"DinoBloom-{s.upper()}.pth") for s in "sblg"},
+}
+LARGE = {"dinov2-l", "dinov2-g", "dinobloom-l", "dinobloom-g"}
+
+
+def _check(name, tmp_path):
     from typer.testing import CliRunner
 
     from bench.cli import app
 
-    for name, fmt, file in [("dinobloom-s", "dinobloom_s", "DinoBloom-S.pth"), ("resnet50-trunc", "resnet50_torchvision", "r.pth")]:
-        write_format(fmt, tmp_path / file)
-        result = CliRunner().invoke(app, ["check-extractor", name, "--weights", str(tmp_path / file)])
-        assert result.exit_code == 0, result.output
+    fmt, file = WRITTEN[name]
+    write_format(fmt, tmp_path / file)
+    result = CliRunner().invoke(app, ["check-extractor", name, "--weights", str(tmp_path / file)])
+    assert result.exit_code == 0, result.output
+    assert f"dim {get_extractor(name).dim}" in result.output
+
+
+def test_every_builtin_needing_weights_is_covered():
+    from extractors import EXTRACTORS
+
+    needing = {n for n in EXTRACTORS.names() if get_extractor(n).needs_weights}
+    assert needing == set(WRITTEN)
+
+
+@pytest.mark.parametrize("name", sorted(set(WRITTEN) - LARGE))
+def test_check_extractor_on_written_weights(name, tmp_path):
+    _check(name, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_check_extractor_on_written_weights_large(name, tmp_path):
+    _check(name, tmp_path)
 
 
 def test_timm_door_with_a_written_checkpoint(tmp_path):
@@ -297,17 +329,6 @@ def test_timm_door_with_a_written_checkpoint(tmp_path):
         torch.testing.assert_close(model(x), donor(x), rtol=0, atol=0)
     with pytest.raises(ValueError, match="Did you mean"):
         get_extractor("timm:resnet181")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("size", ["b", "l", "g"])
-def test_large_dinobloom_files(tmp_path, size):
-    path = tmp_path / f"DinoBloom-{size.upper()}.pth"
-    write_format(f"dinobloom_{size}", path)
-    entry = get_extractor(f"dinobloom-{size}")
-    model = entry.build(weights=path)
-    with torch.inference_mode():
-        assert model(_images(n=1)).shape == (1, entry.dim)
 
 
 def test_weights_cli_list_and_fetch(tmp_path, weight_bytes, bench_home, monkeypatch):
