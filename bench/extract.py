@@ -81,6 +81,7 @@ class ExtractionStats:
     cached: bool
     batch_size: int | None = None
     num_workers: int | None = None
+    attention: str | None = None  # sdpa (PyTorch) or xformers
 
     @property
     def images_per_second(self) -> float | None:
@@ -95,6 +96,7 @@ class ExtractionStats:
             "images_per_second": None if self.images_per_second is None else round(self.images_per_second, 2),
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
+            "attention": self.attention,
         }
 
 
@@ -145,6 +147,9 @@ def extract_to_store(
     autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
     use_autocast = device.type == "cuda" and autocast_dtype is not None  # fp32 on CPU: bf16 is slower there
     model = model.to(device)
+    from extractors.attention import use_xformers, xformers_available
+
+    attention = "xformers" if xformers_available(device) and use_xformers(model) else "sdpa"
     pending: list[np.ndarray] = []
     pending_bad: list[int] = []
     shard_start = start
@@ -171,7 +176,9 @@ def extract_to_store(
                 shard_start += rows_pending
                 pending, pending_bad = [], []
     seconds = time.perf_counter() - t0
-    stats = ExtractionStats(extracted, seconds, start, cached=False, batch_size=batch_size, num_workers=num_workers)
+    stats = ExtractionStats(
+        extracted, seconds, start, cached=False, batch_size=batch_size, num_workers=num_workers, attention=attention
+    )
     store.finalise(n_rows, dim, {**manifest, "extraction": stats.as_dict()})
     return stats
 
