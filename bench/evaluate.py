@@ -17,9 +17,10 @@ class Evaluation:
     per_fold: list[dict]
     mean: dict
     std: dict
-    predictions: pd.DataFrame  # row, fold, label, prediction (+ proba_<class>)
+    predictions: pd.DataFrame  # row, fold, label, prediction (+ proba_<class>); bags: + seed
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    attention: pd.DataFrame | None = None  # bags: row (cell), seed, fold, attention (or attention_<class>)
 
 
 def evaluate(
@@ -49,13 +50,84 @@ def evaluate(
         frame = pd.DataFrame(
             {"row": test, "fold": fold, "label": labels[test], "prediction": prediction.labels.astype(np.int64)}
         )
-        if prediction.proba is not None:
-            for j, name in enumerate(classes):
-                frame[f"proba_{name}"] = prediction.proba[:, j]
+        _proba_columns(frame, prediction.proba, classes)
         frames.append(frame)
+    mean, std = _aggregate(per_fold)
+    return Evaluation(per_fold, mean, std, pd.concat(frames, ignore_index=True), notes, time.perf_counter() - t0)
+
+
+def _aggregate(per_fold: list[dict]) -> tuple[dict, dict]:
+    """Mean and population std (ddof=0) of each metric over folds; None where any fold lacks it."""
     mean, std = {}, {}
     for metric in METRICS:
         values = [fold[metric] for fold in per_fold if fold[metric] is not None]
         mean[metric] = float(np.mean(values)) if len(values) == len(per_fold) else None
-        std[metric] = float(np.std(values)) if len(values) == len(per_fold) else None  # population std (ddof=0)
-    return Evaluation(per_fold, mean, std, pd.concat(frames, ignore_index=True), notes, time.perf_counter() - t0)
+        std[metric] = float(np.std(values)) if len(values) == len(per_fold) else None
+    return mean, std
+
+
+def _proba_columns(frame: pd.DataFrame, proba, classes: list[str]) -> None:
+    if proba is not None:
+        for j, name in enumerate(classes):
+            frame[f"proba_{name}"] = proba[:, j]
+
+
+def evaluate_bags(
+    protocol,
+    features: np.ndarray,
+    bag_rows: list[np.ndarray],
+    bag_labels: np.ndarray,
+    bag_ids: list[str],
+    classes: list[str],
+    *,
+    n_folds: int = 5,
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> Evaluation:
+    """Repeated patient-level stratified k-fold CV of a bag protocol.
+
+    ``bag_rows[i]``: the feature rows (cells) of bag i (a patient), ``bag_labels[i]`` its label index. For each
+    seed the bags are dealt to folds by ``tasks.splits.stratified_folds`` on the bag ids (a patient is never in
+    two folds); the protocol gets the seed too (its validation split and initialisation). Metrics per
+    (seed, fold); mean and std over all of them. The attention of every cell of every test bag is kept.
+    """
+    from tasks.splits import stratified_folds
+
+    t0 = time.perf_counter()
+    n_classes = len(classes)
+    bags = [np.asarray(features[rows], dtype=np.float32) for rows in bag_rows]
+    per_fold, frames, attention_frames, notes = [], [], [], []
+    for seed in seeds:
+        folds = stratified_folds(pd.Series(bag_ids), pd.Series(bag_labels), n_folds, seed)
+        for fold in range(n_folds):
+            train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+            if len(test) == 0:
+                continue
+            prediction = protocol.fit_predict_bags(
+                [bags[i] for i in train], bag_labels[train], [bags[i] for i in test], n_classes, seed
+            )
+            metrics = classification_metrics(bag_labels[test], prediction.labels, prediction.proba, n_classes)
+            per_fold.append({"seed": seed, "fold": str(fold), "n_train": int(len(train)), "n_test": int(len(test)), **metrics})
+            notes.extend(f"seed {seed} fold {fold}: {note}" for note in prediction.notes)
+            frame = pd.DataFrame({"bag": [bag_ids[i] for i in test], "seed": seed, "fold": fold,
+                                  "label": bag_labels[test], "prediction": prediction.labels.astype(np.int64)})
+            _proba_columns(frame, prediction.proba, classes)
+            frames.append(frame)
+            for i, weights in zip(test, prediction.attention or []):
+                weights = np.asarray(weights)
+                cells = pd.DataFrame({"row": bag_rows[i], "bag": bag_ids[i], "seed": seed, "fold": fold})
+                if weights.ndim == 1:
+                    cells["attention"] = weights
+                else:
+                    for j, name in enumerate(classes):
+                        cells[f"attention_{name}"] = weights[:, j]
+                attention_frames.append(cells)
+    mean, std = _aggregate(per_fold)
+    return Evaluation(
+        per_fold,
+        mean,
+        std,
+        pd.concat(frames, ignore_index=True),
+        notes,
+        time.perf_counter() - t0,
+        pd.concat(attention_frames, ignore_index=True) if attention_frames else None,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -162,6 +163,7 @@ class CellTask:
     main_metric: str = "weighted_f1"
     prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
     fixed_root: Path | None = None  # for ad-hoc tasks on a given folder (imagefolder:<path>)
+    kind = "cells"
 
     def resolve_root(self, data_root: str | Path | None, data_home: Path) -> Path:
         if self.fixed_root is not None:
@@ -188,3 +190,84 @@ class CellTask:
 
     def settings(self) -> dict:
         return {"n_folds": self.n_folds, "split_seed": self.split_seed, "main_metric": self.main_metric}
+
+
+@dataclass
+class BagDataset(CellDataset):
+    """Cells grouped into bags (one per patient). ``samples``: path, label (the patient's), patient, sha256,
+    fold (unused: the harness deals patients to folds per seed)."""
+
+    def bags(self) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+        """(patient ids, label index per patient, sample rows per patient), patients in sorted order."""
+        lookup = {label: i for i, label in enumerate(self.classes)}
+        groups = self.samples.groupby("patient", sort=True).indices
+        patients = sorted(groups)
+        labels = np.array([lookup[self.samples["label"].iat[groups[p][0]]] for p in patients], dtype=np.int64)
+        return patients, labels, [np.asarray(groups[p]) for p in patients]
+
+    def describe(self) -> dict:
+        info = super().describe()
+        patients = self.samples.groupby("patient")["label"].first()
+        info["n_patients"] = int(len(patients))
+        info["patient_counts"] = {k: int(v) for k, v in patients.value_counts().sort_index().items()}
+        return info
+
+
+def read_bag_manifest(csv_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A ``patient,label,path`` CSV (paths relative to the CSV's folder, or absolute) -> (root, samples)."""
+    table = pd.read_csv(csv_path, dtype=str)
+    missing = {"patient", "label", "path"} - set(table.columns)
+    if missing:
+        raise DataError(f"manifest {csv_path} lacks column(s) {sorted(missing)}; expected header 'patient,label,path'")
+    root = csv_path.parent.resolve()
+    paths = [Path(p) if Path(p).is_absolute() else root / p for p in table["path"]]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        raise DataError(f"manifest {csv_path}: {len(absent)} listed file(s) do not exist, e.g. {absent[:3]}")
+    common = Path(os.path.commonpath([str(p) for p in paths])) if paths else root
+    common = common if common.is_dir() else common.parent
+    samples = pd.DataFrame({
+        "path": [p.relative_to(common).as_posix() for p in paths], "label": table["label"], "patient": table["patient"],
+    })
+    return common, samples.sort_values("path", ignore_index=True)
+
+
+@dataclass(frozen=True)
+class BagTask:
+    """Patient-level classification from bags of cells (multiple-instance learning).
+
+    Layout ``<root>/<label>/<patient>/<cell image>``, or a manifest CSV (``patient,label,path``) given as
+    the data root. Evaluation: repeated patient-level stratified k-fold CV (``n_folds`` x ``seeds``).
+    """
+
+    name: str
+    summary: str
+    data_dir: str
+    obtain: str
+    n_folds: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
+    protocols: tuple[str, ...] = ("abmil-paper", "abmil-gated")
+    main_metric: str = "weighted_f1"
+    prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
+    fixed_root: Path | None = None
+    kind = "bags"
+
+    def load(self, data_root=None, *, data_home: Path, split_file=None) -> BagDataset:
+        if split_file is not None:
+            raise DataError(f"task {self.name!r} draws patient-level folds itself; --split-file does not apply")
+        root = self.fixed_root or (Path(data_root).expanduser().resolve() if data_root else data_home / self.data_dir)
+        if self.prepare is not None:
+            self.prepare(root)
+        if root.is_file() and root.suffix.lower() == ".csv":
+            root, samples = read_bag_manifest(root)
+        elif root.is_dir():
+            samples = scan_patient_folder(root)
+        else:
+            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
+        check_classes(samples, root)
+        samples["fold"] = ""
+        samples["sha256"] = [sha256_of(root / p) for p in samples["path"]]
+        return BagDataset(self.name, root, samples, "patients", [])
+
+    def settings(self) -> dict:
+        return {"n_folds": self.n_folds, "seeds": list(self.seeds), "main_metric": self.main_metric, "unit": "patient"}
