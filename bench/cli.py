@@ -74,8 +74,8 @@ def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"
     for name, summary in registry.summaries().items():
         table.add_row(escape(name), escape(summary))
     if kind is Kind.tasks:
-        for door, summary in DOORS.items():
-            table.add_row(f"{door}:PATH", escape(summary))
+        for door, (placeholder, summary) in DOORS.items():
+            table.add_row(f"{door}:{placeholder}", escape(summary))
     if kind is Kind.extractors:
         from extractors import DOORS as EXTRACTOR_DOORS
 
@@ -90,6 +90,7 @@ def run(
     extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat or comma-separate"),
     task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat or comma-separate"),
     protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="protocol(s); default: the task's"),
+    test_task: Optional[str] = typer.Option(None, help="domain shift: train the probe on --task, test on this task"),
     data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
     split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split with split = train|test) instead of k-fold"),
     weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
@@ -109,6 +110,8 @@ def run(
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
+    if test_task is not None and len(tasks) != 1:
+        _fail("--test-task pairs with exactly one --task (the training task)")
     if (data_root is not None or split_file is not None) and len(tasks) != 1:
         _fail("--data-root and --split-file apply to one task; run the tasks one at a time")
     options = RunOptions(
@@ -119,8 +122,8 @@ def run(
     outcomes = []
     for extractor_name in extractors:
         for task_name in tasks:
-            _log(f"{extractor_name} on {task_name}")
-            outcome = run_pair(extractor_name, task_name, protocols, options, log=_log)
+            _log(f"{extractor_name} on {task_name}" + (f", tested on {test_task}" if test_task else ""))
+            outcome = run_pair(extractor_name, task_name, protocols, options, log=_log, test_task=test_task)
             if outcome.status == "failed":
                 _log(f"failed: {extractor_name} / {task_name}: {outcome.error}")
             elif outcome.skipped_protocols:

@@ -70,7 +70,11 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    atomic_write_bytes(path, table.to_csv(index=False).encode())
+
+
 def write_result(json_path: Path, record: dict, predictions: pd.DataFrame, predictions_path: Path) -> None:
     """Write the predictions, then the record (atomically), so a record never points at missing predictions."""
-    atomic_write_bytes(predictions_path, predictions.to_csv(index=False).encode())
+    write_table(predictions_path, predictions)
     atomic_write_json(json_path, record)

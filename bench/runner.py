@@ -6,13 +6,21 @@ A failing pair is reported and the others still run; the caller turns failures i
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from bench import settings
-from bench.results import OVERWRITE_POLICIES, SCHEMA_VERSION, environment, now_utc, result_paths, write_result
+from bench.results import (
+    OVERWRITE_POLICIES,
+    SCHEMA_VERSION,
+    environment,
+    now_utc,
+    result_paths,
+    write_result,
+    write_table,
+)
 
 
 @dataclass
@@ -105,67 +113,146 @@ def load_pair(extractor_name: str, task_name: str, options: RunOptions, log):
     return entry, task, dataset, fingerprint, cached, stats
 
 
-def run_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions, log) -> PairOutcome:
-    from bench.evaluate import evaluate
+def _plan(protocols, options: RunOptions, result_name: str, task_label: str, outcome: PairOutcome) -> list:
+    """The protocols to run under the overwrite policy (existing results: refuse, keep or redo)."""
+    todo = []
+    for protocol in protocols:
+        json_path, _ = result_paths(options.results_dir, result_name, task_label, protocol.name)
+        if json_path.exists() and options.overwrite == "never":
+            raise ResultsExistError(
+                f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "
+                "or --overwrite only-missing to keep it"
+            )
+        if json_path.exists() and options.overwrite == "only-missing":
+            outcome.skipped_protocols.append(protocol.name)
+        else:
+            todo.append(protocol)
+    return todo
+
+
+def shift_label(train_task: str, test_task: str) -> str:
+    """The task name of a domain-shift result: trained on one task, tested on another."""
+    return f"{train_task}=>{test_task}"
+
+
+def _check_kinds(protocols, task) -> None:
+    wrong = [p.name for p in protocols if getattr(p, "kind", "cells") != task.kind]
+    if wrong:
+        raise ValueError(
+            f"protocol(s) {wrong} work on {'bags' if task.kind == 'cells' else 'single cells'}, but task "
+            f"{task.name!r} is a {task.kind} task; its protocols: {', '.join(task.protocols)}"
+        )
+
+
+def _shift_split(train_ds, train_keep, test_ds, test_keep):
+    """Features of both tasks stacked; one split: all valid train-task rows vs all valid test-task rows."""
+    n_train = len(train_ds)
+    train_rows = np.flatnonzero(train_keep)
+    test_rows = n_train + np.flatnonzero(test_keep)
+    return [("test", train_rows, test_rows)]
+
+
+def run_pair(
+    extractor_name: str,
+    task_name: str,
+    protocol_names: list[str] | None,
+    options: RunOptions,
+    log,
+    test_task: str | None = None,
+) -> PairOutcome:
+    """Evaluate one extractor on one task (or, with ``test_task``, train on ``task_name`` and test on it)."""
+    from bench.evaluate import evaluate, evaluate_bags
     from bench.extract import pick_device
     from tasks import get_task
 
-    outcome = PairOutcome(extractor_name, task_name, "ok")
+    outcome = PairOutcome(extractor_name, task_name if test_task is None else shift_label(task_name, test_task), "ok")
     try:
-        protocols = resolve_protocols(protocol_names, get_task(task_name).protocols)
-        result_name = resolve_entry(extractor_name, options.pooling).name
-        todo = []
-        for protocol in protocols:
-            json_path, _ = result_paths(options.results_dir, result_name, task_name, protocol.name)
-            if json_path.exists() and options.overwrite == "never":
-                raise ResultsExistError(
-                    f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "
-                    "or --overwrite only-missing to keep it"
-                )
-            if json_path.exists() and options.overwrite == "only-missing":
-                outcome.skipped_protocols.append(protocol.name)
-            else:
-                todo.append(protocol)
+        task = get_task(task_name)
+        protocols = resolve_protocols(protocol_names, task.protocols)
+        _check_kinds(protocols, task)
+        if test_task is not None and task.kind != "cells":
+            raise ValueError("--test-task applies to cell-classification tasks")
+        todo = _plan(protocols, options, resolve_entry(extractor_name, options.pooling).name, outcome.task, outcome)
         if not todo:
             outcome.status = "skipped"
             return outcome
         entry, task, dataset, fingerprint, cached, stats = load_pair(extractor_name, task_name, options, log)
-        bad = set(cached.bad_rows)
-        keep = np.array([i not in bad for i in range(len(dataset))])
-        splits = [(name, train[keep[train]], test[keep[test]]) for name, train, test in dataset.splits()]
+        keep = np.ones(len(dataset), dtype=bool)
+        keep[cached.bad_rows] = False
         features = np.asarray(cached.features, dtype=np.float32)
-        labels = dataset.label_indices()
-        classes = dataset.classes
+        paths = dataset.samples["path"].to_numpy()
+        label_names = dataset.samples["label"].to_numpy()
+        task_info = {**dataset.describe(), **task.settings(), "notes": list(getattr(dataset, "notes", []))}
+        task_info["split_file"] = None if options.split_file is None else str(options.split_file)
+        skipped_images = [paths[i] for i in cached.bad_rows]
+        timings = stats.as_dict()
+        extra_warnings: list[str] = []
+        if test_task is not None:
+            test_options = replace(options, data_root=None, split_file=None)
+            _, other, test_ds, _, test_cached, test_stats = load_pair(extractor_name, test_task, test_options, log)
+            test_keep = np.ones(len(test_ds), dtype=bool)
+            test_keep[test_cached.bad_rows] = False
+            splits = _shift_split(dataset, keep, test_ds, test_keep)
+            features = np.concatenate([features, np.asarray(test_cached.features, dtype=np.float32)])
+            paths = np.concatenate([paths, test_ds.samples["path"].to_numpy()])
+            label_names = np.concatenate([label_names, test_ds.samples["label"].to_numpy()])
+            only_train = sorted(set(dataset.classes) - set(test_ds.classes))
+            only_test = sorted(set(test_ds.classes) - set(dataset.classes))
+            if only_train:
+                extra_warnings.append(f"classes only in the training task {task.name!r}: {only_train}")
+            if only_test:
+                extra_warnings.append(
+                    f"classes only in the test task {other.name!r}: {only_test} (never predicted: no training data)"
+                )
+            task_info = {"task": outcome.task, "train": task_info, "test": {**test_ds.describe(), **other.settings()},
+                         "main_metric": task.main_metric}
+            skipped_images += [f"{other.name}:{test_ds.samples['path'].iat[i]}" for i in test_cached.bad_rows]
+            timings = {"train_task": timings, "test_task": test_stats.as_dict()}
+        classes = sorted(set(label_names))  # the label map: the union over everything evaluated
+        labels = np.searchsorted(classes, label_names)
         env = environment(str(pick_device(options.device)))
-        skipped_images = [dataset.samples["path"].iloc[i] for i in sorted(bad)]
         for protocol in todo:
-            evaluation = evaluate(protocol, features, labels, splits, classes)
+            if task.kind == "bags":
+                patients, bag_labels, bag_rows = dataset.bags()
+                bag_rows = [rows[keep[rows]] for rows in bag_rows]
+                evaluation = evaluate_bags(protocol, features, bag_rows, bag_labels, patients, classes,
+                                           n_folds=task.n_folds, seeds=task.seeds)
+            else:
+                splits_here = splits if test_task is not None else [
+                    (name, train[keep[train]], test[keep[test]]) for name, train, test in dataset.splits()
+                ]
+                evaluation = evaluate(protocol, features, labels, splits_here, classes)
             record = {
                 "schema_version": SCHEMA_VERSION,
                 "created": now_utc(),
                 "extractor": {"name": entry.name, "summary": entry.summary, "fingerprint": fingerprint,
                               "feature_key": cached.manifest["key"]},
-                "task": {**dataset.describe(), **task.settings(),
-                         "split_file": None if options.split_file is None else str(options.split_file)},
+                "task": task_info,
                 "protocol": {"name": protocol.name, "summary": protocol.summary, "settings": protocol.settings()},
                 "metrics": {"per_fold": evaluation.per_fold, "mean": evaluation.mean, "std": evaluation.std,
                             "std_ddof": 0, "main": task.main_metric},
-                "warnings": evaluation.warnings,
+                "warnings": extra_warnings + evaluation.warnings,
                 "skipped_images": skipped_images,
-                "timings": {**stats.as_dict(), "evaluation_seconds": round(evaluation.seconds, 3)},
+                "timings": {**timings, "evaluation_seconds": round(evaluation.seconds, 3)},
                 "environment": env,
             }
             predictions = evaluation.predictions
-            predictions.insert(0, "path", dataset.samples["path"].to_numpy()[predictions["row"]])
+            if "row" in predictions:
+                predictions.insert(0, "path", paths[predictions["row"]])
+                predictions = predictions.drop(columns="row")
             predictions["label"] = [classes[i] for i in predictions["label"]]
             predictions["prediction"] = [classes[i] for i in predictions["prediction"]]
-            predictions = predictions.drop(columns="row")
-            json_path, csv_path = result_paths(options.results_dir, entry.name, task.name, protocol.name)
+            json_path, csv_path = result_paths(options.results_dir, entry.name, outcome.task, protocol.name)
             write_result(json_path, record, predictions, csv_path)
+            if evaluation.attention is not None:
+                attention = evaluation.attention
+                attention.insert(0, "path", paths[attention["row"]])
+                write_table(json_path.with_name(f"{json_path.stem}.attention.csv"), attention.drop(columns="row"))
             outcome.records.append(record)
-            if evaluation.warnings:
-                more = len(evaluation.warnings) - 1
-                log(f"warning: {entry.name} / {task.name} / {protocol.name}: {evaluation.warnings[0]}"
+            warnings = record["warnings"]
+            if warnings:
+                more = len(warnings) - 1
+                log(f"warning: {entry.name} / {outcome.task} / {protocol.name}: {warnings[0]}"
                     + (f" (and {more} more in {json_path})" if more else ""))
     except Exception as exc:  # a failing pair is reported; the others still run
         outcome.status = "failed"

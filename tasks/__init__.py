@@ -21,7 +21,21 @@ TASKS.add_lazy(
     summary="the same synthetic cells under another stain/scanner (domain shift), 5-fold CV",
 )
 
-DOORS = {"imagefolder": "any <root>/<class>/<image> folder, 5-fold portable stratified CV: imagefolder:PATH"}
+TASKS.add_lazy(
+    "synthetic-bags",
+    "tasks.synthetic:SYNTHETIC_BAGS",
+    summary="embedded synthetic patients (4 diagnoses x 10, 24 cells each) for multiple-instance learning",
+)
+TASKS.add_lazy(
+    "aml-hehr",
+    "tasks.aml:AML_HEHR",
+    summary="AML Hehr: 5 genetic AML subtypes/control per patient from all its cells (ABMIL, patient-level CV)",
+)
+
+DOORS = {  # door -> (what follows the colon, summary)
+    "imagefolder": ("PATH", "any <root>/<class>/<image> folder, 5-fold portable stratified CV"),
+    "bags": ("TASK", "SIMULATED patients from a labelled cell task (class-mix diagnoses), for MIL"),
+}
 
 
 def get_task(name: str):
@@ -38,4 +52,8 @@ def get_task(name: str):
             obtain="Check the path after 'imagefolder:'.",
             fixed_root=root,
         )
+    if sep and door == "bags":
+        from tasks.simulated_bags import entry_for
+
+        return entry_for(rest)
     return TASKS.get(name)

@@ -40,8 +40,9 @@ class CellDataset:
     task: str
     root: Path
     samples: pd.DataFrame
-    split_kind: str  # "kfold" | "fixed"
+    split_kind: str  # "kfold" | "fixed" | "patients"
     ignored_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # findings worth recording with results (duplicates, bad files)
 
     @property
     def classes(self) -> list[str]:

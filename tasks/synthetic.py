@@ -595,3 +595,21 @@ SYNTHETIC_WBC = _synthetic_task(
 SYNTHETIC_WBC_SHIFTED = _synthetic_task(
     "synthetic-wbc-shifted", "shifted", "the same synthetic cells under another stain/scanner (domain shift)"
 )
+
+
+def _synthetic_bags():
+    from functools import partial
+
+    from tasks.base import BagTask
+
+    return BagTask(
+        name="synthetic-bags",
+        summary="synthetic patients for multiple-instance learning",
+        data_dir=f"synthetic-bags-v{GENERATOR_VERSION}",
+        obtain="It is generated on first use.",
+        prepare=partial(write_patient_bags, n_patients_per_label=10, cells_per_patient=24, seed=0, size=64),
+        seeds=(0,),
+    )
+
+
+SYNTHETIC_BAGS = _synthetic_bags()

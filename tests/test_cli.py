@@ -170,3 +170,21 @@ def test_fixed_split_file(image_folder, tmp_path):
     assert _run("extract", "-e", TINY, "-t", f"imagefolder:{image_folder}", "--split-file", tmp_path / "split.csv",
                 "--export", export, "--no-progress").exit_code == 0
     assert set(pd.read_csv(export / "index.csv")["fold"]) == {"train", "test"}
+
+
+def test_domain_shift_trains_on_one_task_and_tests_on_another(tmp_path):
+    train = make_image_folder(tmp_path / "lab1", {"a": 8, "b": 8, "c": 8}, seed=1)
+    test = make_image_folder(tmp_path / "lab2", {"a": 5, "b": 5, "d": 5}, seed=2)
+    done = _run("run", "-e", TINY, "-t", f"imagefolder:{train}", "--test-task", f"imagefolder:{test}", "-p", "knn-1",
+                "--results", tmp_path / "r", "--no-progress")
+    assert done.exit_code == 0, done.output
+    record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
+    assert record["task"]["task"] == f"imagefolder:{train}=>imagefolder:{test}"
+    assert record["task"]["train"]["n_samples"] == 24 and record["task"]["test"]["n_samples"] == 15
+    fold = record["metrics"]["per_fold"][0]
+    assert fold["n_train"] == 24 and fold["n_test"] == 15
+    assert any("only in the training task" in w and "'c'" in w for w in record["warnings"])
+    assert any("only in the test task" in w and "'d'" in w for w in record["warnings"])
+    predictions = pd.read_csv(next((tmp_path / "r").rglob("knn-1.predictions.csv")))
+    assert set(predictions["label"]) == {"a", "b", "d"} and "d" not in set(predictions["prediction"])
+    assert len(predictions) == 15
