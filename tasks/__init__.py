@@ -22,6 +22,21 @@ TASKS.add_lazy(
 )
 
 TASKS.add_lazy(
+    "acevedo",
+    "tasks.acevedo:ACEVEDO",
+    summary="Acevedo peripheral blood cells (17,092 images), 8 classes, 5-fold portable CV, duplicates in one fold",
+)
+TASKS.add_lazy(
+    "acevedo-11",
+    "tasks.acevedo:ACEVEDO_11",
+    summary="Acevedo, 11 classes from the file-name prefix (unspecified IG_*/NEUTROPHIL_* left out), 5-fold CV",
+)
+TASKS.add_lazy(
+    "bmc",
+    "tasks.bmc:BMC",
+    summary="Bone Marrow Cytomorphology (Matek et al. 2021), 21 classes, fixed per-class 80/20 split",
+)
+TASKS.add_lazy(
     "synthetic-bags",
     "tasks.synthetic:SYNTHETIC_BAGS",
     summary="embedded synthetic patients (4 diagnoses x 10, 24 cells each) for multiple-instance learning",
@@ -34,6 +49,7 @@ TASKS.add_lazy(
 
 DOORS = {  # door -> (what follows the colon, summary)
     "imagefolder": ("PATH", "any <root>/<class>/<image> folder, 5-fold portable stratified CV"),
+    "csv": ("PATH", "a CSV path,label[,patient] (paths relative to the CSV or absolute), 5-fold CV grouped by patient"),
     "bags": ("TASK", "SIMULATED patients from a labelled cell task (class-mix diagnoses), for MIL"),
 }
 
@@ -52,6 +68,10 @@ def get_task(name: str):
             obtain="Check the path after 'imagefolder:'.",
             fixed_root=root,
         )
+    if sep and door == "csv":
+        from tasks.csvfile import entry_for as csv_task
+
+        return csv_task(rest)
     if sep and door == "bags":
         from tasks.simulated_bags import entry_for
 

@@ -75,3 +75,108 @@ def write_split_csv(samples: pd.DataFrame, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     samples[["path", "label", "fold"]].to_csv(out, index=False)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Grouped folds and per-class fixed splits
+# ----------------------------------------------------------------------------------------------
+def merge_groups(*keys) -> np.ndarray:
+    """Connected components over samples that share any key: ``merge_groups(sha256, patient)`` puts two
+    samples together when they have the same content OR the same patient (transitively). Each argument is a
+    sequence aligned with the samples; missing values (None/NaN/"") link nothing. Returns int group ids
+    (numbered by first appearance; the ids carry no meaning, only the partition does)."""
+    n = len(keys[0]) if keys else 0
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for column in keys:
+        if len(column) != n:
+            raise SplitError(f"group keys have different lengths ({len(column)} vs {n})")
+        first: dict = {}
+        for i, value in enumerate(column):
+            if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+                continue
+            j = first.setdefault(value, i)
+            if j != i:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    roots = [find(i) for i in range(n)]
+    ids: dict[int, int] = {}
+    return np.array([ids.setdefault(r, len(ids)) for r in roots], dtype=np.int64)
+
+
+def stratified_group_folds(paths, labels, groups, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Test-fold number (0..n_folds-1) of every sample, aligned with ``paths``; all samples of a group (byte-
+    identical duplicates, a patient) share one fold.
+
+    Portable: the result depends only on the relative paths, the labels, the partition into groups and the
+    seed, never on the input order or on the group ids' spelling. A group is represented by its
+    lexicographically first member path and stratified on that member's label (so a cross-class duplicate
+    pair counts towards the class of its first path). Within each class the groups are dealt largest first,
+    then in ``sha256(seed, representative path)`` order, each to the fold holding the fewest samples of that
+    class (ties: fewest samples overall, then the lowest fold number). Without multi-member groups this is
+    exactly :func:`stratified_folds`: fold sizes then differ by at most one, per class and overall.
+    """
+    if n_folds < 2:
+        raise SplitError(f"n_folds must be at least 2, got {n_folds}")
+    paths = pd.Series(paths).reset_index(drop=True).astype(str)
+    labels = pd.Series(labels).reset_index(drop=True).astype(str)
+    groups = pd.Series(groups).reset_index(drop=True)
+    if not (len(paths) == len(labels) == len(groups)):
+        raise SplitError(f"paths, labels and groups differ in length ({len(paths)}, {len(labels)}, {len(groups)})")
+    if paths.duplicated().any():
+        raise SplitError(f"duplicate paths in split request: {paths[paths.duplicated()].head(3).tolist()}")
+    if groups.isna().any():
+        raise SplitError("group ids must not be missing; give every sample its own group if it has none")
+    members = pd.Series(np.arange(len(paths))).groupby(groups.to_numpy()).apply(list).tolist()
+    units = []  # (label, -size, key, member rows)
+    for rows in members:
+        first = min(rows, key=lambda i: paths.iat[i])
+        units.append((labels.iat[first], -len(rows), path_key(paths.iat[first], seed), rows))
+    units.sort(key=lambda u: (u[0], u[1], u[2]))
+    folds = np.empty(len(paths), dtype=np.int64)
+    totals = np.zeros(n_folds, dtype=np.int64)
+    per_class: dict[str, np.ndarray] = {}
+    for label, neg_size, _, rows in units:
+        counts = per_class.setdefault(label, np.zeros(n_folds, dtype=np.int64))
+        fold = min(range(n_folds), key=lambda f: (counts[f], totals[f], f))
+        folds[rows] = fold
+        counts[fold] -= neg_size
+        totals[fold] -= neg_size
+    return folds
+
+
+def n_test_per_class(n: int, test_fraction: float = 0.2) -> int:
+    """floor(test_fraction x n) in exact arithmetic (0.2 x 5 is 1, not 0.9999...)."""
+    from fractions import Fraction
+
+    fraction = Fraction(str(test_fraction))
+    if not 0 < fraction < 1:
+        raise SplitError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    return int(n * fraction.numerator // fraction.denominator)
+
+
+def fixed_class_split(paths, labels, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """"train"/"test" for every sample, aligned with ``paths``: per class, floor(test_fraction x class count)
+    samples go to test, the first ones in ``sha256(seed, path)`` order. Portable (input order and the data
+    set's location change nothing) and testable on plain path lists."""
+    paths = pd.Series(paths).reset_index(drop=True).astype(str)
+    labels = pd.Series(labels).reset_index(drop=True).astype(str)
+    if len(paths) != len(labels):
+        raise SplitError(f"paths and labels differ in length ({len(paths)}, {len(labels)})")
+    if paths.duplicated().any():
+        raise SplitError(f"duplicate paths in split request: {paths[paths.duplicated()].head(3).tolist()}")
+    keys = np.array([path_key(p, seed) for p in paths], dtype=object)
+    out = np.full(len(paths), "train", dtype=object)
+    label_values = labels.to_numpy()
+    for label in sorted(set(label_values)):
+        members = np.flatnonzero(label_values == label)
+        order = members[np.argsort(keys[members], kind="stable")]
+        out[order[: n_test_per_class(len(order), test_fraction)]] = "test"
+    return out

@@ -1,0 +1,293 @@
+"""Bone Marrow Cytomorphology (the DinoBloom paper's "BMC" benchmark): ``bmc``.
+
+Data: C. Matek, S. Krappe, C. Münzenmayer, T. Haferlach, C. Marr, "Highly accurate differentiation of bone
+marrow cell morphologies using deep neural networks on a large image data set", Blood 138 (2021); The Cancer
+Imaging Archive collection "Bone-Marrow-Cytomorphology_MLL_Helmholtz_Fraunhofer", CC BY 4.0. 171,374 JPEG
+images of 21 classes.
+
+Layout. The published folder is ``BM_cytomorphology_data/<CLASS>/...``. Small classes hold their images
+directly (``ABE/ABE_00001.jpg``); the large ones are split into sub-folders of 1,000 images
+(``ART/0001-1000/ART_00001.jpg``, ``NGS/18001-19000/...``). Both forms are accepted, also mixed and also for a
+copy someone flattened: files directly in ``<CLASS>/`` and files one folder below it are the class's images;
+deeper folders are ignored and reported. ``--data-root`` may point at ``BM_cytomorphology_data`` or at the
+folder above it.
+
+Split: one fixed train/test split (``split_kind="fixed"``, samples' ``fold`` = "train"/"test"), either
+(a) the authors' CSV files (``Image Path,Label``, absolute paths from their machine; see
+    :func:`read_authors_split`), given as ``--split-file``, or a ``path,split`` CSV of our own, or
+(b) by default, generated per class: test = floor(0.2 x class count) images, the first ones in
+    ``sha256(seed, "<CLASS>/<file name>")`` order. The key leaves out the 1,000-image sub-folder so that the
+    nested and a flattened copy split alike. On the real class counts this gives the paper's test counts
+    (ABE 1 ... PMO 2398, 34,266 images; checked in the tests on path lists of those sizes).
+Byte-identical files are not regrouped here (that would change the per-class counts); the loader reports
+any that straddle train and test in ``notes``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.base import CellTask, DataError
+from tasks.checks import Inventory, NotedDataset, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.splits import SplitError, fixed_class_split, n_test_per_class, read_fixed_split
+
+BMC_CLASS_NAMES = {
+    "ABE": "abnormal eosinophil",
+    "ART": "artefact",
+    "BAS": "basophil",
+    "BLA": "blast",
+    "EBO": "erythroblast",
+    "EOS": "eosinophil",
+    "FGC": "faggot cell",
+    "HAC": "hairy cell",
+    "KSC": "smudge cell",
+    "LYI": "immature lymphocyte",
+    "LYT": "lymphocyte",
+    "MMZ": "metamyelocyte",
+    "MON": "monocyte",
+    "MYB": "myelocyte",
+    "NGB": "band neutrophil",
+    "NGS": "segmented neutrophil",
+    "NIF": "not identifiable",
+    "OTH": "other cell",
+    "PEB": "proerythroblast",
+    "PLM": "plasma cell",
+    "PMO": "promyelocyte",
+}
+BMC_CLASSES = tuple(sorted(BMC_CLASS_NAMES))
+# Test images per class in the paper's split (DESIGN.md): floor(0.2 x class count).
+PAPER_TEST_COUNTS = {
+    "ABE": 1, "ART": 3926, "BAS": 88, "BLA": 2394, "EBO": 5479, "EOS": 1176, "FGC": 9, "HAC": 81, "KSC": 8,
+    "LYI": 13, "LYT": 5248, "MMZ": 611, "MON": 808, "MYB": 1311, "NGB": 1993, "NGS": 5884, "NIF": 707,
+    "OTH": 58, "PEB": 548, "PLM": 1525, "PMO": 2398,
+}
+TEST_FRACTION = 0.2
+AUTHORS_COLUMNS = ("Image Path", "Label")
+
+DATA_DIR = "BM_cytomorphology_data"
+LICENCE = "CC BY 4.0"
+CITATION = (
+    "C. Matek, S. Krappe, C. Münzenmayer, T. Haferlach, C. Marr: Highly accurate differentiation of bone marrow "
+    "cell morphologies using deep neural networks on a large image data set. Blood 138 (2021); TCIA collection "
+    "Bone-Marrow-Cytomorphology_MLL_Helmholtz_Fraunhofer"
+)
+OBTAIN = (
+    "Download the collection 'Bone-Marrow-Cytomorphology_MLL_Helmholtz_Fraunhofer' (Matek et al. 2021, CC BY "
+    "4.0) from The Cancer Imaging Archive (https://www.cancerimagingarchive.net), and pass --data-root pointing "
+    f"at its '{DATA_DIR}' folder (or the folder above it), or put it at $BENCH_HOME/data/{DATA_DIR}. Expected "
+    f"layout: {DATA_DIR}/<CLASS>/[<sub-folder>/]<CLASS>_<nnnnn>.jpg with the 21 class codes "
+    f"{' '.join(BMC_CLASSES)}."
+)
+
+
+def split_keys(paths, labels) -> list[str]:
+    """``<CLASS>/<file name>`` per sample (sub-folders left out); the relative path where a name repeats
+    within a class."""
+    paths = [str(p) for p in paths]
+    keys = [f"{label}/{p.rsplit('/', 1)[-1]}" for p, label in zip(paths, labels)]
+    seen = pd.Series(keys)
+    repeated = set(seen[seen.duplicated(keep=False)])
+    return [p if k in repeated else k for p, k in zip(paths, keys)]
+
+
+def generated_split(paths, labels, seed: int = 0, test_fraction: float = TEST_FRACTION) -> np.ndarray:
+    """The default BMC split ("train"/"test" per sample): per class floor(test_fraction x n) test images."""
+    return fixed_class_split(split_keys(paths, labels), labels, test_fraction, seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# The authors' split files
+# ----------------------------------------------------------------------------------------------
+def split_file_kind(csv_path: str | Path) -> str:
+    """"authors" (``Image Path,Label``) or "paths" (``path,split``) from the CSV's header."""
+    header = list(pd.read_csv(csv_path, nrows=0).columns)
+    if all(c in header for c in AUTHORS_COLUMNS):
+        return "authors"
+    if {"path", "split"} <= set(header):
+        return "paths"
+    raise SplitError(
+        f"split file {csv_path} has columns {header}; expected 'path,split' or the authors' 'Image Path,Label'"
+    )
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in re.split(r"[\\/]+", str(path).strip()) if p]
+
+
+def match_authors_rows(csv_path: str | Path, samples: pd.DataFrame) -> np.ndarray:
+    """Row numbers in ``samples`` (path relative to the data root, label = class code) of every row of an
+    authors' ``Image Path,Label`` CSV, matched by class folder + file name (the absolute prefix, from another
+    machine, is ignored; a sub-folder settles a name that repeats within a class). Raises SplitError listing
+    rows that match nothing, match several files, disagree on the label, or repeat."""
+    csv_path = Path(csv_path)
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    missing = [c for c in AUTHORS_COLUMNS if c not in table.columns]
+    if missing:
+        raise SplitError(f"split file {csv_path} lacks column(s) {missing}; expected header 'Image Path,Label'")
+    index: dict[tuple[str, str], list[int]] = {}
+    ours = [p.split("/") for p in samples["path"]]
+    for i, (parts, label) in enumerate(zip(ours, samples["label"])):
+        index.setdefault((label, parts[-1]), []).append(i)
+    matched, unmatched, ambiguous, mismatched = [], [], [], []
+    for line, (path, label) in enumerate(zip(table["Image Path"], table["Label"]), start=2):
+        parts = _parts(path)
+        where = f"line {line}: {path}"
+        if not parts:
+            unmatched.append(f"{where} (empty path)")
+            continue
+        name, folders = parts[-1], parts[:-1]
+        at = max((k for k, f in enumerate(folders) if f in BMC_CLASS_NAMES), default=None)
+        code = folders[at] if at is not None else (label if label in BMC_CLASS_NAMES else None)
+        if code is None:
+            unmatched.append(f"{where} (no class folder in the path and label {label!r} is not a class code)")
+            continue
+        if label in BMC_CLASS_NAMES and label != code:
+            mismatched.append(f"{where} (label {label} but class folder {code})")
+            continue
+        candidates = index.get((code, name), [])
+        if len(candidates) > 1 and at is not None:  # a sub-folder in the row may settle a repeated name
+            middle = folders[at + 1:]
+            candidates = [i for i in candidates if ours[i][1:-1] == middle] or candidates
+        if not candidates:
+            unmatched.append(where)
+        elif len(candidates) > 1:
+            ambiguous.append(f"{where} -> {[samples['path'].iat[i] for i in candidates]}")
+        else:
+            matched.append(candidates[0])
+    counts = pd.Series(matched).value_counts() if matched else pd.Series(dtype=int)
+    repeated = [samples["path"].iat[i] for i in counts[counts > 1].index]
+    problems = []
+    for what, items in (("match no file of the data set", unmatched), ("match several files", ambiguous),
+                        ("disagree with the class folder", mismatched)):
+        if items:
+            problems.append(f"{len(items)} row(s) {what}, e.g. {items[:3]}")
+    if repeated:
+        problems.append(f"{len(repeated)} file(s) are listed more than once, e.g. {repeated[:3]}")
+    if problems:
+        raise SplitError(f"split file {csv_path} (matched by class folder + file name): " + "; ".join(problems))
+    return np.asarray(matched, dtype=np.int64)
+
+
+def _sibling(csv_path: Path, old: str, new: str) -> Path | None:
+    name = csv_path.name
+    at = name.lower().rfind(old)
+    if at < 0:
+        return None
+    candidate = csv_path.with_name(name[:at] + new + name[at + len(old):])
+    return candidate if candidate.is_file() else None
+
+
+def read_authors_split(csv_path: str | Path, samples: pd.DataFrame) -> np.ndarray:
+    """"train"/"test" per sample from the authors' split files (``bm_test.csv`` / ``bm_train.csv``, one
+    ``Image Path,Label`` row per image).
+
+    Give the test list. When a file of the same name with "test" replaced by "train" lies beside it, that is
+    read as the train list and the two must cover the data set exactly (no file in both, none in neither);
+    without it, every file not in the test list is train. Given only a train list (name with "train", no
+    test list beside it), this is an error: the test set would be guessed.
+    """
+    csv_path = Path(csv_path)
+    test_csv, train_csv = csv_path, _sibling(csv_path, "test", "train")
+    if "test" not in csv_path.name.lower() and "train" in csv_path.name.lower():
+        test_csv, train_csv = _sibling(csv_path, "train", "test"), csv_path
+        if test_csv is None:
+            raise SplitError(f"split file {csv_path} is a train list and no test list lies beside it; "
+                             "pass the test list (e.g. bm_test.csv)")
+    out = np.full(len(samples), "train", dtype=object)
+    test_rows = match_authors_rows(test_csv, samples)
+    out[test_rows] = "test"
+    if train_csv is not None:
+        train_rows = match_authors_rows(train_csv, samples)
+        both = sorted(set(train_rows) & set(test_rows))
+        neither = sorted(set(range(len(samples))) - set(train_rows) - set(test_rows))
+        if both or neither:
+            raise SplitError(
+                f"split files {test_csv.name} and {train_csv.name} do not partition the data set: {len(both)} file(s) "
+                f"in both (e.g. {[samples['path'].iat[i] for i in both[:3]]}), {len(neither)} in neither "
+                f"(e.g. {[samples['path'].iat[i] for i in neither[:3]]})"
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BMCTask(CellTask):
+    """BMC: 21 class folders (flat or one sub-folder level), one fixed per-class 80/20 split."""
+
+    test_fraction: float = TEST_FRACTION
+    protocols: tuple[str, ...] = ("knn-1", "knn-20", "linear")
+    licence: str = LICENCE
+    citation: str = CITATION
+    layout: str = f"{DATA_DIR}/<CLASS>/<CLASS>_<nnnnn>.jpg or {DATA_DIR}/<CLASS>/<first>-<last>/<CLASS>_<nnnnn>.jpg"
+    expected_classes: tuple[str, ...] = BMC_CLASSES
+
+    @property
+    def evaluation(self) -> str:
+        return (f"one fixed split: per class floor({self.test_fraction} x n) test images in sha256(seed "
+                f"{self.split_seed}, CLASS/file) order, or the authors' split files via --split-file")
+
+    def resolve_root(self, data_root, data_home: Path) -> Path:
+        if self.fixed_root is not None:
+            return self.fixed_root
+        return resolve_data_root(data_root, data_home, self.data_dir, BMC_CLASSES)
+
+    def inventory(self, root: Path) -> Inventory:
+        inv = walk_class_folders(root, depth=1)
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        inv.unexpected = [f for f in folders if f not in BMC_CLASS_NAMES]
+        inv.missing_classes = [c for c in BMC_CLASSES if c not in folders]
+        if inv.ignored:
+            inv.notes.append(f"{len(inv.ignored)} file(s) or folder(s) outside the layout or not images by name are "
+                             "ignored: " + ", ".join(inv.ignored[:20]) + (" ..." if len(inv.ignored) > 20 else ""))
+        return inv
+
+    def load(self, data_root=None, *, data_home: Path, split_file=None) -> NotedDataset:
+        root = self.resolve_root(data_root, data_home)
+        if self.prepare is not None:
+            self.prepare(root)
+        if not root.is_dir():
+            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
+        inv = self.inventory(root)
+        if inv.unexpected:
+            raise DataError(
+                f"task {self.name!r}: {root} holds folder(s) {inv.unexpected} that are not BMC class codes "
+                f"({' '.join(BMC_CLASSES)}); point --data-root at the {DATA_DIR} folder"
+            )
+        if inv.empty_classes:
+            raise DataError(f"task {self.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images")
+        if inv.missing_classes:
+            inv.notes.append(f"class folder(s) absent (results are not comparable to the full benchmark): "
+                             f"{', '.join(inv.missing_classes)}")
+        small = inv.samples["label"].value_counts()
+        small = sorted(c for c, n in small.items() if n_test_per_class(int(n), self.test_fraction) == 0)
+        if split_file is None and small:
+            inv.notes.append(f"class(es) with too few images for a test image at {self.test_fraction:g}: "
+                             f"{', '.join(small)} (train only)")
+
+        def assign(samples: pd.DataFrame):
+            if split_file is None:
+                return generated_split(samples["path"], samples["label"], self.split_seed, self.test_fraction), "fixed"
+            if split_file_kind(split_file) == "paths":
+                return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
+            return read_authors_split(split_file, samples), "fixed"
+
+        return finish_dataset(self.name, inv, assign)
+
+    def settings(self) -> dict:
+        return {"split": "fixed", "test_fraction": self.test_fraction, "split_seed": self.split_seed,
+                "split_key": "sha256(seed, CLASS/file name)", "main_metric": self.main_metric}
+
+
+BMC = BMCTask(
+    name="bmc",
+    summary="Bone Marrow Cytomorphology (Matek et al. 2021, 171,374 images), 21 classes, fixed per-class 80/20 split",
+    data_dir=DATA_DIR,
+    obtain=OBTAIN,
+)
