@@ -37,8 +37,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.base import CellTask, DataError
-from tasks.checks import Inventory, NotedDataset, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.base import CellDataset, CellTask, DataError
+from tasks.checks import Inventory, finish_dataset, resolve_data_root, walk_class_folders
 from tasks.splits import read_fixed_split, stratified_group_folds
 
 ACEVEDO_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
@@ -126,7 +126,7 @@ class AcevedoTask(CellTask):
             inv.samples = inv.samples.reset_index(drop=True)
         return inv
 
-    def load(self, data_root=None, *, data_home: Path, split_file=None) -> NotedDataset:
+    def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
         root = self.resolve_root(data_root, data_home)
         if self.prepare is not None:
             self.prepare(root)

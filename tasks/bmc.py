@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.base import CellTask, DataError
-from tasks.checks import Inventory, NotedDataset, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.base import CellDataset, CellTask, DataError
+from tasks.checks import Inventory, finish_dataset, resolve_data_root, walk_class_folders
 from tasks.splits import SplitError, fixed_class_split, n_test_per_class, read_fixed_split
 
 BMC_CLASS_NAMES = {
@@ -248,7 +248,7 @@ class BMCTask(CellTask):
                              "ignored: " + ", ".join(inv.ignored[:20]) + (" ..." if len(inv.ignored) > 20 else ""))
         return inv
 
-    def load(self, data_root=None, *, data_home: Path, split_file=None) -> NotedDataset:
+    def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
         root = self.resolve_root(data_root, data_home)
         if self.prepare is not None:
             self.prepare(root)

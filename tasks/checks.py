@@ -9,10 +9,9 @@ Two pure functions for the CLI (``bench data check TASK --data-root DIR``, ``ben
 * :func:`describe_task` -> str: where to obtain the data, licence, citation, expected layout, evaluation.
 
 The loaders of the real data sets (``tasks.acevedo``, ``tasks.bmc``, ``tasks.csvfile``) share the helpers
-below: :func:`hash_and_sniff` (sha256 and image magic bytes in one read), :class:`NotedDataset` (a
-``CellDataset`` that carries ``notes``: human-readable reports of the defects found while loading, for the
-harness to store in each result record) and :func:`finish_dataset` (hash, drop non-images, report
-duplicates, assign folds).
+below: :func:`hash_and_sniff` (sha256 and image magic bytes in one read) and :func:`finish_dataset` (hash,
+drop non-images, report duplicates in the dataset's ``notes`` for the harness to store in each result, assign
+folds).
 
 A task may describe its own layout to :func:`check_dataset` through duck typing: ``inventory(root) ->
 Inventory`` (and ``resolve_root``); ``licence``, ``citation``, ``layout``, ``expected_classes`` attributes are
@@ -74,14 +73,6 @@ def _listed(items: list[str], limit: int = MAX_LISTED) -> str:
 
 
 @dataclass
-class NotedDataset(CellDataset):
-    """A :class:`~tasks.base.CellDataset` with ``notes``: what the loader found and did about it (duplicates,
-    non-image files, left-out labels...), one human-readable string each. The harness records
-    ``getattr(dataset, "notes", [])`` in every result so a leaderboard can show them."""
-
-    notes: list[str] = field(default_factory=list)
-
-
 @dataclass
 class Inventory:
     """What a task finds under its data folder before any check: ``samples`` (path relative to ``root``,
@@ -111,7 +102,7 @@ def finish_dataset(
     task: str,
     inventory: Inventory,
     assign: Callable[[pd.DataFrame], tuple[np.ndarray, str]],
-) -> NotedDataset:
+) -> CellDataset:
     """Hash every image (sniffing its magic bytes on the way), drop and report non-images, report duplicates,
     then ``assign(samples) -> (fold per row, split kind)``; the samples passed to ``assign`` carry sha256.
 
@@ -165,7 +156,7 @@ def finish_dataset(
                 + _listed([" = ".join(f"{paths.iat[i]} [{fold.iat[i]}]" for i in g) for g in split])
             )
     columns = ["path", "label"] + (["patient"] if "patient" in samples else []) + ["fold", "sha256"]
-    return NotedDataset(task, root, samples[columns], split_kind, ignored, notes)
+    return CellDataset(task, root, samples[columns], split_kind, ignored, notes)
 
 
 # ----------------------------------------------------------------------------------------------

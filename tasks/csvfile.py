@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.base import CELL_PROTOCOLS, CellTask, DataError
-from tasks.checks import Inventory, NotedDataset, finish_dataset
+from tasks.base import CellDataset, CELL_PROTOCOLS, CellTask, DataError
+from tasks.checks import Inventory, finish_dataset
 from tasks.splits import merge_groups, read_fixed_split, stratified_group_folds
 
 REQUIRED = ("path", "label")
@@ -96,7 +96,7 @@ class CsvTask(CellTask):
             raise DataError(f"CSV {csv_path} lists {len(repeated)} image(s) more than once, e.g. {repeated[:3]}")
         return Inventory(root, samples.sort_values("path", ignore_index=True), missing_files=missing)
 
-    def load(self, data_root=None, *, data_home: Path | None = None, split_file=None) -> NotedDataset:
+    def load(self, data_root=None, *, data_home: Path | None = None, split_file=None) -> CellDataset:
         inv = self.inventory()
         if inv.missing_files:
             raise DataError(
