@@ -233,6 +233,44 @@ def check_extractor_cmd(
         raise typer.Exit(1)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them, and checking a copy.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    task: str = typer.Argument(..., help="task name"),
+    data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/...)"),
+    verify: bool = typer.Option(True, help="decode-check every image with PIL (slower)"),
+) -> None:
+    """Validate a data set's layout: class counts, duplicates, non-image and unreadable files."""
+    from bench import settings
+    from tasks import get_task
+    from tasks.checks import check_dataset
+
+    try:
+        report = check_dataset(get_task(task), data_root, settings.data_dir(), verify=verify)
+    except Exception as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+    out.print(report.format(), markup=False, highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("info")
+def data_info(task: str = typer.Argument(..., help="task name")) -> None:
+    """Where to obtain a task's data, its licence and the expected layout."""
+    from bench import settings
+    from tasks import get_task
+    from tasks.checks import describe_task
+
+    try:
+        text = describe_task(get_task(task), settings.data_dir())
+    except Exception as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+    out.print(text, markup=False, highlight=False)
+
+
 weights_app = typer.Typer(no_args_is_help=True, help="Weight files: where they are, and fetching them.")
 app.add_typer(weights_app, name="weights")
 

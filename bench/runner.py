@@ -184,6 +184,8 @@ def run_pair(
         label_names = dataset.samples["label"].to_numpy()
         task_info = {**dataset.describe(), **task.settings(), "notes": list(getattr(dataset, "notes", []))}
         task_info["split_file"] = None if options.split_file is None else str(options.split_file)
+        for note in task_info["notes"]:
+            log(f"note ({task.name}): {note}")
         skipped_images = [paths[i] for i in cached.bad_rows]
         timings = stats.as_dict()
         extra_warnings: list[str] = []

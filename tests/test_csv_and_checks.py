@@ -174,3 +174,20 @@ def test_bag_task_check_walks_label_patient_folders(tmp_path):
     report = check_dataset(task, None, tmp_path, verify=False)
     assert report.n_images == sum(report.class_counts.values()) == len(pd.read_csv(root / "cells.csv"))
     assert np.all(np.array(list(report.class_counts.values())) == 2)
+
+
+def test_data_cli_check_and_info(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "cells", {"a": 4, "b": 4})
+    (root / "a" / "copy.png").write_bytes((root / "b" / "b_000.png").read_bytes())
+    runner = CliRunner()
+    checked = runner.invoke(app, ["data", "check", f"imagefolder:{root}"])
+    assert checked.exit_code == 1 and "a/copy.png" in checked.output
+    info = runner.invoke(app, ["data", "info", "acevedo"])
+    assert info.exit_code == 0 and "Mendeley" in info.output and "CC BY 4.0" in info.output
+    unknown = runner.invoke(app, ["data", "info", "acevedoo"])
+    assert unknown.exit_code == 1 and "Did you mean 'acevedo'" in unknown.output
