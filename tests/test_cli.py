@@ -188,3 +188,34 @@ def test_domain_shift_trains_on_one_task_and_tests_on_another(tmp_path):
     predictions = pd.read_csv(next((tmp_path / "r").rglob("knn-1.predictions.csv")))
     assert set(predictions["label"]) == {"a", "b", "d"} and "d" not in set(predictions["prediction"])
     assert len(predictions) == 15
+
+
+def test_bag_task_end_to_end_with_attention_per_cell(tmp_path):
+    """synthetic-bags through `bench run`: patient-level CV, per-patient predictions, attention of every cell."""
+    import dataclasses
+
+    from bench.protocols import PROTOCOLS
+    from bench.protocols.mil import ABMIL_GATED
+
+    quick = dataclasses.replace(ABMIL_GATED, name="abmil-gated-quick", epochs=5)
+    PROTOCOLS.add("abmil-gated-quick", quick, summary="test: 5 epochs")
+    try:
+        done = _run("run", "-e", TINY, "-t", "synthetic-bags", "-p", "abmil-gated-quick", "--results", tmp_path / "r",
+                    "--no-progress", "--batch-size", "64")
+        assert done.exit_code == 0, done.output
+        folder = next((tmp_path / "r").rglob("synthetic-bags"))
+        record = json.loads((folder / "abmil-gated-quick.json").read_text())
+        assert record["task"]["n_patients"] == 40 and record["task"]["unit"] == "patient"
+        assert len(record["metrics"]["per_fold"]) == 5 and record["protocol"]["settings"]["epochs"] == 5
+        predictions = pd.read_csv(folder / "abmil-gated-quick.predictions.csv")
+        assert len(predictions) == 40 and predictions["bag"].is_unique
+        attention = pd.read_csv(folder / "abmil-gated-quick.attention.csv")
+        assert len(attention) == 40 * 24 and attention["path"].is_unique
+        sums = attention.groupby("bag")["attention"].sum()
+        np.testing.assert_allclose(sums, 1.0, rtol=1e-5)
+        # a patient never straddles folds: all its cells carry one fold
+        assert attention.groupby("bag")["fold"].nunique().eq(1).all()
+        wrong = _run("run", "-e", TINY, "-t", "synthetic-bags", "-p", "knn-1", "--results", tmp_path / "r", "--no-progress")
+        assert wrong.exit_code == 1 and "bags task" in wrong.output
+    finally:
+        PROTOCOLS.remove("abmil-gated-quick")

@@ -95,3 +95,27 @@ def test_patient_bags_read_back_with_the_patient_loader(tmp_path):
     assert samples.groupby("patient").size().eq(3).all()
     truth = pd.read_csv(root / "cells.csv")
     assert sorted(samples["path"]) == sorted(truth["path"])
+
+
+def test_simulated_patients_use_each_cell_once_and_follow_their_profile():
+    from tasks.simulated_bags import simulate_patients
+
+    cells = pd.DataFrame({"path": [f"{c}/{i}.png" for c in "abc" for i in range(200)], "label": [c for c in "abc" for _ in range(200)]})
+    bags = simulate_patients(cells, cells_per_patient=24, max_patients=10, excess=0.5, seed=0)
+    assert bags["path"].is_unique and set(bags["path"]) <= set(cells["path"])
+    assert bags.groupby("patient").size().eq(24).all()
+    assert set(bags["label"]) == {"control", "a-excess", "b-excess", "c-excess"}
+    share = bags[bags["label"] == "b-excess"]["cell_class"].eq("b").mean()
+    assert 0.55 < share < 0.8  # expected 0.5 + 0.5 / 3 = 0.67
+    pd.testing.assert_frame_equal(bags, simulate_patients(cells, cells_per_patient=24, max_patients=10, seed=0))
+
+
+def test_bags_door_needs_enough_cells(tmp_path):
+    root = make_image_folder(tmp_path / "few", {"a": 20, "b": 20}, size=8)
+    with pytest.raises(DataError, match="at least 5 per diagnosis"):
+        get_task(f"bags:imagefolder:{root}").load(data_home=tmp_path)
+    root = make_image_folder(tmp_path / "many", {"a": 260, "b": 260}, size=8)
+    data = get_task(f"bags:imagefolder:{root}").load(data_home=tmp_path)
+    patients, labels, rows = data.bags()
+    assert len(patients) >= 15 and any("SIMULATED" in note for note in data.notes)
+    assert sum(len(r) for r in rows) == len(data.samples) and data.samples["path"].is_unique
