@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.base import CellDataset, CellTask, DataError
-from tasks.checks import Inventory, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.checks import Inventory, checked_inventory, finish_dataset, resolve_data_root, walk_class_folders
 from tasks.splits import read_fixed_split, stratified_group_folds
 
 ACEVEDO_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
@@ -127,22 +127,8 @@ class AcevedoTask(CellTask):
         return inv
 
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
-        root = self.resolve_root(data_root, data_home)
-        if self.prepare is not None:
-            self.prepare(root)
-        if not root.is_dir():
-            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
-        inv = self.inventory(root)
-        if inv.unexpected:
-            raise DataError(
-                f"task {self.name!r}: {root} holds folder(s) {inv.unexpected} that are not Acevedo classes "
-                f"({', '.join(ACEVEDO_CLASSES)}); point --data-root at the {DATA_DIR} folder"
-            )
-        if inv.empty_classes:
-            raise DataError(f"task {self.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images")
-        if inv.missing_classes:
-            inv.notes.append(f"class folder(s) absent (results are not comparable to the full benchmark): "
-                             f"{', '.join(inv.missing_classes)}")
+        root = self.existing_root(data_root, data_home)
+        inv = checked_inventory(self, root, f"Acevedo classes ({', '.join(ACEVEDO_CLASSES)})", DATA_DIR)
 
         def assign(samples: pd.DataFrame):
             if split_file is not None:

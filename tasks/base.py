@@ -171,15 +171,20 @@ class CellTask:
             return self.fixed_root
         return Path(data_root).expanduser().resolve() if data_root else data_home / self.data_dir
 
-    def load(
-        self, data_root: str | Path | None = None, *, data_home: Path, split_file: str | Path | None = None
-    ) -> CellDataset:
-        """The data set with its folds; ``split_file`` (``path,split`` CSV) replaces k-fold by a fixed split."""
+    def existing_root(self, data_root: str | Path | None, data_home: Path) -> Path:
+        """The data folder (generated first where the task generates its data), or an error saying how to get it."""
         root = self.resolve_root(data_root, data_home)
         if self.prepare is not None:
             self.prepare(root)
         if not root.is_dir():
             raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
+        return root
+
+    def load(
+        self, data_root: str | Path | None = None, *, data_home: Path, split_file: str | Path | None = None
+    ) -> CellDataset:
+        """The data set with its folds; ``split_file`` (``path,split`` CSV) replaces k-fold by a fixed split."""
+        root = self.existing_root(data_root, data_home)
         samples, ignored = scan_image_folder(root)
         check_classes(samples, root)
         if split_file is not None:

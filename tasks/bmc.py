@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.base import CellDataset, CellTask, DataError
-from tasks.checks import Inventory, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.checks import Inventory, checked_inventory, finish_dataset, resolve_data_root, walk_class_folders
 from tasks.splits import SplitError, fixed_class_split, n_test_per_class, read_fixed_split
 
 BMC_CLASS_NAMES = {
@@ -249,22 +249,8 @@ class BMCTask(CellTask):
         return inv
 
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
-        root = self.resolve_root(data_root, data_home)
-        if self.prepare is not None:
-            self.prepare(root)
-        if not root.is_dir():
-            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
-        inv = self.inventory(root)
-        if inv.unexpected:
-            raise DataError(
-                f"task {self.name!r}: {root} holds folder(s) {inv.unexpected} that are not BMC class codes "
-                f"({' '.join(BMC_CLASSES)}); point --data-root at the {DATA_DIR} folder"
-            )
-        if inv.empty_classes:
-            raise DataError(f"task {self.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images")
-        if inv.missing_classes:
-            inv.notes.append(f"class folder(s) absent (results are not comparable to the full benchmark): "
-                             f"{', '.join(inv.missing_classes)}")
+        root = self.existing_root(data_root, data_home)
+        inv = checked_inventory(self, root, f"BMC class codes ({' '.join(BMC_CLASSES)})", DATA_DIR)
         small = inv.samples["label"].value_counts()
         small = sorted(c for c, n in small.items() if n_test_per_class(int(n), self.test_fraction) == 0)
         if split_file is None and small:

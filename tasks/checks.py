@@ -98,6 +98,23 @@ def duplicate_groups(samples: pd.DataFrame) -> list[list[int]]:
     return sorted(groups, key=lambda g: samples["path"].iat[g[0]])
 
 
+def checked_inventory(task, root: Path, known: str, data_dir: str) -> "Inventory":
+    """``task.inventory(root)``, refusing foreign folders and empty classes, noting absent classes."""
+    inv = task.inventory(root)
+    if inv.unexpected:
+        raise DataError(
+            f"task {task.name!r}: {root} holds folder(s) {inv.unexpected} that are not {known}; point --data-root "
+            f"at the {data_dir} folder"
+        )
+    if inv.empty_classes:
+        raise DataError(f"task {task.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images")
+    if inv.missing_classes:
+        inv.notes.append(
+            f"class folder(s) absent (results are not comparable to the full benchmark): {', '.join(inv.missing_classes)}"
+        )
+    return inv
+
+
 def finish_dataset(
     task: str,
     inventory: Inventory,
