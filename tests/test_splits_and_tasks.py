@@ -119,3 +119,42 @@ def test_bags_door_needs_enough_cells(tmp_path):
     patients, labels, rows = data.bags()
     assert len(patients) >= 15 and any("SIMULATED" in note for note in data.notes)
     assert sum(len(r) for r in rows) == len(data.samples) and data.samples["path"].is_unique
+
+
+def _aml_layout(root, patients_per_label=2, cells=3):
+    from tasks.aml import AML_LABELS
+
+    rows = []
+    for li, label in enumerate(AML_LABELS):
+        for p in range(patients_per_label):
+            patient = f"pat{li}{p}"
+            make_image_folder(root / label / patient, {"cells": cells}, size=8, seed=li * 10 + p)
+            for f in sorted((root / label / patient / "cells").iterdir()):
+                target = root / label / patient / f.name
+                f.rename(target)
+                rows.append((patient, label, target))
+            (root / label / patient / "cells").rmdir()
+    return rows
+
+
+def test_aml_hehr_reads_the_patient_layout_and_a_manifest(tmp_path):
+    rows = _aml_layout(tmp_path / "AML_Hehr")
+    task = get_task("aml-hehr")
+    data = task.load(tmp_path / "AML_Hehr", data_home=tmp_path)
+    patients, labels, bag_rows = data.bags()
+    assert len(patients) == 10 and sorted(data.classes) == sorted({r[1] for r in rows})
+    assert all(len(r) == 3 for r in bag_rows)
+    assert data.describe()["n_patients"] == 10
+    manifest = tmp_path / "elsewhere" / "manifest.csv"
+    manifest.parent.mkdir()
+    pd.DataFrame([(p, label, str(path)) for p, label, path in rows], columns=["patient", "label", "path"]).to_csv(
+        manifest, index=False
+    )
+    from_csv = task.load(manifest, data_home=tmp_path)
+    assert from_csv.bags()[0] == patients and from_csv.content_fingerprint() == data.content_fingerprint()
+    with pytest.raises(DataError, match="patient-level folds"):
+        task.load(tmp_path / "AML_Hehr", data_home=tmp_path, split_file=manifest)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient,label,path\nX,NPM1,missing.png\n")
+    with pytest.raises(DataError, match="do not exist"):
+        task.load(bad, data_home=tmp_path)
