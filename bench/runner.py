@@ -144,12 +144,56 @@ def _check_kinds(protocols, task) -> None:
         )
 
 
-def _shift_split(train_ds, train_keep, test_ds, test_keep):
-    """Features of both tasks stacked; one split: all valid train-task rows vs all valid test-task rows."""
-    n_train = len(train_ds)
-    train_rows = np.flatnonzero(train_keep)
-    test_rows = n_train + np.flatnonzero(test_keep)
-    return [("test", train_rows, test_rows)]
+@dataclass
+class _Inputs:
+    """What the protocols of one pair evaluate: features and labels of every row, and how rows split."""
+
+    features: np.ndarray
+    paths: np.ndarray
+    label_names: np.ndarray
+    keep: np.ndarray  # rows whose image could be read
+    task_info: dict
+    skipped_images: list
+    timings: dict
+    warnings: list = field(default_factory=list)
+    splits: list | None = None  # None: the dataset's own splits
+
+
+def _inputs(dataset, task, cached, stats, options: RunOptions) -> _Inputs:
+    keep = np.ones(len(dataset), dtype=bool)
+    keep[cached.bad_rows] = False
+    paths = dataset.samples["path"].to_numpy()
+    task_info = {**dataset.describe(), **task.settings(), "notes": list(getattr(dataset, "notes", []))}
+    task_info["split_file"] = None if options.split_file is None else str(options.split_file)
+    return _Inputs(
+        np.asarray(cached.features, dtype=np.float32), paths, dataset.samples["label"].to_numpy(), keep, task_info,
+        [paths[i] for i in cached.bad_rows], stats.as_dict(),
+    )
+
+
+def _add_test_task(inputs: _Inputs, dataset, task, extractor_name, test_task, label, options, log) -> None:
+    """Domain shift: stack the test task's rows after the training task's; one split, train rows vs test rows."""
+    _, other, test_ds, _, test_cached, test_stats = load_pair(
+        extractor_name, test_task, replace(options, data_root=None, split_file=None), log
+    )
+    test = _inputs(test_ds, other, test_cached, test_stats, replace(options, split_file=None))
+    n_train = len(inputs.features)
+    inputs.splits = [("test", np.flatnonzero(inputs.keep), n_train + np.flatnonzero(test.keep))]
+    inputs.features = np.concatenate([inputs.features, test.features])
+    inputs.paths = np.concatenate([inputs.paths, test.paths])
+    inputs.label_names = np.concatenate([inputs.label_names, test.label_names])
+    inputs.keep = np.concatenate([inputs.keep, test.keep])
+    only_train = sorted(set(dataset.classes) - set(test_ds.classes))
+    only_test = sorted(set(test_ds.classes) - set(dataset.classes))
+    if only_train:
+        inputs.warnings.append(f"classes only in the training task {task.name!r}: {only_train}")
+    if only_test:
+        inputs.warnings.append(
+            f"classes only in the test task {other.name!r}: {only_test} (never predicted: no training data)"
+        )
+    inputs.task_info = {"task": label, "train": inputs.task_info, "test": test.task_info, "main_metric": task.main_metric}
+    inputs.skipped_images += [f"{other.name}:{path}" for path in test.skipped_images]
+    inputs.timings = {"train_task": inputs.timings, "test_task": test.timings}
 
 
 def run_pair(
@@ -177,41 +221,14 @@ def run_pair(
             outcome.status = "skipped"
             return outcome
         entry, task, dataset, fingerprint, cached, stats = load_pair(extractor_name, task_name, options, log)
-        keep = np.ones(len(dataset), dtype=bool)
-        keep[cached.bad_rows] = False
-        features = np.asarray(cached.features, dtype=np.float32)
-        paths = dataset.samples["path"].to_numpy()
-        label_names = dataset.samples["label"].to_numpy()
-        task_info = {**dataset.describe(), **task.settings(), "notes": list(getattr(dataset, "notes", []))}
-        task_info["split_file"] = None if options.split_file is None else str(options.split_file)
-        for note in task_info["notes"]:
+        inputs = _inputs(dataset, task, cached, stats, options)
+        for note in inputs.task_info["notes"]:
             log(f"note ({task.name}): {note}")
-        skipped_images = [paths[i] for i in cached.bad_rows]
-        timings = stats.as_dict()
-        extra_warnings: list[str] = []
         if test_task is not None:
-            test_options = replace(options, data_root=None, split_file=None)
-            _, other, test_ds, _, test_cached, test_stats = load_pair(extractor_name, test_task, test_options, log)
-            test_keep = np.ones(len(test_ds), dtype=bool)
-            test_keep[test_cached.bad_rows] = False
-            splits = _shift_split(dataset, keep, test_ds, test_keep)
-            features = np.concatenate([features, np.asarray(test_cached.features, dtype=np.float32)])
-            paths = np.concatenate([paths, test_ds.samples["path"].to_numpy()])
-            label_names = np.concatenate([label_names, test_ds.samples["label"].to_numpy()])
-            only_train = sorted(set(dataset.classes) - set(test_ds.classes))
-            only_test = sorted(set(test_ds.classes) - set(dataset.classes))
-            if only_train:
-                extra_warnings.append(f"classes only in the training task {task.name!r}: {only_train}")
-            if only_test:
-                extra_warnings.append(
-                    f"classes only in the test task {other.name!r}: {only_test} (never predicted: no training data)"
-                )
-            task_info = {"task": outcome.task, "train": task_info, "test": {**test_ds.describe(), **other.settings()},
-                         "main_metric": task.main_metric}
-            skipped_images += [f"{other.name}:{test_ds.samples['path'].iat[i]}" for i in test_cached.bad_rows]
-            timings = {"train_task": timings, "test_task": test_stats.as_dict()}
-        classes = sorted(set(label_names))  # the label map: the union over everything evaluated
-        labels = np.searchsorted(classes, label_names)
+            _add_test_task(inputs, dataset, task, extractor_name, test_task, outcome.task, options, log)
+        classes = sorted(set(inputs.label_names))  # the label map: the union over everything evaluated
+        labels = np.searchsorted(classes, inputs.label_names)
+        keep, features, paths = inputs.keep, inputs.features, inputs.paths
         env = environment(str(pick_device(options.device)))
         for protocol in todo:
             if task.kind == "bags":
@@ -220,7 +237,7 @@ def run_pair(
                 evaluation = evaluate_bags(protocol, features, bag_rows, bag_labels, patients, classes,
                                            n_folds=task.n_folds, seeds=task.seeds)
             else:
-                splits_here = splits if test_task is not None else [
+                splits_here = inputs.splits or [
                     (name, train[keep[train]], test[keep[test]]) for name, train, test in dataset.splits()
                 ]
                 evaluation = evaluate(protocol, features, labels, splits_here, classes)
@@ -229,13 +246,13 @@ def run_pair(
                 "created": now_utc(),
                 "extractor": {"name": entry.name, "summary": entry.summary, "fingerprint": fingerprint,
                               "feature_key": cached.manifest["key"]},
-                "task": task_info,
+                "task": inputs.task_info,
                 "protocol": {"name": protocol.name, "summary": protocol.summary, "settings": protocol.settings()},
                 "metrics": {"per_fold": evaluation.per_fold, "mean": evaluation.mean, "std": evaluation.std,
                             "std_ddof": 0, "main": task.main_metric},
-                "warnings": extra_warnings + evaluation.warnings,
-                "skipped_images": skipped_images,
-                "timings": {**timings, "evaluation_seconds": round(evaluation.seconds, 3)},
+                "warnings": inputs.warnings + evaluation.warnings,
+                "skipped_images": inputs.skipped_images,
+                "timings": {**inputs.timings, "evaluation_seconds": round(evaluation.seconds, 3)},
                 "environment": env,
             }
             predictions = evaluation.predictions
