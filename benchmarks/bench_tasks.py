@@ -32,7 +32,7 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bmc_child(protocol_name: str, dim: int) -> dict:
+def bmc_child(protocol_name: str, dim: int, signal: float = 0.3) -> dict:
     import numpy as np
 
     from bench.protocols import PROTOCOLS
@@ -41,7 +41,7 @@ def bmc_child(protocol_name: str, dim: int) -> dict:
     test_counts = np.array(list(BMC_TEST.values()))
     train_counts = 4 * test_counts + 1  # n = 5 test + 1 gives floor(0.2 n) = test: the paper's test counts
     n_classes = len(test_counts)
-    means = rng.normal(scale=0.3, size=(n_classes, dim)).astype(np.float32)
+    means = rng.normal(scale=signal, size=(n_classes, dim)).astype(np.float32)
     y_train = np.repeat(np.arange(n_classes), train_counts)
     y_test = np.repeat(np.arange(n_classes), test_counts)
     x_train = means[y_train] + rng.standard_normal((len(y_train), dim), dtype=np.float32)
@@ -51,7 +51,7 @@ def bmc_child(protocol_name: str, dim: int) -> dict:
     prediction = PROTOCOLS.get(protocol_name).fit_predict(x_train, y_train, x_test, n_classes)
     seconds = time.perf_counter() - t0
     return {
-        "protocol": protocol_name, "dim": dim, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
+        "protocol": protocol_name, "dim": dim, "signal": signal, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
         "seconds": seconds, "accuracy": float(np.mean(prediction.labels == y_test)),
         "peak_rss_mib": _peak_mib(), "peak_over_data_mib": _peak_mib() - base, "notes": prediction.notes,
     }
@@ -96,12 +96,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="bmc,abmil")
     parser.add_argument("--dims", default="384,1536")
+    parser.add_argument("--signal", type=float, default=0.3, help="scale of the class means (smaller: harder)")
+    parser.add_argument("--protocols", default="knn-20,linear", help="BMC protocols to time")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        result = bmc_child(rest[0], int(rest[1])) if kind == "bmc" else abmil_child(rest[0])
+        result = bmc_child(rest[0], int(rest[1]), *map(float, rest[2:3])) if kind == "bmc" else abmil_child(rest[0])
         print(json.dumps(result))
         return 0
     import os
@@ -118,12 +120,12 @@ def main(argv=None) -> int:
         "",
     ]
     if "bmc" in args.parts:
-        lines += ["| BMC protocol | dim | train x test | seconds | peak RSS MiB (over the data) | accuracy | notes |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| BMC protocol | dim | class signal | train x test | seconds | peak RSS MiB (over the data) | accuracy | notes |",
+                  "|---|---|---|---|---|---|---|---|"]
         for dim in (int(d) for d in args.dims.split(",")):
-            for protocol in ("knn-20", "linear"):
-                r = _child("bmc", protocol, dim)
-                lines.append(f"| {protocol} | {dim} | {r['n_train']:,} x {r['n_test']:,} | {r['seconds']:.1f} | "
+            for protocol in args.protocols.split(","):
+                r = _child("bmc", protocol, dim, args.signal)
+                lines.append(f"| {protocol} | {dim} | {r['signal']} | {r['n_train']:,} x {r['n_test']:,} | {r['seconds']:.1f} | "
                              f"{r['peak_rss_mib']:.0f} (+{r['peak_over_data_mib']:.0f}) | {r['accuracy']:.3f} | "
                              f"{'; '.join(r['notes'])} |")
                 print(lines[-1], flush=True)

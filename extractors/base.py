@@ -37,7 +37,8 @@ class WeightSource:
     kind: str
     location: str = ""
     sha256: str | None = None
-    revision: str | None = None
+    revision: str | None = None  # hub sources: a commit hash; only pinned hub sources are ever downloaded
+    filename: str | None = None  # hub sources: the file in the repository (default model.safetensors)
 
     def describe(self) -> str:
         if self.kind == "random":

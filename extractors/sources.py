@@ -106,7 +106,7 @@ def _hf_cached(source: WeightSource) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
         return None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
+    for filename in (source.filename,) if source.filename else ("model.safetensors", "pytorch_model.bin"):
         hit = try_to_load_from_cache(source.location, filename, revision=source.revision)
         if isinstance(hit, str):
             return Path(hit)
@@ -164,17 +164,35 @@ def resolve(
     found = _find_local(entry, weights_home)
     if found is not None:
         return found
-    urls = [s for s in entry.weights if s.kind == "url"]
-    if allow_download and urls and not offline_requested(offline):
-        source = urls[0]
-        dest = weights_folder(entry, weights_home) / file_name(source)
-        if log is not None:
-            log(f"downloading {source.location} -> {dest}")
+    downloadable = [s for s in entry.weights if s.kind == "url" or (s.kind == "hub" and s.revision)]
+    if allow_download and downloadable and not offline_requested(offline):
+        source = downloadable[0]
         try:
+            if source.kind == "hub":
+                return Resolved(_hub_download(source, log), "download")
+            dest = weights_folder(entry, weights_home) / file_name(source)
+            if log is not None:
+                log(f"downloading {source.location} -> {dest}")
             return Resolved(download(source.location, dest, source.sha256), "download")
         except OSError as exc:  # no network, HTTP error, interrupted transfer (urllib's errors are OSErrors)
             raise MissingWeightsError(f"download failed ({exc}). {missing_message(entry, weights_home, False)}") from exc
     raise MissingWeightsError(missing_message(entry, weights_home, offline_requested(offline)))
+
+
+def _hub_download(source: WeightSource, log) -> Path:
+    """A hub source pinned to a revision: huggingface_hub's download into its own cache (HF_HOME), verified
+    against the source's sha256 where one is given. Hub sources without a pinned revision are never fetched."""
+    from huggingface_hub import hf_hub_download
+
+    filename = source.filename or "model.safetensors"
+    if log is not None:
+        log(f"downloading {source.location}@{source.revision}/{filename} into the Hugging Face cache")
+    try:
+        path = Path(hf_hub_download(source.location, filename, revision=source.revision))
+    except Exception as exc:  # huggingface_hub raises its own errors for offline, 404, gated repos
+        raise OSError(f"{source.location}@{source.revision}/{filename}: {exc}") from exc
+    verify(path, source)
+    return path
 
 
 def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) -> str:

@@ -374,3 +374,32 @@ def test_run_with_pooling_override(tmp_path):
     record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
     assert record["extractor"]["name"] == "vit-s14-random+cls+mean"
     assert record["extractor"]["fingerprint"]["dim"] == 768 and record["extractor"]["fingerprint"]["pooling"] == "cls+mean"
+
+
+def test_pinned_hub_source_downloads_through_huggingface_hub(tmp_path, weight_bytes, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
+    served = tmp_path / "hub" / "model.pth"
+    served.parent.mkdir()
+    served.write_bytes(weight_bytes)
+    calls = []
+
+    def fake_download(repo_id, filename, revision=None):
+        calls.append((repo_id, filename, revision))
+        return str(served)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    digest = hashlib.sha256(weight_bytes).hexdigest()
+    pinned = WeightSource("hub", "someone/dinobloom-s", sha256=digest, revision="0123abc", filename="model.pth")
+    entry = get_extractor("dinobloom-s").replace(weights=(pinned,))
+    got = resolve(entry, explicit=None, weights_home=tmp_path / "w")
+    assert got.origin == "download" and got.path == served and calls == [("someone/dinobloom-s", "model.pth", "0123abc")]
+    with pytest.raises(ChecksumError):
+        resolve(entry.replace(weights=(WeightSource("hub", "x/y", sha256="0" * 64, revision="1", filename="m"),)),
+                explicit=None, weights_home=tmp_path / "w")
+    unpinned = entry.replace(weights=(WeightSource("hub", "someone/dinobloom-s"),))
+    with pytest.raises(MissingWeightsError):
+        resolve(unpinned, explicit=None, weights_home=tmp_path / "w")
+    assert len(calls) == 2  # the unpinned source was never fetched
