@@ -114,7 +114,8 @@ def main(argv=None) -> int:
         "## The paper's tasks at full size (random features)",
         "",
         f"- Date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}; command: "
-        f"`python benchmarks/bench_tasks.py --parts {args.parts} --dims {args.dims}`",
+        f"`python benchmarks/bench_tasks.py --parts {args.parts} --dims {args.dims} --signal {args.signal} "
+        f"--protocols {args.protocols}`",
         f"- Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads); each "
         "measurement in its own process; peak RSS = the process's maximum resident set",
         "",
