@@ -110,6 +110,7 @@ class Registry(Generic[T]):
         self.allow_files = allow_files
         self._adapt = adapt
         self._slots: dict[str, _Slot] = {}
+        self._files: dict[str, _Slot] = {}
         self._entry_points_loaded = entry_point_group is None
 
     # -- registration -------------------------------------------------------------------------------------
@@ -176,12 +177,11 @@ class Registry(Generic[T]):
         return bool(self.allow_files and sep and attr and module.endswith(".py"))
 
     def get(self, name: str) -> T:
-        if self.is_file_target(name):
-            if name not in self._slots:
-                self._slots[name] = _Slot(target=name, origin="file")
+        if self.is_file_target(name):  # loaded on demand, cached apart: not a registered name
+            slot = self._files.setdefault(name, _Slot(target=name, origin="file"))
         else:
             self._load_entry_points()
-        slot = self._slots.get(name)
+            slot = self._slots.get(name)
         if slot is None:
             raise RegistryError(self.unknown_message(name))
         if not slot.resolved:

@@ -79,3 +79,11 @@ def test_listing_imports_no_model_code():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "knn-20" in done.stdout
+
+
+def test_file_targets_are_not_listed_as_registered_names():
+    from extractors import EXTRACTORS, get_extractor
+    from tests.conftest import TINY
+
+    get_extractor(TINY)
+    assert TINY not in EXTRACTORS.names()
