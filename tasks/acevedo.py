@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.base import CellDataset, CellTask, DataError
-from tasks.checks import Inventory, checked_inventory, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.checks import Inventory, checked_inventory, class_inventory, finish_dataset, resolve_data_root
 from tasks.splits import read_fixed_split, stratified_group_folds
 
 ACEVEDO_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
@@ -100,13 +100,7 @@ class AcevedoTask(CellTask):
         return resolve_data_root(data_root, data_home, self.data_dir, ACEVEDO_CLASSES)
 
     def inventory(self, root: Path) -> Inventory:
-        inv = walk_class_folders(root, depth=0)
-        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        inv.unexpected = [f for f in folders if f not in ACEVEDO_CLASSES]
-        inv.missing_classes = [c for c in ACEVEDO_CLASSES if c not in folders]
-        if inv.ignored:
-            inv.notes.append(f"{len(inv.ignored)} file(s) or folder(s) that are not images by name are ignored: "
-                             + ", ".join(inv.ignored[:20]) + (" ..." if len(inv.ignored) > 20 else ""))
+        inv = class_inventory(root, 0, ACEVEDO_CLASSES, ACEVEDO_CLASSES, "that are not images by name")
         if self.fine_labels:
             samples = inv.samples
             names = samples["path"].str.rsplit("/", n=1).str[-1]

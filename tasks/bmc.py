@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.base import CellDataset, CellTask, DataError
-from tasks.checks import Inventory, checked_inventory, finish_dataset, resolve_data_root, walk_class_folders
+from tasks.checks import Inventory, checked_inventory, class_inventory, finish_dataset, resolve_data_root
 from tasks.splits import SplitError, fixed_class_split, n_test_per_class, read_fixed_split
 
 BMC_CLASS_NAMES = {
@@ -239,13 +239,7 @@ class BMCTask(CellTask):
         return resolve_data_root(data_root, data_home, self.data_dir, BMC_CLASSES)
 
     def inventory(self, root: Path) -> Inventory:
-        inv = walk_class_folders(root, depth=1)
-        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        inv.unexpected = [f for f in folders if f not in BMC_CLASS_NAMES]
-        inv.missing_classes = [c for c in BMC_CLASSES if c not in folders]
-        if inv.ignored:
-            inv.notes.append(f"{len(inv.ignored)} file(s) or folder(s) outside the layout or not images by name are "
-                             "ignored: " + ", ".join(inv.ignored[:20]) + (" ..." if len(inv.ignored) > 20 else ""))
+        inv = class_inventory(root, 1, BMC_CLASS_NAMES, BMC_CLASSES, "outside the layout or not images by name")
         return inv
 
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:

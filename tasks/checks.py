@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,20 @@ def duplicate_groups(samples: pd.DataFrame) -> list[list[int]]:
         if len(rows) > 1:
             groups.append(sorted(rows.tolist(), key=lambda i: samples["path"].iat[i]))
     return sorted(groups, key=lambda g: samples["path"].iat[g[0]])
+
+
+def class_inventory(root: Path, depth: int, known: Iterable[str], expected: Iterable[str], what: str) -> "Inventory":
+    """``walk_class_folders`` plus the folders that are not known classes, the expected classes that are absent,
+    and a note on ignored files (``what`` says which)."""
+    inv = walk_class_folders(root, depth=depth)
+    known = set(known)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    inv.unexpected = [f for f in folders if f not in known]
+    inv.missing_classes = [c for c in expected if c not in folders]
+    if inv.ignored:
+        inv.notes.append(f"{len(inv.ignored)} file(s) or folder(s) {what} are ignored: "
+                         + ", ".join(inv.ignored[:20]) + (" ..." if len(inv.ignored) > 20 else ""))
+    return inv
 
 
 def checked_inventory(task, root: Path, known: str, data_dir: str) -> "Inventory":

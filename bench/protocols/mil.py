@@ -51,6 +51,8 @@ cells or classes). The dominant term is the (n_cells x D) x (D x 128) attention 
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -185,8 +187,9 @@ class ABMILProtocol(BagProtocol):
     def settings(self) -> dict:
         return {"head": self.head, **super().settings()}
 
+    @abstractmethod
     def build(self, dim: int, n_classes: int):
-        raise NotImplementedError
+        """The head (an ``nn.Module``) for features of ``dim`` and ``n_classes`` outputs."""
 
     def _lr(self, epoch: int) -> float:
         if self.schedule == "cosine":
