@@ -233,6 +233,41 @@ def check_extractor_cmd(
         raise typer.Exit(1)
 
 
+@app.command()
+def train(
+    preset: str = typer.Option(..., help="tiny-cpu, s, b, l or g"),
+    data: Path = typer.Option(..., help="image folder, or a folder of .txt image lists (the authors' format)"),
+    out: Path = typer.Option(..., help="run folder: checkpoint.pth, log.jsonl, exports/"),
+    eval_task: Optional[str] = typer.Option(None, help="evaluate every export with kNN on this task"),
+    eval_data_root: Optional[Path] = typer.Option(None, help="--data-root for the evaluation task"),
+    eval_protocol: List[str] = typer.Option(["knn-20"], help="protocol(s) for the evaluation of exports"),
+    results: Optional[Path] = typer.Option(None, help="results folder for the evaluations (default: OUT/results)"),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="stop after this many iterations"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config field: --set base_lr=1e-4"),
+) -> None:
+    """Train DinoBloom (DINOv2 without local crops); export the teacher every N iterations and evaluate it."""
+    from bench.runner import RunOptions, run_pair
+    from dinobloom_train.train import TrainError, main_cli
+
+    options = RunOptions(results_dir=results or out / "results", data_root=eval_data_root, progress=False)
+
+    def evaluate_export(path: Path) -> None:
+        if eval_task is None:
+            return
+        outcome = run_pair(f"trained:{path}", eval_task, _split(eval_protocol), options, log=_log)
+        for record in outcome.records:
+            mean = record["metrics"]["mean"]
+            _log(f"export {path.name}: {eval_task} {record['protocol']['name']} weighted F1 "
+                 f"{100 * mean['weighted_f1']:.1f}, balanced accuracy {100 * mean['balanced_accuracy']:.1f}")
+        if outcome.status == "failed":
+            _log(f"evaluation of {path.name} failed: {outcome.error}")
+
+    try:
+        main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log, on_export=evaluate_export)
+    except (TrainError, ValueError, FileNotFoundError) as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them, and checking a copy.")
 app.add_typer(data_app, name="data")
 

@@ -245,7 +245,7 @@ def run_pair(
                 "schema_version": SCHEMA_VERSION,
                 "created": now_utc(),
                 "extractor": {"name": entry.name, "summary": entry.summary, "fingerprint": fingerprint,
-                              "feature_key": cached.manifest["key"]},
+                              "feature_key": cached.manifest["key"], "metadata": entry.metadata},
                 "task": inputs.task_info,
                 "protocol": {"name": protocol.name, "summary": protocol.summary, "settings": protocol.settings()},
                 "metrics": {"per_fold": evaluation.per_fold, "mean": evaluation.mean, "std": evaluation.std,

@@ -62,6 +62,7 @@ DOORS = {
     "timm": ("extractors.timm_models:entry_for", "any timm model: timm:<model_name> (mean/std/size from timm)"),
     "hf": ("extractors.hf:entry_for", "a transformers vision model: hf:<repo id or local folder> (CLS token)"),
     "openclip": ("extractors.openclip:entry_for", "an OpenCLIP visual tower: openclip:<arch>[/<pretrained>]"),
+    "trained": ("extractors.trained:entry_for", "a DinoBloom trainer export: trained:<path to export .pth>"),
 }
 
 

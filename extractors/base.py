@@ -120,6 +120,7 @@ class ExtractorEntry:
     summary: str = ""
     code_sha256: str | None = None  # for plugin files: the source the features depend on
     supports_cls: bool = True  # False for token models without a CLS token (Swin)
+    metadata: dict = field(default_factory=dict, compare=False)  # recorded with results (e.g. training iteration)
     # (stored container, source path, backbone) -> the backbone's state dict; None: plain / {"state_dict"} / {"model"}
     unwrap_fn: Callable[[Any, str, nn.Module], dict[str, torch.Tensor]] | None = field(
         default=None, repr=False, compare=False

@@ -75,6 +75,9 @@ def _torch_cache() -> Path:
 
 
 def _find_local(entry: ExtractorEntry, weights_home: Path) -> Resolved | None:
+    for source in entry.weights:  # an entry made for one file (trained:<export>) names it
+        if source.kind == "file" and Path(source.location).is_absolute() and Path(source.location).is_file():
+            return Resolved(Path(source.location), "file")
     folder = weights_folder(entry, weights_home)
     for source in entry.weights:
         name = file_name(source)

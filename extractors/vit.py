@@ -6,6 +6,7 @@ token outputs after the final norm, pooled by the entry's ``pooling`` (CLS by de
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 from extractors.base import ExtractorEntry, FeatureModel, pool_tokens
@@ -32,6 +33,39 @@ def build_timm_vit(entry: ExtractorEntry, timm_name: str) -> FeatureModel:
 
     backbone = timm.create_model(timm_name, pretrained=False, img_size=entry.input_size, num_classes=0)
     return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling), _patch_tokens)
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    """A timm ViT (e.g. ``vit_small_patch14_dinov2``) at ``img_size`` with some constructor kwargs changed
+    (``overrides``, e.g. a smaller depth): the backbone definition the trainer and its exports share."""
+
+    timm_name: str
+    img_size: int = 224
+    overrides: tuple = ()
+
+    def create(self):
+        import timm
+
+        return timm.create_model(self.timm_name, pretrained=False, img_size=self.img_size, num_classes=0,
+                                 **dict(self.overrides))
+
+    @property
+    def embed_dim(self) -> int:
+        if "embed_dim" in dict(self.overrides):
+            return int(dict(self.overrides)["embed_dim"])
+        return next(dim for name, dim in VIT_ARCHITECTURES.values() if name == self.timm_name)
+
+    def as_dict(self) -> dict:
+        return {"timm_name": self.timm_name, "img_size": self.img_size, "overrides": dict(self.overrides)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ViTSpec":
+        return cls(data["timm_name"], int(data["img_size"]), tuple(sorted(data.get("overrides", {}).items())))
+
+
+def build_vit_spec(entry: ExtractorEntry, spec: ViTSpec) -> FeatureModel:
+    return FeatureModel(spec.create(), partial(_token_features, pooling=entry.pooling), _patch_tokens)
 
 
 def _random_vit(size: str) -> ExtractorEntry:

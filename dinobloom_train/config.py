@@ -1,0 +1,117 @@
+"""Trainer configuration: one dataclass, presets ``tiny-cpu``, ``s``, ``b``, ``l``, ``g``, overrides ``key=value``.
+
+Values follow ../shared/design/DESIGN.md ("DinoBloom trainer"); where it is silent, the schedule lengths of the
+DinoBloom repository's training config (dinov2/configs/train/custom.yaml as stored in its public repository:
+an epoch of 500 iterations, 10 warm-up epochs, 200 epochs, so the cosine spans 100,000 iterations) and DINOv2's
+defaults (teacher-temperature warm-up 30 epochs, last layer frozen for the first epoch). The authors stopped
+far earlier (downstream performance peaked at 4,000-8,000 iterations): ``--max-steps`` stops a run without
+shortening its schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from extractors.vit import ViTSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str
+    timm_name: str = "vit_small_patch14_dinov2"
+    img_size: int = 224
+    arch_overrides: tuple = ()
+    out_dim: int = 65536  # prototypes of the DINO and iBOT heads
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    global_batch: int = 1216
+    base_lr: float = 2e-4  # x sqrt(global_batch / 1024)
+    min_lr: float = 1e-6
+    warmup_iters: int = 5000
+    max_steps: int = 100000  # the schedule's length; stop earlier with --max-steps
+    iters_per_epoch: int = 500
+    freeze_last_layer_iters: int = 500
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.2
+    momentum_teacher: float = 0.994
+    momentum_teacher_end: float = 1.0
+    teacher_temp: float = 0.07
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_iters: int = 15000
+    student_temp: float = 0.1
+    koleo_weight: float = 0.1
+    ibot_weight: float = 1.0
+    dino_weight: float = 1.0
+    mask_probability: float = 0.5
+    mask_ratio_min: float = 0.1
+    mask_ratio_max: float = 0.5
+    global_scale_min: float = 0.32
+    global_scale_max: float = 1.0
+    clip_grad: float = 3.0
+    patch_embed_lr_mult: float = 0.2
+    export_every: int = 1000
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    init: str = "random"  # random | path to a DINOv2 checkpoint (hub or timm format)
+    num_workers: int = 2
+    precision: str = "bf16"  # autocast dtype on CUDA; CPU always trains in fp32
+    adamw_betas: tuple = (0.9, 0.999)
+
+    @property
+    def architecture(self) -> ViTSpec:
+        return ViTSpec(self.timm_name, self.img_size, tuple(self.arch_overrides))
+
+    def as_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def override(self, assignments: list[str]) -> "TrainConfig":
+        """``["max_steps=200", "base_lr=1e-4", "init=/path/dinov2.pth"]`` -> a new config (types from the fields)."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        changes = {}
+        for assignment in assignments:
+            key, sep, value = assignment.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in types:
+                raise ValueError(
+                    f"override {assignment!r}: expected key=value with key one of {', '.join(sorted(types))}"
+                )
+            current = getattr(self, key)
+            try:
+                if isinstance(current, bool):
+                    changes[key] = value.lower() in ("1", "true", "yes")
+                elif isinstance(current, (int, float, str)):
+                    changes[key] = type(current)(value)
+                else:
+                    changes[key] = tuple(json.loads(value))
+            except ValueError as exc:
+                raise ValueError(f"override {assignment!r}: {exc}") from None
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    # a small ViT at 56 px (4 x 4 patches of 14) that trains on 2 CPU cores
+    "tiny-cpu": TrainConfig(
+        preset="tiny-cpu", img_size=56, arch_overrides=(("embed_dim", 96), ("depth", 4), ("num_heads", 3)),
+        out_dim=4096, hidden_dim=512, bottleneck_dim=128, global_batch=32, warmup_iters=20, max_steps=400,
+        iters_per_epoch=50, freeze_last_layer_iters=50, warmup_teacher_temp_iters=100, export_every=100,
+        checkpoint_every=50, log_every=10, num_workers=1,
+    ),
+    # the paper's architectures and global batch sizes (8 GPUs)
+    "s": TrainConfig(preset="s", timm_name="vit_small_patch14_dinov2", global_batch=1216),
+    "b": TrainConfig(preset="b", timm_name="vit_base_patch14_dinov2", global_batch=960),
+    "l": TrainConfig(preset="l", timm_name="vit_large_patch14_dinov2", global_batch=448),
+    "g": TrainConfig(preset="g", timm_name="vit_giant_patch14_dinov2", global_batch=208),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESETS, n=2)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown preset {name!r}.{hint} Presets: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,331 @@
+"""The DinoBloom training loop: DINO + iBOT + KoLeo, EMA teacher, AdamW groups, exports, resume, torchrun.
+
+One iteration (DINOv2's ``forward_backward`` with two global crops and no local crops):
+teacher (no grad) -> CLS and masked-patch logits -> Sinkhorn-Knopp targets; student on the same crops with
+iBOT masks -> DINO loss (crops swapped), iBOT masked-patch loss, KoLeo on each crop's CLS; backward;
+per-module gradient clipping; AdamW step with the scheduled lr/wd (last layer frozen for the first epoch,
+patch embedding at 0.2 x lr); EMA update of the teacher.
+
+Reproducible resume: the order of images and every sample's augmentation and mask draw are functions of
+(seed, position in the stream of samples), so a run resumed from a checkpoint takes exactly the same next step
+as one that never stopped. Multi-process runs (``torchrun``) use DDP (gloo on CPU, nccl on GPU); each rank
+takes its slice of every global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dinobloom_train.config import TrainConfig
+from dinobloom_train.model import build_student_teacher, ema_update, param_groups, teacher_export_state
+
+CHECKPOINT = "checkpoint.pth"
+
+
+class TrainError(RuntimeError):
+    """Bad training input: no images, fewer images than a batch, a checkpoint of another architecture."""
+
+
+def _sample_seed(seed: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+class SampleStream(torch.utils.data.Sampler):
+    """Positions ``start, start+1, ...`` of an endless stream of (image index, sample seed); epoch e of the
+    stream is a permutation of the images drawn from (seed, e). Rank r of w takes positions p with p % w == r
+    inside each global batch, i.e. a contiguous slice per rank."""
+
+    def __init__(self, n_images: int, seed: int, start: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.start, self.rank, self.world = n_images, seed, start, rank, world
+
+    def item(self, position: int) -> tuple[int, int]:
+        epoch, offset = divmod(position, self.n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return int(order[offset]), _sample_seed(self.seed, position)
+
+    def __iter__(self):
+        position = self.start + self.rank
+        while True:
+            yield self.item(position)
+            position += self.world
+
+
+class SeededImages(torch.utils.data.Dataset):
+    """``dataset[(index, sample_seed)]``: the augmentation runs under that seed (torch and ``random``)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, item):
+        index, sample_seed = item
+        torch.manual_seed(sample_seed)
+        random.seed(sample_seed)
+        return self.dataset[index], sample_seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join the group (nccl on GPUs, gloo on CPU)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return Distributed(rank, world, torch.device("cuda", local))
+    return Distributed(rank, world, torch.device(device))
+
+
+def _load_init(config: TrainConfig) -> dict | None:
+    if config.init == "random":
+        return None
+    from extractors.dinov2 import unwrap_dinov2
+    from extractors.weights import read_state_dict
+
+    vit = config.architecture.create()
+    return unwrap_dinov2(read_state_dict(config.init), config.init, vit)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: str | Path, out: str | Path, dist: Distributed | None = None,
+                 log: Callable[[str], None] = print):
+        from dinobloom_train.data import DinoBloomAugmentation, ImageListDataset, list_images
+        from dinobloom_train.losses import DINOLoss, IBOTPatchLoss, KoLeoLoss
+        from dinobloom_train.schedules import Schedules
+
+        self.config, self.out, self.dist, self.log = config, Path(out), dist or Distributed(), log
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.paths = list_images(data)
+        if len(self.paths) < config.global_batch:
+            raise TrainError(
+                f"{data} holds {len(self.paths)} images, fewer than one global batch of {config.global_batch}; "
+                "add images or lower global_batch (--set global_batch=N)"
+            )
+        if config.global_batch % self.dist.world:
+            raise TrainError(f"global_batch {config.global_batch} is not divisible by {self.dist.world} processes")
+        self.batch = config.global_batch // self.dist.world
+        augmentation = DinoBloomAugmentation(
+            global_size=config.img_size, global_scale=(config.global_scale_min, config.global_scale_max)
+        )
+        self.images = SeededImages(ImageListDataset(self.paths, augmentation))
+        self.student, self.teacher = build_student_teacher(
+            config.architecture, config.out_dim, config.hidden_dim, config.bottleneck_dim, _load_init(config), config.seed
+        )
+        self.student.to(self.dist.device)
+        self.teacher.to(self.dist.device)
+        self.model = self.student
+        if self.dist.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.student, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None
+            )
+        self.groups = param_groups(self.student, config.patch_embed_lr_mult)
+        self.optimizer = torch.optim.AdamW(self.groups, lr=0.0, betas=tuple(config.adamw_betas))
+        # fp16 autocast on CUDA needs loss scaling; bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dist.device.type == "cuda" and config.precision == "fp16")
+        self.schedules = Schedules(
+            total_iters=config.max_steps, global_batch=config.global_batch, iters_per_epoch=config.iters_per_epoch,
+            base_lr=config.base_lr, min_lr=config.min_lr, warmup_iters=config.warmup_iters,
+            weight_decay=config.weight_decay, weight_decay_end=config.weight_decay_end,
+            momentum_teacher=config.momentum_teacher, final_momentum_teacher=config.momentum_teacher_end,
+            warmup_teacher_temp=config.warmup_teacher_temp, teacher_temp=config.teacher_temp,
+            warmup_teacher_temp_iters=config.warmup_teacher_temp_iters,
+            freeze_last_layer_iters=config.freeze_last_layer_iters,
+        )
+        self.dino_loss = DINOLoss(config.out_dim, config.student_temp)
+        self.ibot_loss = IBOTPatchLoss(config.out_dim, config.student_temp)
+        self.koleo = KoLeoLoss()
+        grid = config.img_size // self.student.backbone.vit.patch_embed.patch_size[0]
+        self.grid = (grid, grid)
+        self.iteration = 0
+        self.history: list[dict] = []
+        self._resume_if_possible()
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def _resume_if_possible(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location=self.dist.device, weights_only=True)
+        arch_keys = ("timm_name", "img_size", "arch_overrides", "out_dim", "hidden_dim", "bottleneck_dim")
+        if any(state["config"].get(k) != self.config.as_dict()[k] for k in arch_keys):
+            raise TrainError(
+                f"{path} is a checkpoint of another architecture ({state['config']['timm_name']}, "
+                f"{state['config']['arch_overrides']}); use another --out folder"
+            )
+        try:
+            self.student.load_state_dict(state["student"], strict=True)
+            self.teacher.load_state_dict(state["teacher"], strict=True)
+        except RuntimeError as exc:
+            raise TrainError(f"{path} does not fit this run's model: {exc}") from exc
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.history = list(state.get("history", []))
+        self.log(f"resumed from {path} at iteration {self.iteration}")
+
+    def save_checkpoint(self) -> Path:
+        from bench.cache import atomic_write
+
+        path = self.out / CHECKPOINT
+        state = {"student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
+                 "config": self.config.as_dict(), "history": self.history}
+        atomic_write(path, lambda fh: torch.save(state, fh))
+        return path
+
+    def export(self) -> Path:
+        """``exports/teacher_<iteration>.pth`` in DinoBloom's format, and its sidecar for ``trained:``."""
+        from bench.cache import atomic_write, atomic_write_json
+        from extractors.trained import SIDECAR_FORMAT, sidecar_path
+
+        path = self.out / "exports" / f"teacher_{self.iteration:07d}.pth"
+        state = {"teacher": teacher_export_state(self.teacher)}
+        atomic_write(path, lambda fh: torch.save(state, fh))
+        atomic_write_json(sidecar_path(path), {
+            "format": SIDECAR_FORMAT, "architecture": self.config.architecture.as_dict(), "preset": self.config.preset,
+            "iteration": self.iteration, "run": str(self.out), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": self.config.as_dict(),
+        })
+        return path
+
+    # -- one step -----------------------------------------------------------------------------------------------
+    def _batches(self):
+        from dinobloom_train.data import collate_crops
+        from dinobloom_train.masking import BlockMaskGenerator
+
+        generator = BlockMaskGenerator(self.grid, max_num_patches=int(0.5 * self.grid[0] * self.grid[1]))
+
+        def collate(samples):
+            images, seeds = zip(*samples)
+            masks_rng = torch.Generator().manual_seed(seeds[0])  # the mask draw: a function of the batch's first sample
+            return collate_crops(list(images), generator, self.config.mask_probability,
+                                 (self.config.mask_ratio_min, self.config.mask_ratio_max), self.grid,
+                                 generator=masks_rng)
+
+        sampler = SampleStream(len(self.paths), self.config.seed, self.iteration * self.config.global_batch,
+                               self.dist.rank, self.dist.world)
+        loader = torch.utils.data.DataLoader(
+            self.images, batch_size=self.batch, sampler=sampler, collate_fn=collate,
+            num_workers=self.config.num_workers, pin_memory=self.dist.device.type == "cuda",
+            persistent_workers=self.config.num_workers > 0,
+        )
+        return iter(loader)
+
+    def step(self, batch: dict) -> dict:
+        config, device = self.config, self.dist.device
+        values = self.schedules.at(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = (values["last_layer_lr"] if group["is_last_layer"] else values["lr"]) * group["lr_multiplier"]
+            group["weight_decay"] = values["wd"] * group["wd_multiplier"]
+        crops = batch["global_crops"].to(device, non_blocking=True)
+        masks = batch["masks"].to(device, non_blocking=True)
+        n = crops.shape[0] // 2
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        use_amp = device.type == "cuda" and amp is not None
+        with torch.autocast(device.type, dtype=amp, enabled=use_amp):
+            with torch.no_grad():
+                t_tokens = self.teacher.backbone(crops)
+                t_cls = self.teacher.dino_head(t_tokens[:, 0])
+                t_patch = self.teacher.ibot_head(t_tokens[:, self.teacher.backbone.vit.num_prefix_tokens :][masks])
+                t_cls_probs = self.dino_loss.sinkhorn_knopp_teacher(t_cls, values["teacher_temp"])
+                # called on every rank, even with no masked patch here: Sinkhorn-Knopp all-reduces across ranks
+                t_patch_probs = self.ibot_loss.sinkhorn_knopp_teacher(t_patch, values["teacher_temp"])
+            s_cls, s_cls_logits, s_patch_logits = self.model(crops, masks)
+            dino = self.dino_loss(list(s_cls_logits.chunk(2)), list(t_cls_probs.chunk(2)))
+            ibot = self.ibot_loss.forward_masked(s_patch_logits, t_patch_probs, masks, batch.get("masks_weight"))
+            koleo = sum(self.koleo(part) for part in s_cls.chunk(2))
+            loss = config.dino_weight * dino + config.ibot_weight * ibot + config.koleo_weight * koleo
+        loss_value = loss.detach()
+        if not torch.isfinite(loss_value):
+            raise TrainError(f"loss is {loss_value.item()} at iteration {self.iteration}; lower base_lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        norms = [nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad)
+                 for module in (self.student.backbone, self.student.dino_head, self.student.ibot_head)]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        ema_update(self.teacher, self.student, values["momentum"])
+        self.iteration += 1
+        record = {"iteration": self.iteration, "loss": loss.item(), "dino": dino.item(), "ibot": ibot.item(),
+                  "koleo": koleo.item(), "lr": values["lr"], "wd": values["wd"], "momentum": values["momentum"],
+                  "teacher_temp": values["teacher_temp"], "grad_norm_backbone": float(norms[0]), "batch": n}
+        return record
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def train(self, max_steps: int | None = None, on_export: Callable[[Path], None] | None = None) -> list[dict]:
+        stop = min(max_steps or self.config.max_steps, self.config.max_steps)
+        if self.iteration == 0 and self.dist.main:  # the curve starts at the initialisation (random or DINOv2)
+            path = self.export()
+            if on_export is not None:
+                on_export(path)
+        batches = self._batches()
+        t0 = time.perf_counter()
+        while self.iteration < stop:
+            record = self.step(next(batches))
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            self.history.append(record)
+            if self.dist.main:
+                with open(self.out / "log.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if self.iteration % self.config.log_every == 0 or self.iteration == 1:
+                    self.log(f"it {self.iteration}/{stop} loss {record['loss']:.4f} (dino {record['dino']:.4f} "
+                             f"ibot {record['ibot']:.4f} koleo {record['koleo']:.4f}) lr {record['lr']:.2e}")
+                if self.iteration % self.config.checkpoint_every == 0 or self.iteration == stop:
+                    self.save_checkpoint()
+                if self.iteration % self.config.export_every == 0 or self.iteration == stop:
+                    path = self.export()
+                    if on_export is not None:
+                        on_export(path)
+        return self.history
+
+
+def step_seconds(history: list[dict]) -> float | None:
+    """Median seconds per step (from the cumulative timer), skipping the first (warm-up) step."""
+    times = [r["seconds"] for r in history]
+    deltas = np.diff(times)[1:] if len(times) > 2 else np.diff(times)
+    return float(np.median(deltas)) if len(deltas) else None
+
+
+def main_cli(preset: str, data: str, out: str, overrides: list[str], max_steps: int | None,
+             log=print, on_export=None) -> Trainer:
+    """Entry point of ``bench train`` and of ``torchrun -m dinobloom_train``."""
+    from dinobloom_train.config import get_preset
+
+    config = get_preset(preset).override(overrides)
+    if max_steps is not None:
+        config = config.override([f"max_steps={max(max_steps, 1)}"]) if max_steps > config.max_steps else config
+    dist = init_distributed()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, data, out, dist, log if dist.main else (lambda m: None))
+    trainer.train(max_steps, on_export if dist.main else None)
+    if dist.world > 1:
+        torch.distributed.barrier()
+    return trainer
+

@@ -1,0 +1,53 @@
+"""``trained:<export.pth>``: a checkpoint written by the DinoBloom trainer (``dinobloom_train``).
+
+An export is a DinoBloom-format file (``{"teacher": {"backbone.*", "dino_head.*", "ibot_head.*"}}``) with a
+sidecar ``<same name>.json`` naming the architecture (a timm ViT spec), the preset and the training iteration.
+The feature is the teacher backbone's CLS token after the final norm, as for DinoBloom; the sidecar's training
+information travels into every result (``extractor.metadata``), so the leaderboard can draw the downstream
+curve over training. Exports of the ``s`` preset also load as ``--extractor dinobloom-s --weights FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+from extractors.base import ExtractorEntry, WeightSource
+from extractors.dinov2 import unwrap_dinov2
+from extractors.vit import ViTSpec, build_vit_spec
+
+SIDECAR_FORMAT = "hemabench-dinobloom-export/1"
+
+
+def sidecar_path(export: Path) -> Path:
+    return export.with_suffix(".json")
+
+
+def entry_for(spec: str) -> ExtractorEntry:
+    export = Path(spec).expanduser().resolve()
+    if not export.is_file():
+        raise ValueError(f"trained:{spec}: no such file {export}")
+    side = sidecar_path(export)
+    if not side.is_file():
+        raise ValueError(
+            f"trained:{spec}: the sidecar {side} that names the architecture is missing; exports written by "
+            "`bench train` have one. For a DinoBloom-S/B/L/G-architecture file use --extractor dinobloom-s "
+            "--weights FILE (or -b/-l/-g)"
+        )
+    info = json.loads(side.read_text())
+    if info.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{side}: not a hemabench trainer sidecar (format {info.get('format')!r})")
+    vit = ViTSpec.from_dict(info["architecture"])
+    return ExtractorEntry(
+        name=f"trained:{spec}",
+        family="trained",
+        architecture=f"timm:{vit.timm_name}@{vit.img_size}{''.join(f'+{k}={v}' for k, v in vit.overrides)}",
+        dim=vit.embed_dim,
+        build_fn=partial(build_vit_spec, spec=vit),
+        input_size=vit.img_size,
+        weights=(WeightSource("file", str(export)),),
+        summary=f"DinoBloom trainer export, preset {info.get('preset')}, iteration {info.get('iteration')}",
+        unwrap_fn=unwrap_dinov2,
+        metadata={"training": {k: info.get(k) for k in ("preset", "iteration", "run", "created")}},
+    )
