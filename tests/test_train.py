@@ -97,3 +97,19 @@ def test_two_process_torchrun_on_cpu(images, tmp_path):
     assert [r["iteration"] for r in log] == [1, 2] and log[0]["batch"] == 4  # 8 per step, 4 per rank
     assert (tmp_path / "ddp" / "exports" / "teacher_0000002.pth").is_file()
     assert (tmp_path / "ddp" / "exports" / "teacher_0000000.pth").is_file()  # the initialisation
+
+
+def test_init_from_a_dinov2_hub_checkpoint(tmp_path):
+    """Student and teacher start from a DINOv2 hub file (518-px grid), position embedding resampled once."""
+    if not KEYS_FILE.is_file():
+        pytest.skip(f"{KEYS_FILE} is not present here")
+    from dinobloom_train.train import _load_init
+    from tests.test_pretrained import write_format
+
+    write_format("dinov2_vits14_hub", tmp_path / "dinov2_vits14_pretrain.pth")
+    config = get_preset("s").override([f"init={tmp_path / 'dinov2_vits14_pretrain.pth'}"])
+    state = _load_init(config)
+    student, teacher = build_student_teacher(config.architecture, 256, 64, 32, init_state=state)
+    assert student.backbone.vit.pos_embed.shape == (1, 257, 384)
+    torch.testing.assert_close(student.backbone.vit.pos_embed, state["pos_embed"], rtol=0, atol=0)
+    torch.testing.assert_close(teacher.backbone.vit.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
