@@ -1,0 +1,71 @@
+"""Trainer step time per preset on this machine (CPU), at a small batch.
+
+    BENCH_HOME=$(mktemp -d) python benchmarks/bench_train.py [--presets tiny-cpu,s,b,l] [--batch 4] [--steps 3]
+
+Each preset's real architecture and heads (65,536 prototypes for s/b/l), one process, num_workers 0, images from
+the synthetic-wbc task; the median time of ``--steps`` steps after one warm-up step, data loading and
+augmentation included. ``g`` is left out on a 24 GiB machine: student, teacher, gradients and AdamW state of
+ViT-g alone are about 22 GB in fp32. The paper's per-GPU batch sizes need a GPU (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="tiny-cpu,s,b,l")
+    parser.add_argument("--batch", type=int, default=4, help="global batch for s/b/l (tiny-cpu keeps its 32)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from dinobloom_train.config import get_preset
+    from dinobloom_train.train import Trainer
+    from tasks import get_task
+
+    home = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    images = get_task("synthetic-wbc").load(None, data_home=home / "data").root
+    lines = [
+        "## Trainer step time per preset (CPU)",
+        "",
+        f"- Date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}; command: "
+        f"`python benchmarks/bench_train.py --presets {args.presets} --batch {args.batch} --steps {args.steps}`",
+        f"- torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, num_workers 0, synthetic-wbc images",
+        "",
+        "| preset | architecture | img px | global batch | s / step (median) | images / s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in args.presets.split(","):
+        preset = get_preset(name)
+        batch = preset.global_batch if name == "tiny-cpu" else args.batch
+        config = preset.override([f"global_batch={batch}", "num_workers=0", f"max_steps={args.steps + 1}",
+                                  "warmup_iters=1", "export_every=100000", "checkpoint_every=100000",
+                                  "log_every=100000", "freeze_last_layer_iters=0", "warmup_teacher_temp_iters=1"])
+        trainer = Trainer(config, images, home / f"run-{name}", log=lambda m: None)
+        trainer.export = lambda: None  # timing only: no iteration-0 export
+        t0 = time.perf_counter()
+        history = trainer.train(args.steps + 1)
+        times = [history[0]["seconds"]] + [b["seconds"] - a["seconds"] for a, b in zip(history, history[1:])]
+        step = statistics.median(times[1:])
+        lines.append(f"| {name} | {config.timm_name} {dict(config.arch_overrides) or ''} | {config.img_size} | "
+                     f"{batch} | {step:.2f} | {batch / step:.1f} |")
+        print(lines[-1], f"(warm-up step {times[0]:.1f} s, total {time.perf_counter() - t0:.0f} s)", flush=True)
+        del trainer
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
