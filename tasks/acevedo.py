@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.base import CellDataset, CellTask, DataError
+from tasks.base import CellDataset, CellTask
 from tasks.checks import Inventory, checked_inventory, class_inventory, finish_dataset, resolve_data_root
 from tasks.splits import read_fixed_split, stratified_group_folds
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.base import CellDataset, CellTask, DataError
+from tasks.base import CellDataset, CellTask
 from tasks.checks import Inventory, checked_inventory, class_inventory, finish_dataset, resolve_data_root
 from tasks.splits import SplitError, fixed_class_split, n_test_per_class, read_fixed_split
 
