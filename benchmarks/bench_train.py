@@ -1,4 +1,4 @@
-"""Trainer step time per preset on this machine (CPU), at a small batch.
+"""Trainer step time per preset on this machine (CUDA when present, else CPU), at a chosen batch.
 
     BENCH_HOME=$(mktemp -d) python benchmarks/bench_train.py [--presets tiny-cpu,s,b,l] [--batch 4] [--steps 3]
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     import torch
 
     from dinobloom_train.config import get_preset
-    from dinobloom_train.train import Trainer
+    from dinobloom_train.train import Trainer, init_distributed
     from tasks import get_task
 
     home = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -39,25 +39,30 @@ def main(argv=None) -> int:
         "",
         f"- Date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}; command: "
         f"`python benchmarks/bench_train.py --presets {args.presets} --batch {args.batch} --steps {args.steps}`",
-        f"- torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, num_workers 0, synthetic-wbc images",
+        f"- torch {torch.__version__}, {torch.get_num_threads()} threads, num_workers 0, synthetic-wbc images; "
+        "fp32 on CPU, the preset's autocast precision on CUDA",
         "",
-        "| preset | architecture | img px | global batch | s / step (median) | images / s |",
-        "|---|---|---|---|---|---|",
+        "| preset | architecture | img px | global batch | s / step (median) | images / s | peak CUDA memory GiB |",
+        "|---|---|---|---|---|---|---|",
     ]
+    dist = init_distributed()  # CUDA when present (bf16 autocast by default), else CPU
     for name in args.presets.split(","):
         preset = get_preset(name)
         batch = preset.global_batch if name == "tiny-cpu" else args.batch
         config = preset.override([f"global_batch={batch}", "num_workers=0", f"max_steps={args.steps + 1}",
                                   "warmup_iters=1", "export_every=100000", "checkpoint_every=100000",
                                   "log_every=100000", "freeze_last_layer_iters=0", "warmup_teacher_temp_iters=1"])
-        trainer = Trainer(config, images, home / f"run-{name}", log=lambda m: None)
+        if dist.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        trainer = Trainer(config, images, home / f"run-{name}", dist, log=lambda m: None)
         trainer.export = lambda: None  # timing only: no iteration-0 export
         t0 = time.perf_counter()
         history = trainer.train(args.steps + 1)
         times = [history[0]["seconds"]] + [b["seconds"] - a["seconds"] for a, b in zip(history, history[1:])]
         step = statistics.median(times[1:])
+        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}" if dist.device.type == "cuda" else "n/a (CPU)"
         lines.append(f"| {name} | {config.timm_name} {dict(config.arch_overrides) or ''} | {config.img_size} | "
-                     f"{batch} | {step:.2f} | {batch / step:.1f} |")
+                     f"{batch} | {step:.2f} | {batch / step:.1f} | {memory} |")
         print(lines[-1], f"(warm-up step {times[0]:.1f} s, total {time.perf_counter() - t0:.0f} s)", flush=True)
         del trainer
     report = "\n".join(lines) + "\n"
