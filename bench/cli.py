@@ -74,8 +74,8 @@ def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"
     for name, summary in registry.summaries().items():
         table.add_row(escape(name), escape(summary))
     if kind is Kind.tasks:
-        for door, (placeholder, summary) in DOORS.items():
-            table.add_row(f"{door}:{placeholder}", escape(summary))
+        for door, (argument, summary) in DOORS.items():
+            table.add_row(f"{door}:{argument}", escape(summary))
     if kind is Kind.extractors:
         from extractors import DOORS as EXTRACTOR_DOORS
 
