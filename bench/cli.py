@@ -190,12 +190,13 @@ def leaderboard(
     results: Path = typer.Option(Path("results"), help="results folder"),
     format: BoardFormat = typer.Option(BoardFormat.md, "--format"),
     out_path: Optional[Path] = typer.Option(None, "--out", help="write here instead of printing"),
+    bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
 ) -> None:
-    """Turn a results folder into a table."""
+    """Turn a results folder into tables: scores, bootstrap intervals, ranks (Borda) per protocol."""
     from leaderboard.tables import ResultsError, read_results, render
 
     try:
-        text = render(read_results(results), format.value)
+        text = render(read_results(results), format.value, n_boot=bootstrap)
     except ResultsError as exc:
         _fail(str(exc))
     if out_path is None:

@@ -35,12 +35,13 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
             "n_folds": len(record["metrics"]["per_fold"]),
             "warnings": len(record.get("warnings", [])),
             "created": record.get("created"),
+            "predictions": str(path.with_name(f"{path.stem}.predictions.csv")),
         }
         for metric in METRIC_COLUMNS:
             row[f"{metric}_mean"] = record["metrics"]["mean"].get(metric)
             row[f"{metric}_std"] = record["metrics"]["std"].get(metric)
         rows.append(row)
-    columns = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created"] + [
+    columns = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions"] + [
         f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std")
     ]
     table = pd.DataFrame(rows, columns=columns)
@@ -48,8 +49,7 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
 
 
 def main_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Extractors x (task / protocol): the main metric as "mean ± std" in percent (ranking is issue-6 work:
-    rows are in name order, so nothing here implies a rank)."""
+    """Extractors x (task / protocol): the main metric as "mean ± std" over folds in percent, name order."""
     if results.empty:
         return pd.DataFrame()
     cells = results.assign(
@@ -69,13 +69,67 @@ def _fmt(mean, std) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def render(results: pd.DataFrame, fmt: str) -> str:
+def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Add the main metric over all stored predictions (``main_pooled``) and its bootstrap 95 % interval."""
+    from leaderboard.stats import bootstrap_ci
+
+    results = results.copy()
+    pooled, low, high = [], [], []
+    for _, row in results.iterrows():
+        path = Path(row["predictions"])
+        if n_boot <= 0 or not path.is_file() or row["main_metric"] not in ("weighted_f1", "accuracy", "balanced_accuracy"):
+            pooled.append(None), low.append(None), high.append(None)
+            continue
+        point, lo, hi = bootstrap_ci(pd.read_csv(path), row["main_metric"], n_boot=n_boot, seed=seed)
+        pooled.append(point), low.append(lo), high.append(hi)
+    results["main_pooled"], results["ci_low"], results["ci_high"] = pooled, low, high
+    return results
+
+
+def ranking(results: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Extractors x tasks for one protocol: main-metric mean over folds, the mean over tasks (missing when any
+    task is missing), Borda count and per-task ranks (``leaderboard.stats.rank_table``)."""
+    from leaderboard.stats import rank_table
+
+    rows = results[results["protocol"] == protocol]
+    scores = rows.assign(score=[r[f"{r['main_metric']}_mean"] for _, r in rows.iterrows()]).pivot(
+        index="extractor", columns="task", values="score")
+    scores.columns.name = None
+    return rank_table(scores.astype(float))
+
+
+def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000) -> str:
     if fmt == "csv":
-        return results.to_csv(index=False)
+        return with_confidence(results, n_boot).to_csv(index=False)
     if fmt == "md":
         if results.empty:
             return "_No results yet._\n"
-        table = main_table(results)
-        note = "\n\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds.\n"
-        return table.to_markdown() + note
+        parts = [main_table(results).to_markdown(),
+                 "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
+        scored = with_confidence(results, n_boot)
+        for protocol in sorted(results["protocol"].unique()):
+            table = ranking(results, protocol)
+            cells = scored[scored["protocol"] == protocol].set_index(["extractor", "task"])
+            shown = pd.DataFrame(index=table.index)
+            for task in [c for c in table.columns if c not in ("mean", "borda") and not c.startswith("rank ")]:
+                shown[task] = [_with_ci(table.loc[e, task], cells, e, task) for e in table.index]
+            shown["mean over tasks"] = [_pct(v) for v in table["mean"]]
+            shown["Borda"] = table["borda"].astype(int)
+            parts += [f"\n### {protocol}: ranked (Borda count over tasks)\n", shown.to_markdown()]
+        parts.append("\nIn brackets: bootstrap 95 % interval of the metric over all stored predictions (resampling "
+                     "images, or patients for MIL). A mean over tasks is shown only where every task has a result.\n")
+        return "\n".join(parts)
     raise ValueError(f"--format must be md or csv, got {fmt!r}")
+
+
+def _pct(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
+
+
+def _with_ci(value, cells: pd.DataFrame, extractor: str, task: str) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    row = cells.loc[(extractor, task)] if (extractor, task) in cells.index else None
+    if row is None or pd.isna(row["ci_low"]):
+        return _pct(value)
+    return f"{_pct(value)} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"

@@ -42,3 +42,21 @@ def test_bad_results_folder_errors(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ResultsError, match="broken.json"):
         read_results(tmp_path)
+
+
+def test_markdown_board_has_ranks_and_intervals_from_predictions(tmp_path):
+    import pandas as pd
+
+    for name, wrong in (("good", 2), ("bad", 6)):
+        record = _record(name, "t1", "knn-20", 1 - wrong / 20)
+        _write(tmp_path, record)
+        labels = [i % 2 for i in range(20)]
+        preds = [1 - y if i < wrong else y for i, y in enumerate(labels)]
+        pd.DataFrame({"path": [f"{i}.png" for i in range(20)], "fold": 0, "label": labels, "prediction": preds}).to_csv(
+            tmp_path / name / "t1" / "knn-20.predictions.csv", index=False)
+    text = render(read_results(tmp_path), "md", n_boot=200)
+    section = text.split("### knn-20")[1]
+    assert section.index("| good") < section.index("| bad")  # ranked, best first
+    assert "90.0 [" in section and "70.0 [" in section
+    csv = render(read_results(tmp_path), "csv", n_boot=50)
+    assert "ci_low" in csv.splitlines()[0]
