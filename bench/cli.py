@@ -191,6 +191,7 @@ def leaderboard(
     format: BoardFormat = typer.Option(BoardFormat.md, "--format"),
     out_path: Optional[Path] = typer.Option(None, "--out", help="write here instead of printing"),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
+    check: bool = typer.Option(False, "--check", help="fail if the board at --out differs from the results"),
 ) -> None:
     """Turn a results folder into tables: scores, bootstrap intervals, ranks (Borda) per protocol."""
     from leaderboard.tables import ResultsError, read_results, render
@@ -199,6 +200,16 @@ def leaderboard(
         text = render(read_results(results), format.value, n_boot=bootstrap)
     except ResultsError as exc:
         _fail(str(exc))
+    if check:
+        if out_path is None:
+            _fail("--check compares with the board at --out PATH; name it")
+        current = out_path.read_text() if out_path.is_file() else None
+        if current != text:
+            why = "does not exist" if current is None else "differs from what the results give"
+            _fail(f"{out_path} {why}; regenerate it with `bench leaderboard --results {results} --format "
+                  f"{format.value} --out {out_path}`", 1)
+        out.print(f"{out_path} matches the results", markup=False)
+        return
     if out_path is None:
         sys.stdout.write(text)
     else:

@@ -117,8 +117,9 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000) -> str:
             shown["Borda"] = table["borda"].astype(int)
             parts += [f"\n### {protocol}: ranked (Borda count over tasks)\n", shown.to_markdown()]
         parts.append("\nIn brackets: bootstrap 95 % interval of the metric over all stored predictions (resampling "
-                     "images, or patients for MIL). A mean over tasks is shown only where every task has a result.\n")
-        return "\n".join(parts)
+                     "images, or patients for MIL). A mean over tasks is shown only where every task has a result.")
+        parts += _reported_sections()
+        return "\n".join(parts) + "\n"
     raise ValueError(f"--format must be md or csv, got {fmt!r}")
 
 
@@ -133,3 +134,12 @@ def _with_ci(value, cells: pd.DataFrame, extractor: str, task: str) -> str:
     if row is None or pd.isna(row["ci_low"]):
         return _pct(value)
     return f"{_pct(value)} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
+
+
+def _reported_sections() -> list[str]:
+    from leaderboard.paper import CITATION, paper_rows, reported_table
+
+    parts = [f"\n## Reported in the paper ({CITATION}): weighted F1, percent; not ranked with measured rows"]
+    for protocol in sorted(paper_rows()["protocol"].unique()):
+        parts += [f"\n### {protocol} (reported)\n", reported_table(protocol).to_markdown()]
+    return parts

@@ -60,3 +60,26 @@ def test_markdown_board_has_ranks_and_intervals_from_predictions(tmp_path):
     assert "90.0 [" in section and "70.0 [" in section
     csv = render(read_results(tmp_path), "csv", n_boot=50)
     assert "ci_low" in csv.splitlines()[0]
+
+
+def test_reported_rows_are_shown_apart_and_check_detects_drift(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from leaderboard.paper import paper_rows
+
+    rows = paper_rows()
+    assert rows.loc[(rows.extractor == "dinobloom-g") & (rows.task == "acevedo") & (rows.protocol == "knn-20"),
+                    "weighted_f1_mean"].item() == pytest.approx(0.914)
+    _write(tmp_path / "r", _record("mine", "acevedo", "knn-20", 0.5))
+    board = tmp_path / "board.md"
+    runner = CliRunner()
+    assert runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board)]).exit_code == 0
+    text = board.read_text()
+    measured, reported = text.split("## Reported in the paper")
+    assert "dinobloom-g" not in measured and "| dinobloom-g" in reported and "91.4" in reported
+    ok = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--check"])
+    assert ok.exit_code == 0, ok.output
+    _write(tmp_path / "r", _record("other", "acevedo", "knn-20", 0.6))
+    stale = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--check"])
+    assert stale.exit_code == 1 and "differs" in stale.output
