@@ -39,6 +39,7 @@ class Pooling(str, Enum):
 class BoardFormat(str, Enum):
     md = "md"
     csv = "csv"
+    html = "html"
 
 
 def _split(values: List[str] | None) -> List[str]:

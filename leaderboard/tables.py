@@ -37,11 +37,18 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
             "created": record.get("created"),
             "predictions": str(path.with_name(f"{path.stem}.predictions.csv")),
         }
+        fingerprint = record["extractor"].get("fingerprint", {})
+        training = record["extractor"].get("metadata", {}).get("training", {})
+        row["dim"] = fingerprint.get("dim")
+        row["weights_sha256"] = (fingerprint.get("weights") or {}).get("sha256") or fingerprint.get("state_sha256")
+        row["training_iteration"] = training.get("iteration")
+        row["training_run"] = training.get("run")
         for metric in METRIC_COLUMNS:
             row[f"{metric}_mean"] = record["metrics"]["mean"].get(metric)
             row[f"{metric}_std"] = record["metrics"]["std"].get(metric)
         rows.append(row)
-    columns = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions"] + [
+    columns = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions", "dim",
+               "weights_sha256", "training_iteration", "training_run"] + [
         f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std")
     ]
     table = pd.DataFrame(rows, columns=columns)
@@ -120,7 +127,13 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000) -> str:
                      "images, or patients for MIL). A mean over tasks is shown only where every task has a result.")
         parts += _reported_sections()
         return "\n".join(parts) + "\n"
-    raise ValueError(f"--format must be md or csv, got {fmt!r}")
+    if fmt == "html":
+        from leaderboard.html import render_html
+        from leaderboard.paper import CITATION, paper_rows, reported_table
+
+        reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
+        return render_html(with_confidence(results, n_boot), reported, CITATION)
+    raise ValueError(f"--format must be md, csv or html, got {fmt!r}")
 
 
 def _pct(value) -> str:

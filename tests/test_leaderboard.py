@@ -83,3 +83,28 @@ def test_reported_rows_are_shown_apart_and_check_detects_drift(tmp_path):
     _write(tmp_path / "r", _record("other", "acevedo", "knn-20", 0.6))
     stale = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--check"])
     assert stale.exit_code == 1 and "differs" in stale.output
+
+
+def test_html_page_is_self_contained_escaped_and_complete(tmp_path):
+    import re
+
+    hostile = '<img src=x onerror="alert(1)">'
+    for name, score in ((hostile, 0.4), ("plain", 0.7)):
+        _write(tmp_path, _record(name, "t1", "knn-20", score))
+    # a trainer export's results carry the iteration: the page draws the curve
+    for iteration, score in ((0, 0.5), (100, 0.6)):
+        record = _record(f"trained-{iteration}", "t1", "knn-20", score)
+        record["extractor"]["metadata"] = {"training": {"iteration": iteration, "run": "runs/tiny"}}
+        _write(tmp_path, record)
+    page = render(read_results(tmp_path), "html", n_boot=0)
+    assert hostile not in page and escape_text(hostile) in page
+    assert page.count('<tr class="result">') == 4
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page)  # nothing fetched from the network
+    assert "Training curves" in page and "runs/tiny" in page
+    assert "Reported in the paper" in page and "91.4" in page
+
+
+def escape_text(text):
+    from html import escape
+
+    return escape(text)

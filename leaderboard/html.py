@@ -1,0 +1,127 @@
+"""A static single-file HTML leaderboard: sortable table, per-task bar charts with 95 % intervals, the training
+curve of trainer exports, extractor metadata, and the paper's reported numbers. Nothing is fetched from the
+network (inline CSS, inline SVG, a few lines of inline JavaScript for sorting); every string that comes from a
+result (extractor names come from plugins) is HTML-escaped."""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3;cursor:pointer}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.chart{display:inline-block;margin:1em 2em 1em 0}
+.reported{color:#555}h2{margin-top:2em}
+"""
+
+# Sorting by clicking a header; written here because the page must work offline with no library.
+_JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th, col){
+  th.addEventListener('click', function(){
+    var table = th.closest('table'), body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var asc = th.getAttribute('data-order') !== 'asc';
+    table.querySelectorAll('th').forEach(function(h){ h.removeAttribute('data-order'); });
+    th.setAttribute('data-order', asc ? 'asc' : 'desc');
+    rows.sort(function(a, b){
+      var x = a.cells[col].getAttribute('data-value'), y = b.cells[col].getAttribute('data-value');
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+      return asc ? c : -c;
+    });
+    rows.forEach(function(r){ body.appendChild(r); });
+  });
+});
+"""
+
+
+def _cell(value, numeric: bool = False, text: str | None = None) -> str:
+    shown = escape(text if text is not None else ("—" if value is None or (numeric and pd.isna(value)) else str(value)))
+    data = "" if value is None or (numeric and pd.isna(value)) else escape(str(value), quote=True)
+    return f'<td class="{"num" if numeric else "txt"}" data-value="{data}">{shown}</td>'
+
+
+def _pct(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
+
+
+def _bar_chart(rows: pd.DataFrame, title: str, width: int = 420, bar: int = 18) -> str:
+    """Horizontal bars (main metric, mean over folds) with the bootstrap 95 % interval as error bars."""
+    rows = rows.sort_values("main_mean", ascending=False)
+    height = 30 + bar * 1.5 * len(rows)
+    left, scale = 170, width - 190
+    parts = [f'<svg class="chart" width="{width}" height="{height:.0f}" role="img" aria-label="{escape(title, quote=True)}">',
+             f'<text x="0" y="14" font-size="13" font-weight="bold">{escape(title)}</text>']
+    for i, (_, row) in enumerate(rows.iterrows()):
+        y = 24 + i * bar * 1.5
+        value = row["main_mean"] if pd.notna(row["main_mean"]) else 0.0
+        parts.append(f'<text x="{left - 6}" y="{y + bar * 0.75:.1f}" font-size="11" text-anchor="end">'
+                     f'{escape(str(row["extractor"]))[:28]}</text>')
+        parts.append(f'<rect x="{left}" y="{y:.1f}" width="{scale * value:.1f}" height="{bar}" fill="#4a7bb7"/>')
+        if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
+            x0, x1, ym = left + scale * row["ci_low"], left + scale * row["ci_high"], y + bar / 2
+            parts.append(f'<line x1="{x0:.1f}" x2="{x1:.1f}" y1="{ym:.1f}" y2="{ym:.1f}" stroke="#222"/>')
+            for x in (x0, x1):
+                parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{ym - 4:.1f}" y2="{ym + 4:.1f}" stroke="#222"/>')
+        parts.append(f'<text x="{left + scale * value + 4:.1f}" y="{y + bar * 0.75:.1f}" font-size="10">'
+                     f'{_pct(row["main_mean"])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _training_curve(rows: pd.DataFrame, title: str, width: int = 420, height: int = 200) -> str:
+    rows = rows.sort_values("training_iteration")
+    xs, ys = rows["training_iteration"].astype(float), rows["main_mean"].astype(float)
+    x_max, y_min, y_max = max(xs.max(), 1.0), ys.min(), ys.max()
+    span = max(y_max - y_min, 1e-6)
+    points = " ".join(f"{40 + (width - 60) * x / x_max:.1f},{height - 30 - (height - 60) * (y - y_min) / span:.1f}"
+                      for x, y in zip(xs, ys))
+    labels = "".join(f'<text x="{40 + (width - 60) * x / x_max:.1f}" y="{height - 12}" font-size="9" '
+                     f'text-anchor="middle">{int(x)}</text>' for x in xs)
+    return (f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{escape(title, quote=True)}">'
+            f'<text x="0" y="14" font-size="13" font-weight="bold">{escape(title)}</text>'
+            f'<polyline points="{points}" fill="none" stroke="#b74a4a" stroke-width="2"/>{labels}'
+            f'<text x="0" y="{height - 30}" font-size="9">{_pct(y_min)}</text><text x="0" y="40" font-size="9">'
+            f'{_pct(y_max)}</text></svg>')
+
+
+def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str) -> str:
+    """``results``: ``tables.with_confidence(read_results(...))``; ``reported``: protocol -> extractors x tasks."""
+    results = results.assign(main_mean=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()],
+                             main_std=[r[f"{r['main_metric']}_std"] for _, r in results.iterrows()])
+    header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",
+              "dim", "weights / state sha256", "iteration", "run date"]
+    body = []
+    for _, r in results.iterrows():
+        interval = "—" if pd.isna(r.get("ci_low")) else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
+        body.append("<tr class=\"result\">" + "".join([
+            _cell(r["extractor"]), _cell(r["task"]), _cell(r["protocol"]), _cell(r["main_metric"]),
+            _cell(r["main_mean"], True, _pct(r["main_mean"])), _cell(r["main_std"], True, _pct(r["main_std"])),
+            _cell(r.get("ci_low"), True, interval), _cell(r["n_folds"], True), _cell(r["warnings"], True),
+            _cell(r.get("dim"), True), _cell(str(r.get("weights_sha256") or "")[:16]),
+            _cell(r.get("training_iteration"), True), _cell(r.get("created")),
+        ]) + "</tr>")
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
+             f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
+             "<p>Main metric per task (weighted F1 unless the task says otherwise), percent: mean ± std over folds; "
+             "95 % interval: bootstrap over all stored predictions. Click a column header to sort.</p>",
+             '<table class="sortable" id="results"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in header)
+             + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>", "<h2>Per task</h2>"]
+    for (task, protocol), rows in results.groupby(["task", "protocol"], sort=True):
+        parts.append(_bar_chart(rows, f"{task} / {protocol}"))
+    trained = results[results["training_iteration"].notna()] if "training_iteration" in results else results.iloc[:0]
+    if len(trained):
+        parts.append("<h2>Training curves (trainer exports)</h2>")
+        for (run, task, protocol), rows in trained.groupby(["training_run", "task", "protocol"], sort=True):
+            parts.append(_training_curve(rows, f"{run}: {task} / {protocol}"))
+    parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1, not ranked</h2>')
+    for protocol, table in reported.items():
+        head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
+        rows = "".join("<tr>" + _cell(name) + "".join(_cell(v, True, "—" if pd.isna(v) else f"{v:.1f}") for v in values)
+                       + "</tr>" for name, values in zip(table.index, table.to_numpy()))
+        parts.append(f'<h3>{escape(protocol)}</h3><table class="sortable reported"><thead><tr>{head}</tr></thead>'
+                     f"<tbody>{rows}</tbody></table>")
+    parts.append(f"<script>{_JS}</script></body></html>\n")
+    return "".join(parts)
