@@ -219,6 +219,38 @@ def leaderboard(
         out.print(f"wrote {out_path}", markup=False)
 
 
+@app.command()
+def compare(
+    extractor_a: str = typer.Argument(...),
+    extractor_b: str = typer.Argument(...),
+    task: str = typer.Option(..., "--task", "-t"),
+    protocol: str = typer.Option(..., "--protocol", "-p"),
+    results: Path = typer.Option(Path("results"), help="results folder"),
+    metric: str = typer.Option("weighted_f1", help="weighted_f1, accuracy or balanced_accuracy"),
+    bootstrap: int = typer.Option(2000, min=100),
+) -> None:
+    """Paired bootstrap of metric(A) - metric(B) on the same test samples of one task and protocol."""
+    import pandas as pd
+
+    from bench.results import result_paths
+    from leaderboard.stats import paired_bootstrap
+
+    frames = []
+    for name in (extractor_a, extractor_b):
+        _, path = result_paths(results, name, task, protocol)
+        if not path.is_file():
+            _fail(f"no predictions for {name} on {task} / {protocol} at {path}; run `bench run` first", 1)
+        frames.append(pd.read_csv(path))
+    try:
+        r = paired_bootstrap(frames[0], frames[1], metric, n_boot=bootstrap)
+    except ValueError as exc:
+        _fail(str(exc), 1)
+    out.print(
+        f"{metric}: {extractor_a} - {extractor_b} = {100 * r['difference']:+.2f} points, 95 % interval "
+        f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}], bootstrap p = {r['p_value']:.4f} "
+        f"({r['n_units']} units, {r['n_boot']} resamples)", markup=False)
+
+
 @app.command("check-extractor")
 def check_extractor_cmd(
     name: str = typer.Argument(..., help="extractor name or path/to/file.py:Name"),

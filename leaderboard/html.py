@@ -43,6 +43,11 @@ def _cell(value, numeric: bool = False, text: str | None = None) -> str:
     return f'<td class="{"num" if numeric else "txt"}" data-value="{data}">{shown}</td>'
 
 
+def _short(name: str, keep: int = 28) -> str:
+    """Long names (paths of trainer exports) differ at the end: keep the end."""
+    return name if len(name) <= keep else "…" + name[-(keep - 1):]
+
+
 def _pct(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
 
@@ -58,7 +63,7 @@ def _bar_chart(rows: pd.DataFrame, title: str, width: int = 420, bar: int = 18) 
         y = 24 + i * bar * 1.5
         value = row["main_mean"] if pd.notna(row["main_mean"]) else 0.0
         parts.append(f'<text x="{left - 6}" y="{y + bar * 0.75:.1f}" font-size="11" text-anchor="end">'
-                     f'{escape(str(row["extractor"]))[:28]}</text>')
+                     f'{escape(_short(str(row["extractor"])))}</text>')
         parts.append(f'<rect x="{left}" y="{y:.1f}" width="{scale * value:.1f}" height="{bar}" fill="#4a7bb7"/>')
         if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
             x0, x1, ym = left + scale * row["ci_low"], left + scale * row["ci_high"], y + bar / 2

@@ -108,3 +108,23 @@ def escape_text(text):
     from html import escape
 
     return escape(text)
+
+
+def test_compare_command(tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    labels = [i % 3 for i in range(90)]
+    for name, wrong in (("a", 5), ("b", 30)):
+        _write(tmp_path, _record(name, "t1", "knn-20", 0.5))
+        preds = [(y + 1) % 3 if i < wrong else y for i, y in enumerate(labels)]
+        pd.DataFrame({"path": [f"{i}.png" for i in range(90)], "fold": 0, "label": labels, "prediction": preds}).to_csv(
+            tmp_path / name / "t1" / "knn-20.predictions.csv", index=False)
+    done = CliRunner().invoke(app, ["compare", "a", "b", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path),
+                                    "--metric", "accuracy", "--bootstrap", "300"])
+    assert done.exit_code == 0, done.output
+    assert "a - b = +27.78 points" in done.output
+    missing = CliRunner().invoke(app, ["compare", "a", "zz", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path)])
+    assert missing.exit_code == 1 and "no predictions for zz" in missing.output
