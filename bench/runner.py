@@ -82,6 +82,7 @@ def build_model(entry, options: RunOptions, log):
     model = entry.build(resolved.path)
     fingerprint = entry.fingerprint(model, resolved.path)
     fingerprint["weights"]["origin"] = resolved.origin
+    fingerprint["n_parameters"] = sum(p.numel() for p in model.parameters())
     return model, fingerprint
 
 

@@ -43,6 +43,10 @@ def _cell(value, numeric: bool = False, text: str | None = None) -> str:
     return f'<td class="{"num" if numeric else "txt"}" data-value="{data}">{shown}</td>'
 
 
+def _millions(n) -> str:
+    return "—" if n is None or pd.isna(n) else f"{n / 1e6:.1f} M"
+
+
 def _short(name: str, keep: int = 28) -> str:
     """Long names (paths of trainer exports) differ at the end: keep the end."""
     return name if len(name) <= keep else "…" + name[-(keep - 1):]
@@ -97,7 +101,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     results = results.assign(main_mean=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()],
                              main_std=[r[f"{r['main_metric']}_std"] for _, r in results.iterrows()])
     header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",
-              "dim", "weights / state sha256", "iteration", "run date"]
+              "dim", "parameters", "weights / state sha256", "iteration", "run date"]
     body = []
     for _, r in results.iterrows():
         interval = "—" if pd.isna(r.get("ci_low")) else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
@@ -105,7 +109,8 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             _cell(r["extractor"]), _cell(r["task"]), _cell(r["protocol"]), _cell(r["main_metric"]),
             _cell(r["main_mean"], True, _pct(r["main_mean"])), _cell(r["main_std"], True, _pct(r["main_std"])),
             _cell(r.get("ci_low"), True, interval), _cell(r["n_folds"], True), _cell(r["warnings"], True),
-            _cell(r.get("dim"), True), _cell(str(r.get("weights_sha256") or "")[:16]),
+            _cell(r.get("dim"), True), _cell(r.get("n_parameters"), True, _millions(r.get("n_parameters"))),
+            _cell(str(r.get("weights_sha256") or "")[:16]),
             _cell(r.get("training_iteration"), True), _cell(r.get("created")),
         ]) + "</tr>")
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",

@@ -40,6 +40,7 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
         fingerprint = record["extractor"].get("fingerprint", {})
         training = record["extractor"].get("metadata", {}).get("training", {})
         row["dim"] = fingerprint.get("dim")
+        row["n_parameters"] = fingerprint.get("n_parameters")
         row["weights_sha256"] = (fingerprint.get("weights") or {}).get("sha256") or fingerprint.get("state_sha256")
         row["training_iteration"] = training.get("iteration")
         row["training_run"] = training.get("run")
@@ -48,6 +49,7 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
             row[f"{metric}_std"] = record["metrics"]["std"].get(metric)
         rows.append(row)
     columns = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions", "dim",
+               "n_parameters",
                "weights_sha256", "training_iteration", "training_run"] + [
         f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std")
     ]

@@ -37,7 +37,7 @@ def test_run_writes_self_describing_results(synthetic_results):
     assert record["metrics"]["mean"]["weighted_f1"] == pytest.approx(
         np.mean([f["weighted_f1"] for f in record["metrics"]["per_fold"]])
     )
-    assert record["extractor"]["fingerprint"]["state_sha256"]
+    assert record["extractor"]["fingerprint"]["state_sha256"] and record["extractor"]["fingerprint"]["n_parameters"] > 0
     assert record["task"]["content_sha256"] and record["task"]["split_sha256"]
     assert record["environment"]["packages"]["torch"]
     assert record["timings"]["images_per_second"] > 0 and record["timings"]["cached"] is False
