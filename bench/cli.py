@@ -175,7 +175,7 @@ def extract(
                          pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
                          num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
     try:
-        entry, _, dataset, _, cached, _ = load_pair(extractor, task, options, log=_log)
+        entry, _, dataset, _, cached, _, _ = load_pair(extractor, task, options, log=_log)
     except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1)
     export.mkdir(parents=True, exist_ok=True)

@@ -86,16 +86,22 @@ def build_model(entry, options: RunOptions, log):
     return model, fingerprint
 
 
-def load_pair(extractor_name: str, task_name: str, options: RunOptions, log):
-    """Resolve both names, load the data set, build the model and get its features (cached)."""
+def load_pair(extractor_name: str, task_name: str, options: RunOptions, log, built: tuple | None = None):
+    """Resolve both names, load the data set, build the model and get its features (cached).
+
+    ``built``: (entry, model, fingerprint) of an earlier call for the same extractor, reused as it is (a
+    domain-shift run extracts two tasks with one model: no second build and state hash)."""
     from bench.extract import cached_features
     from tasks import get_task
 
-    entry = resolve_entry(extractor_name, options.pooling)
     task = get_task(task_name)
     data_home = options.data_home or settings.data_dir()
     dataset = task.load(options.data_root, data_home=data_home, split_file=options.split_file)
-    model, fingerprint = build_model(entry, options, log)
+    if built is None:
+        entry = resolve_entry(extractor_name, options.pooling)
+        model, fingerprint = build_model(entry, options, log)
+    else:
+        entry, model, fingerprint = built
     cached, stats = cached_features(
         entry,
         model,
@@ -111,7 +117,7 @@ def load_pair(extractor_name: str, task_name: str, options: RunOptions, log):
         progress=options.progress,
         on_wait=lambda path: log(f"waiting for another process extracting the same features (lock {path})"),
     )
-    return entry, task, dataset, fingerprint, cached, stats
+    return entry, task, dataset, fingerprint, cached, stats, model
 
 
 def _plan(protocols, options: RunOptions, result_name: str, task_label: str, outcome: PairOutcome) -> list:
@@ -172,10 +178,10 @@ def _inputs(dataset, task, cached, stats, options: RunOptions) -> _Inputs:
     )
 
 
-def _add_test_task(inputs: _Inputs, dataset, task, extractor_name, test_task, label, options, log) -> None:
+def _add_test_task(inputs: _Inputs, dataset, task, extractor_name, test_task, label, options, log, built) -> None:
     """Domain shift: stack the test task's rows after the training task's; one split, train rows vs test rows."""
-    _, other, test_ds, _, test_cached, test_stats = load_pair(
-        extractor_name, test_task, replace(options, data_root=None, split_file=None), log
+    _, other, test_ds, _, test_cached, test_stats, _ = load_pair(
+        extractor_name, test_task, replace(options, data_root=None, split_file=None), log, built
     )
     test = _inputs(test_ds, other, test_cached, test_stats, replace(options, split_file=None))
     n_train = len(inputs.features)
@@ -221,12 +227,13 @@ def run_pair(
         if not todo:
             outcome.status = "skipped"
             return outcome
-        entry, task, dataset, fingerprint, cached, stats = load_pair(extractor_name, task_name, options, log)
+        entry, task, dataset, fingerprint, cached, stats, model = load_pair(extractor_name, task_name, options, log)
         inputs = _inputs(dataset, task, cached, stats, options)
         for note in inputs.task_info["notes"]:
             log(f"note ({task.name}): {note}")
         if test_task is not None:
-            _add_test_task(inputs, dataset, task, extractor_name, test_task, outcome.task, options, log)
+            _add_test_task(inputs, dataset, task, extractor_name, test_task, outcome.task, options, log,
+                           (entry, model, fingerprint))
         classes = sorted(set(inputs.label_names))  # the label map: the union over everything evaluated
         labels = np.searchsorted(classes, inputs.label_names)
         keep, features, paths = inputs.keep, inputs.features, inputs.paths

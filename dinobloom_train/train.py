@@ -109,7 +109,8 @@ def _load_init(config: TrainConfig) -> dict | None:
     from extractors.dinov2 import unwrap_dinov2
     from extractors.weights import read_state_dict
 
-    vit = config.architecture.create()
+    with torch.device("meta"):  # only its grid and prefix tokens are read: no memory, no initialisation
+        vit = config.architecture.create()
     return unwrap_dinov2(read_state_dict(config.init), config.init, vit)
 
 
@@ -304,13 +305,6 @@ class Trainer:
                     if on_export is not None:
                         on_export(path)
         return self.history
-
-
-def step_seconds(history: list[dict]) -> float | None:
-    """Median seconds per step (from the cumulative timer), skipping the first (warm-up) step."""
-    times = [r["seconds"] for r in history]
-    deltas = np.diff(times)[1:] if len(times) > 2 else np.diff(times)
-    return float(np.median(deltas)) if len(deltas) else None
 
 
 def main_cli(preset: str, data: str, out: str, overrides: list[str], max_steps: int | None,

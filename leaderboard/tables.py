@@ -73,9 +73,7 @@ def main_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(mean, std) -> str:
-    if mean is None or pd.isna(mean):
-        return "—"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+    return "—" if mean is None or pd.isna(mean) else f"{_pct(mean)} ± {_pct(std)}"
 
 
 def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:

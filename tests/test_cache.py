@@ -17,7 +17,7 @@ from tests.conftest import REPO, TINY
 
 def _features(folder, **kw):
     options = RunOptions(progress=False, batch_size=4, shard_size=4, **kw)
-    _, _, _, _, cached, stats = load_pair(TINY, f"imagefolder:{folder}", options, log=print)
+    _, _, _, _, cached, stats, _ = load_pair(TINY, f"imagefolder:{folder}", options, log=print)
     return np.array(cached.features), stats
 
 
