@@ -115,6 +115,9 @@ def run(
         _fail("--test-task pairs with exactly one --task (the training task)")
     if (data_root is not None or split_file is not None) and len(tasks) != 1:
         _fail("--data-root and --split-file apply to one task; run the tasks one at a time")
+    if split_file is not None and test_task is not None:
+        _fail("--split-file and --test-task exclude each other: a domain-shift run trains on all of --task "
+              "and tests on all of --test-task")
     options = RunOptions(
         results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
         pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,

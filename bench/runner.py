@@ -137,6 +137,17 @@ def _plan(protocols, options: RunOptions, result_name: str, task_label: str, out
     return todo
 
 
+def split_label(task_name: str, split_file: str | Path) -> str:
+    """The task name of a fixed-split result: ``acevedo@split=<file stem>-<sha256[:8] of its content>``, so it
+    never replaces the task's k-fold result and results on different splits are never ranked together."""
+    from tasks.base import sha256_of
+
+    path = Path(split_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"--split-file {path}: no such file")
+    return f"{task_name}@split={path.stem}-{sha256_of(path)[:8]}"
+
+
 def shift_label(train_task: str, test_task: str) -> str:
     """The task name of a domain-shift result: trained on one task, tested on another."""
     return f"{train_task}=>{test_task}"
@@ -216,8 +227,15 @@ def run_pair(
     from bench.extract import pick_device
     from tasks import get_task
 
-    outcome = PairOutcome(extractor_name, task_name if test_task is None else shift_label(task_name, test_task), "ok")
+    outcome = PairOutcome(extractor_name, task_name, "ok")
     try:
+        if test_task is not None and options.split_file is not None:
+            raise ValueError("a split file and a test task exclude each other: a domain-shift run trains on all "
+                             "of the task and tests on all of the test task")
+        if options.split_file is not None:
+            outcome.task = split_label(task_name, options.split_file)
+        if test_task is not None:
+            outcome.task = shift_label(task_name, test_task)
         task = get_task(task_name)
         protocols = resolve_protocols(protocol_names, task.protocols)
         _check_kinds(protocols, task)
@@ -229,6 +247,7 @@ def run_pair(
             return outcome
         entry, task, dataset, fingerprint, cached, stats, model = load_pair(extractor_name, task_name, options, log)
         inputs = _inputs(dataset, task, cached, stats, options)
+        inputs.task_info["task"] = outcome.task  # a domain-shift run replaces task_info below
         for note in inputs.task_info["notes"]:
             log(f"note ({task.name}): {note}")
         if test_task is not None:

@@ -1,5 +1,6 @@
 """The command line end to end, in-process through typer's runner (plugins registered here stay visible)."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -165,6 +166,18 @@ def test_fixed_split_file(image_folder, tmp_path):
     record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
     assert record["task"]["split_kind"] == "fixed"
     assert record["metrics"]["per_fold"][0]["fold"] == "test" and record["metrics"]["per_fold"][0]["n_test"] == 9
+    digest = hashlib.sha256((tmp_path / "split.csv").read_bytes()).hexdigest()[:8]
+    assert record["task"]["task"] == f"imagefolder:{image_folder}@split=split-{digest}"
+    # the k-fold result of the same task lands beside it: nothing is replaced
+    done = _run("run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--results", tmp_path / "r",
+                "--no-progress")
+    assert done.exit_code == 0, done.output
+    records = [json.loads(p.read_text()) for p in (tmp_path / "r").rglob("knn-1.json")]
+    assert sorted(r["task"]["split_kind"] for r in records) == ["fixed", "kfold"]
+    assert len({r["task"]["task"] for r in records}) == 2
+    refused = _run("run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "--split-file", tmp_path / "split.csv",
+                   "--test-task", f"imagefolder:{image_folder}", "--results", tmp_path / "r", "--no-progress")
+    assert refused.exit_code != 0 and "exclude each other" in refused.output
     export = tmp_path / "export"
     assert _run("extract", "-e", TINY, "-t", f"imagefolder:{image_folder}", "--split-file", tmp_path / "split.csv",
                 "--export", export, "--no-progress").exit_code == 0
