@@ -21,7 +21,7 @@ from pathlib import Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="tiny-cpu,s,b,l")
-    parser.add_argument("--batch", type=int, default=4, help="global batch for s/b/l (tiny-cpu keeps its 32)")
+    parser.add_argument("--batch", type=int, default=4, help="global batch for s/b/l (tiny-cpu keeps its own, 64)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

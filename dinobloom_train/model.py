@@ -3,7 +3,8 @@ token for iBOT, a DINO head and a separate iBOT head, and the export to DinoBloo
 
 Heads (DINOv2's ``DINOHead``): MLP Linear(D, hidden) - GELU - Linear(hidden, hidden) - GELU -
 Linear(hidden, bottleneck), L2-normalisation, then a weight-normalised Linear(bottleneck, prototypes, bias=False)
-whose norm (``weight_g``) is fixed to 1. The weight-normalised layer is written out (``WeightNormLinear``)
+whose norm (``weight_g``) starts at 1 and is trained, as in DINOv2's ``dinov2/layers/dino_head.py`` (unlike DINO
+v1's ``norm_last_layer``, DINOv2 does not freeze it). The weight-normalised layer is written out (``WeightNormLinear``)
 rather than taken from ``torch.nn.utils.parametrizations.weight_norm`` so that its parameters carry the
 published key names ``last_layer.weight_g`` / ``last_layer.weight_v``.
 """
@@ -19,13 +20,13 @@ from extractors.vit import ViTSpec
 
 
 class WeightNormLinear(nn.Module):
-    """y = x W^T with W = g * v / ||v|| (row-wise), no bias; ``weight_g`` fixed to 1 (DINOv2's norm_last_layer)."""
+    """y = x W^T with W = g * v / ||v|| (row-wise), no bias; ``weight_g`` starts at 1 and is trainable (DINOv2)."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
         self.weight_v = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.trunc_normal_(self.weight_v, std=0.02)
-        self.weight_g = nn.Parameter(torch.ones(out_features, 1), requires_grad=False)
+        self.weight_g = nn.Parameter(torch.ones(out_features, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight_g * F.normalize(self.weight_v, dim=1)
@@ -90,9 +91,14 @@ class Student(nn.Module):
 
 
 def build_student_teacher(architecture: ViTSpec, out_dim: int, hidden_dim: int, bottleneck_dim: int,
-                          init_state: dict | None = None, seed: int = 0) -> tuple[Student, Student]:
+                          init_state: dict | None = None, seed: int = 0,
+                          drop_path_rate: float = 0.0) -> tuple[Student, Student]:
     """Student and teacher with identical starting weights; ``init_state``: a timm-format backbone state dict
-    (e.g. a DINOv2 checkpoint through ``extractors.dinov2.unwrap_dinov2``), loaded strictly."""
+    (e.g. a DINOv2 checkpoint through ``extractors.dinov2.unwrap_dinov2``), loaded strictly.
+
+    ``drop_path_rate``: stochastic depth of the student only, the same rate in every block (DINOv2's
+    ``drop_path_uniform: true``; its teacher is built without drop path). Parameter-free, so exports and
+    checkpoints do not change."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vit = architecture.create()
@@ -104,7 +110,23 @@ def build_student_teacher(architecture: ViTSpec, out_dim: int, hidden_dim: int, 
     teacher = copy.deepcopy(student)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
+    if drop_path_rate > 0:
+        set_uniform_drop_path(student.backbone.vit, drop_path_rate)
     return student, teacher
+
+
+def set_uniform_drop_path(vit: nn.Module, rate: float) -> None:
+    """Every residual branch of every block dropped with probability ``rate`` per sample (timm ``DropPath``);
+    timm's constructor argument spreads the rate linearly over depth instead, hence set here."""
+    from timm.layers import DropPath
+
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {rate}")
+    for block in vit.blocks:
+        for name in ("drop_path1", "drop_path2"):
+            if not hasattr(block, name):
+                raise ValueError(f"{type(block).__name__} has no {name}: cannot set stochastic depth")
+            setattr(block, name, DropPath(rate) if rate > 0 else nn.Identity())
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ takes its slice of every global batch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -38,6 +39,11 @@ class TrainError(RuntimeError):
 
 def _sample_seed(seed: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+def _step_seed(seed: int, iteration: int, rank: int) -> int:
+    """The seed of the model's own randomness (the student's stochastic depth) in one step on one rank."""
+    return int(np.random.SeedSequence([seed, iteration, rank, 1]).generate_state(1)[0])
 
 
 class SampleStream(torch.utils.data.Sampler):
@@ -114,6 +120,38 @@ def _load_init(config: TrainConfig) -> dict | None:
     return unwrap_dinov2(read_state_dict(config.init), config.init, vit)
 
 
+def normalized_entropy(probs: torch.Tensor) -> float:
+    """Mean row entropy of (N, K) distributions divided by log K: 1.0 = uniform over all K prototypes."""
+    probs = probs.detach().float()
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(dim=-1).mean()
+    return float(entropy / math.log(probs.shape[-1]))
+
+
+class CollapseMonitor:
+    """Warns once when the DINO head has collapsed to uniform outputs: the student's mean softmax entropy stayed
+    above ``threshold`` x log K over the last ``window`` steps after the lr warm-up. The DINO loss then sits at
+    log K and gives the backbone no signal (seen from random init at small batch; DinoBloom itself always
+    starts from a DINOv2 checkpoint)."""
+
+    def __init__(self, after: int, window: int = 100, threshold: float = 0.995):
+        self.after, self.window, self.threshold = after, window, threshold
+        self.recent: list[float] = []
+        self.warned = False
+
+    def update(self, record: dict) -> str | None:
+        self.recent = (self.recent + [record["dino_student_entropy"]])[-self.window :]
+        if self.warned or record["iteration"] < self.after + self.window or len(self.recent) < self.window:
+            return None
+        if min(self.recent) < self.threshold:
+            return None
+        self.warned = True
+        return (f"warning: at iteration {record['iteration']} the DINO head's outputs have been uniform for "
+                f"{self.window} steps (student entropy >= {self.threshold:.1%} of log K; DINO loss "
+                f"{record['dino']:.3f}): the DINO loss gives no learning signal. DinoBloom starts from a DINOv2 "
+                "checkpoint (--set init=PATH); from random init use a larger global_batch, fewer prototypes "
+                "(out_dim) or a higher base_lr (see docs/training.md)")
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, data: str | Path, out: str | Path, dist: Distributed | None = None,
                  log: Callable[[str], None] = print):
@@ -137,7 +175,8 @@ class Trainer:
         )
         self.images = SeededImages(ImageListDataset(self.paths, augmentation))
         self.student, self.teacher = build_student_teacher(
-            config.architecture, config.out_dim, config.hidden_dim, config.bottleneck_dim, _load_init(config), config.seed
+            config.architecture, config.out_dim, config.hidden_dim, config.bottleneck_dim, _load_init(config), config.seed,
+            config.drop_path_rate,
         )
         self.student.to(self.dist.device)
         self.teacher.to(self.dist.device)
@@ -185,7 +224,11 @@ class Trainer:
             self.teacher.load_state_dict(state["teacher"], strict=True)
         except RuntimeError as exc:
             raise TrainError(f"{path} does not fit this run's model: {exc}") from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise TrainError(f"{path}: its optimizer state does not fit this trainer's parameter groups ({exc}); "
+                             "it was written by another version of the trainer: use another --out folder") from exc
         self.iteration = int(state["iteration"])
         self.history = list(state.get("history", []))
         self.log(f"resumed from {path} at iteration {self.iteration}")
@@ -211,7 +254,7 @@ class Trainer:
         atomic_write_json(sidecar_path(path), {
             "format": SIDECAR_FORMAT, "architecture": self.config.architecture.as_dict(), "preset": self.config.preset,
             "iteration": self.iteration, "run": str(self.out), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": self.config.as_dict(),
+            "config": self.config.as_dict(), "warnings": [r["warning"] for r in self.history if "warning" in r],
         })
         return path
 
@@ -244,6 +287,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = (values["last_layer_lr"] if group["is_last_layer"] else values["lr"]) * group["lr_multiplier"]
             group["weight_decay"] = values["wd"] * group["wd_multiplier"]
+        torch.manual_seed(_step_seed(config.seed, self.iteration, self.dist.rank))  # drop path: exact on resume
         crops = batch["global_crops"].to(device, non_blocking=True)
         masks = batch["masks"].to(device, non_blocking=True)
         n = crops.shape[0] // 2
@@ -276,7 +320,10 @@ class Trainer:
         self.iteration += 1
         record = {"iteration": self.iteration, "loss": loss.item(), "dino": dino.item(), "ibot": ibot.item(),
                   "koleo": koleo.item(), "lr": values["lr"], "wd": values["wd"], "momentum": values["momentum"],
-                  "teacher_temp": values["teacher_temp"], "grad_norm_backbone": float(norms[0]), "batch": n}
+                  "teacher_temp": values["teacher_temp"], "grad_norm_backbone": float(norms[0]), "batch": n,
+                  "dino_teacher_entropy": normalized_entropy(t_cls_probs),
+                  "dino_student_entropy": normalized_entropy(torch.softmax(
+                      s_cls_logits.detach().float() / config.student_temp, dim=-1))}
         return record
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -287,17 +334,25 @@ class Trainer:
             if on_export is not None:
                 on_export(path)
         batches = self._batches()
+        monitor = CollapseMonitor(after=self.config.warmup_iters + self.config.freeze_last_layer_iters)
         t0 = time.perf_counter()
         while self.iteration < stop:
             record = self.step(next(batches))
             record["seconds"] = round(time.perf_counter() - t0, 3)
             self.history.append(record)
+            warning = monitor.update(record)
+            if warning is not None:
+                record["warning"] = warning
             if self.dist.main:
+                if warning is not None:
+                    self.log(warning)
                 with open(self.out / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 if self.iteration % self.config.log_every == 0 or self.iteration == 1:
                     self.log(f"it {self.iteration}/{stop} loss {record['loss']:.4f} (dino {record['dino']:.4f} "
-                             f"ibot {record['ibot']:.4f} koleo {record['koleo']:.4f}) lr {record['lr']:.2e}")
+                             f"ibot {record['ibot']:.4f} koleo {record['koleo']:.4f}) lr {record['lr']:.2e} "
+                             f"entropy/logK teacher {record['dino_teacher_entropy']:.3f} "
+                             f"student {record['dino_student_entropy']:.3f}")
                 if self.iteration % self.config.checkpoint_every == 0 or self.iteration == stop:
                     self.save_checkpoint()
                 if self.iteration % self.config.export_every == 0 or self.iteration == stop:
@@ -318,6 +373,10 @@ def main_cli(preset: str, data: str, out: str, overrides: list[str], max_steps: 
     dist = init_distributed()
     Path(out).mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, data, out, dist, log if dist.main else (lambda m: None))
+    if config.init == "random" and config.preset != "tiny-cpu" and dist.main:
+        log(f"note: preset {config.preset!r} starts from random weights. DinoBloom fine-tunes a DINOv2 checkpoint "
+            "with these hyperparameters (base_lr 2e-4, LayerScale weights from the checkpoint); pass "
+            "--set init=PATH to do the same. From scratch, expect a long phase where the DINO loss stays at log K.")
     trainer.train(max_steps, on_export if dist.main else None)
     if dist.world > 1:
         torch.distributed.barrier()

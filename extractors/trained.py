@@ -49,5 +49,5 @@ def entry_for(spec: str) -> ExtractorEntry:
         weights=(WeightSource("file", str(export)),),
         summary=f"DinoBloom trainer export, preset {info.get('preset')}, iteration {info.get('iteration')}",
         unwrap_fn=unwrap_dinov2,
-        metadata={"training": {k: info.get(k) for k in ("preset", "iteration", "run", "created")}},
+        metadata={"training": {k: info.get(k) for k in ("preset", "iteration", "run", "created", "warnings")}},
     )

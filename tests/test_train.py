@@ -113,3 +113,56 @@ def test_init_from_a_dinov2_hub_checkpoint(tmp_path):
     assert student.backbone.vit.pos_embed.shape == (1, 257, 384)
     torch.testing.assert_close(student.backbone.vit.pos_embed, state["pos_embed"], rtol=0, atol=0)
     torch.testing.assert_close(teacher.backbone.vit.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
+
+
+def test_student_drop_path_is_uniform_and_the_teacher_has_none():
+    from timm.layers import DropPath
+
+    student, teacher = build_student_teacher(ViTSpec("vit_small_patch14_dinov2", 28, (("depth", 3),)), 64, 32, 16,
+                                             drop_path_rate=0.3)
+    rates = [getattr(b, n).drop_prob for b in student.backbone.vit.blocks for n in ("drop_path1", "drop_path2")]
+    assert rates == [0.3] * 6 and all(isinstance(getattr(b, n), DropPath) for b in student.backbone.vit.blocks
+                                      for n in ("drop_path1", "drop_path2"))
+    assert not any(isinstance(m, DropPath) for m in teacher.modules())
+    x = torch.randn(4, 3, 28, 28)
+    with torch.no_grad():
+        assert not torch.equal(student.backbone(x), student.backbone(x))  # stochastic in training mode
+        torch.testing.assert_close(teacher.backbone(x), teacher.backbone(x), rtol=0, atol=0)
+        student.eval()
+        torch.testing.assert_close(student.backbone(x), teacher.backbone(x), rtol=0, atol=0)  # same weights
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        build_student_teacher(ViTSpec("vit_small_patch14_dinov2", 28, (("depth", 1),)), 8, 8, 8, drop_path_rate=1.0)
+
+
+def test_prototype_norms_are_trained_after_the_frozen_epoch(images, tmp_path):
+    """DINOv2 trains the weight-norm gain ``last_layer.weight_g`` (no norm_last_layer); frozen with the last layer
+    during the first epoch (freeze_last_layer_iters=1 here), with weight decay."""
+    trainer = Trainer(get_preset("tiny-cpu").override(SMALL), images, tmp_path / "run", log=lambda m: None)
+    group = next(g for g in trainer.optimizer.param_groups
+                 if any(p is trainer.student.dino_head.last_layer.weight_g for p in g["params"]))
+    assert group["is_last_layer"] and group["wd_multiplier"] == 1.0
+    trainer.train(1)
+    assert torch.equal(trainer.student.dino_head.last_layer.weight_g, torch.ones(256, 1))  # frozen at iteration 0
+    trainer.train(3)
+    for model in (trainer.student, trainer.teacher):
+        for head in (model.dino_head, model.ibot_head):
+            assert not torch.equal(head.last_layer.weight_g, torch.ones(256, 1))
+
+
+def test_normalized_entropy_and_the_collapse_warning():
+    from dinobloom_train.train import CollapseMonitor, normalized_entropy
+
+    assert normalized_entropy(torch.full((3, 8), 1 / 8)) == pytest.approx(1.0)
+    assert normalized_entropy(torch.eye(4)) == pytest.approx(0.0, abs=1e-6)
+    assert normalized_entropy(torch.tensor([[0.5, 0.5, 0.0, 0.0]])) == pytest.approx(0.5)  # log 2 / log 4
+
+    def run(entropies, after=5, window=4):
+        monitor = CollapseMonitor(after=after, window=window, threshold=0.99)
+        return [monitor.update({"iteration": i + 1, "dino_student_entropy": e, "dino": 1.0})
+                for i, e in enumerate(entropies)]
+
+    warnings = run([1.0] * 20)
+    assert [i + 1 for i, w in enumerate(warnings) if w] == [9]  # once, after warm-up + a full window
+    assert "uniform" in warnings[8] and "init=PATH" in warnings[8]
+    assert not any(run([1.0] * 6 + [0.9] + [1.0] * 3))  # every full window dipped below the threshold
+    assert not any(run([0.95] * 20))
