@@ -293,7 +293,7 @@ def part1(args, home: Path, scratch: Path, log) -> dict:
     out["pbc_found"] = pbc_src.is_dir()
     if pbc_src.is_dir():
         dst = copy_pbc_subset(pbc_src, scratch / "pbc-subset", args.pbc_per_class)
-        datasets.append((f"PBC subset (JPEG)", get_task(f"imagefolder:{dst}").load(None, data_home=home / "data")))
+        datasets.append(("PBC subset (JPEG)", get_task(f"imagefolder:{dst}").load(None, data_home=home / "data")))
 
     entry = get_extractor(args.extractor)
     t0 = time.perf_counter()

@@ -159,14 +159,15 @@ def _is_swiglu(model: Student) -> bool:
 
 
 def param_groups(student: Student, patch_embed_lr_mult: float = 0.2) -> list[dict]:
-    """AdamW groups: no weight decay on biases, norms, layer-scale gammas, position/class/mask tokens; patch
-    embedding at ``patch_embed_lr_mult`` x lr; the heads' last layers flagged (frozen during the first epoch)."""
+    """AdamW groups with DINOv2's rule (``dinov2/utils/param_groups.py``): no weight decay where the name ends in
+    ``.bias`` or contains ``norm`` or ``gamma`` (layer scale); everything else decays, the position embedding
+    and the class and mask tokens included; patch embedding at ``patch_embed_lr_mult`` x lr; the heads' last
+    layers flagged (frozen during the first epoch). DinoBloom sets no layer-wise lr decay (1.0)."""
     groups: dict[tuple, dict] = {}
     for name, parameter in student.named_parameters():
         if not parameter.requires_grad:
             continue
-        no_decay = (name.endswith(".bias") or "norm" in name or "gamma" in name
-                    or name.endswith(("pos_embed", "cls_token", "mask_token")))
+        no_decay = name.endswith(".bias") or "norm" in name or "gamma" in name
         key = (not no_decay, "patch_embed" in name, "last_layer" in name)
         group = groups.setdefault(key, {"params": [], "wd_multiplier": 1.0 if key[0] else 0.0,
                                         "lr_multiplier": patch_embed_lr_mult if key[1] else 1.0,

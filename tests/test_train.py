@@ -166,3 +166,27 @@ def test_normalized_entropy_and_the_collapse_warning():
     assert "uniform" in warnings[8] and "init=PATH" in warnings[8]
     assert not any(run([1.0] * 6 + [0.9] + [1.0] * 3))  # every full window dipped below the threshold
     assert not any(run([0.95] * 20))
+
+
+def test_weight_decay_groups_follow_dinov2():
+    """dinov2/utils/param_groups.py: no decay for '.bias', 'norm', 'gamma'; tokens and pos_embed decay;
+    patch_embed at 0.2 x lr; last_layer flagged."""
+    from dinobloom_train.model import param_groups
+
+    student, _ = build_student_teacher(ViTSpec("vit_small_patch14_dinov2", 28, (("depth", 2),)), 16, 8, 8)
+    names = {id(p): n for n, p in student.named_parameters()}
+    seen = {}
+    for group in param_groups(student, 0.2):
+        for parameter in group["params"]:
+            seen[names[id(parameter)]] = (group["wd_multiplier"], group["lr_multiplier"], group["is_last_layer"])
+    assert set(seen) == set(names.values())
+    assert seen["backbone.vit.pos_embed"] == (1.0, 1.0, False)
+    assert seen["backbone.vit.cls_token"] == (1.0, 1.0, False)
+    assert seen["backbone.mask_token"] == (1.0, 1.0, False)
+    assert seen["backbone.vit.patch_embed.proj.weight"] == (1.0, 0.2, False)
+    assert seen["backbone.vit.patch_embed.proj.bias"] == (0.0, 0.2, False)
+    assert seen["backbone.vit.blocks.0.ls1.gamma"][0] == 0.0
+    assert seen["backbone.vit.blocks.1.norm2.weight"][0] == 0.0
+    assert seen["backbone.vit.blocks.1.attn.qkv.weight"] == (1.0, 1.0, False)
+    assert seen["dino_head.last_layer.weight_v"] == (1.0, 1.0, True)
+    assert seen["ibot_head.mlp.0.bias"] == (0.0, 1.0, False)
