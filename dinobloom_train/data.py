@@ -7,8 +7,9 @@ Randomness (everything random here is seedable):
   makes a run reproducible. With a ``torch.Generator``, each call draws a seed from it and runs the transforms
   under ``torch.random.fork_rng`` with that seed: the output depends only on the generator (and the global RNG is
   left untouched).
-* ``collate_crops`` makes one ``random.Random`` per batch, seeded from its ``generator`` argument (torch's global RNG
-  when ``None``), and passes it to the mask generator.
+* ``collate_crops`` makes one ``random.Random`` per batch, seeded from its ``seed`` argument when given (the trainer
+  passes the batch's first sample seed, so masks are the same whichever worker collates), else from its
+  ``generator`` argument (torch's global RNG when ``None``), and passes it to the mask generator.
 * Inside a DataLoader worker, a seed drawn from an explicit generator is mixed with the worker's seed
   (``get_worker_info().seed``), because every worker holds a copy of the same generator state: without the mix,
   the workers would repeat each other's crops and masks.
@@ -354,6 +355,7 @@ def collate_crops(
     n_tokens: int | tuple[int, int] | None = None,
     *,
     generator: torch.Generator | None = None,
+    seed: int | None = None,
     dtype: torch.dtype | None = None,
 ) -> dict[str, Any]:
     """Batch the crops and draw the iBOT masks (DINOv2's ``collate_data_and_cast`` semantics, without local crops).
@@ -396,7 +398,9 @@ def collate_crops(
     if dtype is not None:
         crops = crops.to(dtype)
 
-    rng = random.Random(_draw_seed(generator))
+    # ``seed``: the caller's own per-batch seed, used as is (no worker mixing): the trainer derives it from the
+    # batch's samples so that the masks do not depend on which worker, or which DataLoader, collates the batch
+    rng = random.Random(seed if seed is not None else _draw_seed(generator))
     total = len(crops)
     n_masked_crops = int(total * mask_probability)
     edges = np.linspace(lo, hi, n_masked_crops + 1).tolist()

@@ -267,10 +267,9 @@ class Trainer:
 
         def collate(samples):
             images, seeds = zip(*samples)
-            masks_rng = torch.Generator().manual_seed(seeds[0])  # the mask draw: a function of the batch's first sample
+            # the mask draw: a function of the batch's first sample only, whichever worker collates it
             return collate_crops(list(images), generator, self.config.mask_probability,
-                                 (self.config.mask_ratio_min, self.config.mask_ratio_max), self.grid,
-                                 generator=masks_rng)
+                                 (self.config.mask_ratio_min, self.config.mask_ratio_max), self.grid, seed=seeds[0])
 
         sampler = SampleStream(len(self.paths), self.config.seed, self.iteration * self.config.global_batch,
                                self.dist.rank, self.dist.world)
