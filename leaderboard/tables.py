@@ -42,6 +42,7 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
         row["dim"] = fingerprint.get("dim")
         row["n_parameters"] = fingerprint.get("n_parameters")
         row["weights_sha256"] = (fingerprint.get("weights") or {}).get("sha256") or fingerprint.get("state_sha256")
+        row["warnings"] += len(training.get("warnings") or [])  # e.g. the trainer's collapse warning
         row["training_iteration"] = training.get("iteration")
         row["training_run"] = training.get("run")
         for metric in METRIC_COLUMNS:

@@ -128,3 +128,15 @@ def test_compare_command(tmp_path):
     assert "a - b = +27.78 points" in done.output
     missing = CliRunner().invoke(app, ["compare", "a", "zz", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path)])
     assert missing.exit_code == 1 and "no predictions for zz" in missing.output
+
+
+def test_training_warnings_count_in_the_warnings_column(tmp_path):
+    collapsed = _record("trained:run/exports/teacher_0001000.pth", "t1", "knn-20", 0.4)
+    collapsed["warnings"] = ["fold 1: something"]
+    collapsed["extractor"]["metadata"] = {"training": {"iteration": 1000, "run": "run",
+                                                       "warnings": ["the DINO head's outputs have been uniform"]}}
+    _write(tmp_path, collapsed)
+    _write(tmp_path, _record("plain", "t1", "knn-20", 0.5))
+    results = read_results(tmp_path).set_index("extractor")
+    assert results.loc["trained:run/exports/teacher_0001000.pth", "warnings"] == 2
+    assert results.loc["plain", "warnings"] == 0
