@@ -247,7 +247,8 @@ def run_pair(
             return outcome
         entry, task, dataset, fingerprint, cached, stats, model = load_pair(extractor_name, task_name, options, log)
         inputs = _inputs(dataset, task, cached, stats, options)
-        inputs.task_info["task"] = outcome.task  # a domain-shift run replaces task_info below
+        if options.split_file is not None:
+            inputs.task_info["task"] = outcome.task
         for note in inputs.task_info["notes"]:
             log(f"note ({task.name}): {note}")
         if test_task is not None:

@@ -110,7 +110,7 @@ def build_student_teacher(architecture: ViTSpec, out_dim: int, hidden_dim: int, 
     teacher = copy.deepcopy(student)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    if drop_path_rate > 0:
+    if drop_path_rate:
         set_uniform_drop_path(student.backbone.vit, drop_path_rate)
     return student, teacher
 

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -135,11 +136,11 @@ class CollapseMonitor:
 
     def __init__(self, after: int, window: int = 100, threshold: float = 0.995):
         self.after, self.window, self.threshold = after, window, threshold
-        self.recent: list[float] = []
+        self.recent: deque[float] = deque(maxlen=window)
         self.warned = False
 
     def update(self, record: dict) -> str | None:
-        self.recent = (self.recent + [record["dino_student_entropy"]])[-self.window :]
+        self.recent.append(record["dino_student_entropy"])
         if self.warned or record["iteration"] < self.after + self.window or len(self.recent) < self.window:
             return None
         if min(self.recent) < self.threshold:
