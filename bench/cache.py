@@ -18,22 +18,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
 
 import numpy as np
 from filelock import FileLock, Timeout
 
+from bench.core.files import atomic_write, atomic_write_json, digest
+
 FEATURE_CODE_VERSION = 1
-
-
-def digest(payload: Any) -> str:
-    """Stable sha256 of a JSON-able payload (keys sorted)."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def feature_key(extractor_fingerprint: dict, dataset_content_sha256: str) -> tuple[str, dict]:
@@ -43,29 +36,6 @@ def feature_key(extractor_fingerprint: dict, dataset_content_sha256: str) -> tup
         "feature_code_version": FEATURE_CODE_VERSION,
     }
     return digest(payload), payload
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -12,10 +13,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.core.errors import HemabenchError
+from bench.core.metrics import LABEL_METRICS, LABELS, MAIN_METRIC
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark image feature extractors on hematology tasks.")
 _WIDTH = None if sys.stdout.isatty() else 160  # rich falls back to 80 columns when piped: too narrow for tables
 console = Console(stderr=True, soft_wrap=True, width=_WIDTH)  # soft wrap: file paths in messages stay whole
 out = Console(soft_wrap=True, width=_WIDTH)
+_state = {"debug": False}
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of every error, not only of bugs"),
+) -> None:
+    """Benchmark image feature extractors on hematology tasks."""
+    _state["debug"] = debug
 
 
 class Kind(str, Enum):
@@ -59,30 +72,37 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+@contextmanager
+def _user_errors():
+    """A HemabenchError (something the user can fix) ends the command with its one-line message, exit code 1;
+    anything else is a bug and propagates with its traceback. ``--debug`` shows the traceback of both."""
+    try:
+        yield
+    except HemabenchError as exc:
+        if _state["debug"]:
+            console.print_exception()
+        _fail(str(exc), 1)
+
+
 @app.command("list")
 def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols")) -> None:
     """List registered names with a one-line summary."""
     if kind is Kind.extractors:
         from extractors import EXTRACTORS as registry
     elif kind is Kind.tasks:
-        from tasks import DOORS
         from tasks import TASKS as registry
     else:
-        from bench.protocols import PROTOCOLS as registry
+        from protocols import PROTOCOLS as registry
     from rich.markup import escape
 
     table = Table("name", "summary", box=None, pad_edge=False)
     for name, summary in registry.summaries().items():
         table.add_row(escape(name), escape(summary))
-    if kind is Kind.tasks:
-        for door, (argument, summary) in DOORS.items():
-            table.add_row(f"{door}:{argument}", escape(summary))
-    if kind is Kind.extractors:
-        from extractors import DOORS as EXTRACTOR_DOORS
-
-        for door, (_, summary) in EXTRACTOR_DOORS.items():
-            table.add_row(f"{door}:SPEC", escape(summary))
-        table.add_row("path/to/file.py:Name", "an extractor class or entry in your own file")
+    for scheme in registry.schemes().values():
+        table.add_row(escape(f"{scheme.name}:{scheme.argument}"), escape(scheme.summary))
+    if registry.allow_files:
+        own = f"your own {registry.kind}, defined in a Python file (docs/{kind.value}.md)"
+        table.add_row("path/to/file.py:Name", escape(own))
     out.print(table)
 
 
@@ -118,18 +138,22 @@ def run(
     if split_file is not None and test_task is not None:
         _fail("--split-file and --test-task exclude each other: a domain-shift run trains on all of --task "
               "and tests on all of --test-task")
-    options = RunOptions(
-        results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
-        pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
-        batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
-    )
+    with _user_errors():
+        options = RunOptions(
+            results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
+            pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
+            batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
+        )
     outcomes = []
     for extractor_name in extractors:
         for task_name in tasks:
             _log(f"{extractor_name} on {task_name}" + (f", tested on {test_task}" if test_task else ""))
             outcome = run_pair(extractor_name, task_name, protocols, options, log=_log, test_task=test_task)
             if outcome.status == "failed":
-                _log(f"failed: {extractor_name} / {task_name}: {outcome.error}")
+                if outcome.bug or _state["debug"]:
+                    _log(outcome.traceback or "")
+                _log(f"failed: {extractor_name} / {task_name}: {outcome.error}"
+                     + (" (a bug in hemabench or a plugin: the traceback is above)" if outcome.bug else ""))
             elif outcome.skipped_protocols:
                 _log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing)")
             outcomes.append(outcome)
@@ -141,15 +165,16 @@ def run(
 def _print_outcomes(outcomes) -> None:
     from rich.markup import escape
 
-    table = Table("extractor", "task", "protocol", "weighted F1", "accuracy", "balanced acc.", "status", title="results (percent, mean ± std over folds)")
+    table = Table("extractor", "task", "protocol", *(LABELS[m] for m in LABEL_METRICS), "status",
+                  title="results (percent, mean ± std over folds)")
     for outcome in outcomes:
         for record in outcome.records:
-            mean, std = record["metrics"]["mean"], record["metrics"]["std"]
-            cells = [f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in ("weighted_f1", "accuracy", "balanced_accuracy")]
-            status = "ok" + (f" ({len(record['warnings'])} warning(s))" if record["warnings"] else "")
-            table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record["protocol"]["name"]), *cells, status)
+            mean, std = record.metrics.mean, record.metrics.std
+            cells = [f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in LABEL_METRICS]
+            status = "ok" + (f" ({len(record.warnings)} warning(s))" if record.warnings else "")
+            table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record.protocol.name), *cells, status)
         if outcome.status != "ok" or not outcome.records:
-            table.add_row(escape(outcome.extractor), escape(outcome.task), "", "", "", "", outcome.status)
+            table.add_row(escape(outcome.extractor), escape(outcome.task), "", *([""] * len(LABEL_METRICS)), outcome.status)
     out.print(table)
 
 
@@ -174,19 +199,17 @@ def extract(
 
     from bench.runner import RunOptions, load_pair
 
-    options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, offline=offline,
-                         pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
-                         num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
-    try:
-        entry, _, dataset, _, cached, _, _ = load_pair(extractor, task, options, log=_log)
-    except Exception as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
+    with _user_errors():
+        options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, offline=offline,
+                             pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
+                             num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
+        pair = load_pair(extractor, task, options, log=_log)
     export.mkdir(parents=True, exist_ok=True)
-    keep = np.ones(len(dataset), dtype=bool)
-    keep[cached.bad_rows] = False
-    np.save(export / "features.npy", np.asarray(cached.features[keep], dtype=np.float32))
-    dataset.samples.loc[keep, ["path", "label", "fold"]].to_csv(export / "index.csv", index=False)
-    out.print(f"wrote {keep.sum()} x {entry.dim} features to {export / 'features.npy'} and {export / 'index.csv'}", markup=False)
+    keep = pair.keep
+    np.save(export / "features.npy", pair.features[keep])
+    pair.dataset.samples.loc[keep, ["path", "label", "fold"]].to_csv(export / "index.csv", index=False)
+    out.print(f"wrote {keep.sum()} x {pair.extractor.entry.dim} features to {export / 'features.npy'} and "
+              f"{export / 'index.csv'}", markup=False)
 
 
 @app.command()
@@ -198,12 +221,10 @@ def leaderboard(
     check: bool = typer.Option(False, "--check", help="fail if the board at --out differs from the results"),
 ) -> None:
     """Turn a results folder into tables: scores, bootstrap intervals, ranks (Borda) per protocol."""
-    from leaderboard.tables import ResultsError, read_results, render
+    from leaderboard.tables import read_results, render
 
-    try:
+    with _user_errors():
         text = render(read_results(results), format.value, n_boot=bootstrap)
-    except ResultsError as exc:
-        _fail(str(exc))
     if check:
         if out_path is None:
             _fail("--check compares with the board at --out PATH; name it")
@@ -229,25 +250,27 @@ def compare(
     task: str = typer.Option(..., "--task", "-t"),
     protocol: str = typer.Option(..., "--protocol", "-p"),
     results: Path = typer.Option(Path("results"), help="results folder"),
-    metric: str = typer.Option("weighted_f1", help="weighted_f1, accuracy or balanced_accuracy"),
+    metric: Optional[str] = typer.Option(None, help=f"{', '.join(LABEL_METRICS)} (default: the task's main metric)"),
     bootstrap: int = typer.Option(2000, min=100),
 ) -> None:
     """Paired bootstrap of metric(A) - metric(B) on the same test samples of one task and protocol."""
     import pandas as pd
 
-    from bench.results import result_paths
+    from bench.core.metrics import check_metric
+    from bench.core.record import ResultRecord, result_paths
     from leaderboard.stats import paired_bootstrap
 
     frames = []
-    for name in (extractor_a, extractor_b):
-        _, path = result_paths(results, name, task, protocol)
-        if not path.is_file():
-            _fail(f"no predictions for {name} on {task} / {protocol} at {path}; run `bench run` first", 1)
-        frames.append(pd.read_csv(path))
-    try:
+    with _user_errors():
+        for name in (extractor_a, extractor_b):
+            record_path, path = result_paths(results, name, task, protocol)
+            if not path.is_file():
+                _fail(f"no predictions for {name} on {task} / {protocol} at {path}; run `bench run` first", 1)
+            if metric is None and record_path.is_file():
+                metric = ResultRecord.read(record_path).metrics.main
+            frames.append(pd.read_csv(path))
+        metric = check_metric(metric or MAIN_METRIC)
         r = paired_bootstrap(frames[0], frames[1], metric, n_boot=bootstrap)
-    except ValueError as exc:
-        _fail(str(exc), 1)
     out.print(
         f"{metric}: {extractor_a} - {extractor_b} = {100 * r['difference']:+.2f} points, 95 % interval "
         f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}], bootstrap p = {r['p_value']:.4f} "
@@ -262,13 +285,11 @@ def check_extractor_cmd(
 ) -> None:
     """Build the extractor (finding its weights as `bench run` does) and check its contract on a tiny batch."""
     from bench.checks import check_extractor
-    from bench.runner import RunOptions, build_model, resolve_entry
+    from bench.runner import RunOptions, build_extractor, resolve_entry
 
-    try:
+    with _user_errors():
         entry = resolve_entry(name, None)
-        model, _ = build_model(entry, RunOptions(weights=weights, offline=offline), log=_log)
-    except Exception as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
+        model = build_extractor(entry, RunOptions(weights=weights, offline=offline), log=_log).model
     checks = check_extractor(entry, model)
     from rich.markup import escape
 
@@ -295,7 +316,7 @@ def train(
 ) -> None:
     """Train DinoBloom (DINOv2 without local crops); export the teacher every N iterations and evaluate it."""
     from bench.runner import RunOptions, run_pair
-    from dinobloom_train.train import TrainError, main_cli
+    from dinobloom_train.train import main_cli
 
     options = RunOptions(results_dir=results or out / "results", data_root=eval_data_root, progress=False)
 
@@ -304,16 +325,15 @@ def train(
             return
         outcome = run_pair(f"trained:{path}", eval_task, _split(eval_protocol), options, log=_log)
         for record in outcome.records:
-            mean = record["metrics"]["mean"]
-            _log(f"export {path.name}: {eval_task} {record['protocol']['name']} weighted F1 "
-                 f"{100 * mean['weighted_f1']:.1f}, balanced accuracy {100 * mean['balanced_accuracy']:.1f}")
+            _log(f"export {path.name}: {eval_task} {record.protocol.name} "
+                 + ", ".join(f"{LABELS[m]} {100 * record.metrics.mean[m]:.1f}" for m in LABEL_METRICS))
         if outcome.status == "failed":
+            if outcome.bug or _state["debug"]:
+                _log(outcome.traceback or "")
             _log(f"evaluation of {path.name} failed: {outcome.error}")
 
-    try:
+    with _user_errors():
         main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log, on_export=evaluate_export)
-    except (TrainError, ValueError, FileNotFoundError) as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them, and checking a copy.")
@@ -327,14 +347,12 @@ def data_check(
     verify: bool = typer.Option(True, help="decode-check every image with PIL (slower)"),
 ) -> None:
     """Validate a data set's layout: class counts, duplicates, non-image and unreadable files."""
-    from bench import settings
+    from bench.core import settings
     from tasks import get_task
     from tasks.checks import check_dataset
 
-    try:
+    with _user_errors():
         report = check_dataset(get_task(task), data_root, settings.data_dir(), verify=verify)
-    except Exception as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
     out.print(report.format(), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
@@ -343,14 +361,12 @@ def data_check(
 @data_app.command("info")
 def data_info(task: str = typer.Argument(..., help="task name")) -> None:
     """Where to obtain a task's data, its licence and the expected layout."""
-    from bench import settings
+    from bench.core import settings
     from tasks import get_task
     from tasks.checks import describe_task
 
-    try:
+    with _user_errors():
         text = describe_task(get_task(task), settings.data_dir())
-    except Exception as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
     out.print(text, markup=False, highlight=False)
 
 
@@ -363,7 +379,7 @@ def weights_list() -> None:
     """Each extractor's weights: not needed, present (where), missing (where from)."""
     from rich.markup import escape
 
-    from bench import settings
+    from bench.core import settings
     from extractors import EXTRACTORS, get_extractor
     from extractors.sources import status
 
@@ -382,18 +398,16 @@ def weights_list() -> None:
 @weights_app.command("fetch")
 def weights_fetch(name: str = typer.Argument(..., help="extractor name")) -> None:
     """Download an extractor's weights into $BENCH_HOME/weights/<name>/ and verify their sha256."""
-    from bench import settings
+    from bench.core import settings
     from extractors import get_extractor
     from extractors.sources import resolve
 
-    try:
+    with _user_errors():
         entry = get_extractor(name)
         if not entry.needs_weights:
             out.print(f"{name} needs no weights", markup=False)
             return
         resolved = resolve(entry, explicit=None, weights_home=settings.weights_dir(), log=_log)
-    except Exception as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
     out.print(f"{name}: {resolved.path} ({resolved.origin})", markup=False)
 
 

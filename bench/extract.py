@@ -12,17 +12,33 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from bench.cache import CachedFeatures, FeatureStore, feature_key
+from bench.core.errors import BadImageError, ExtractorError, UsageError
 
 
-class BadImageError(RuntimeError):
-    """An image file that cannot be decoded."""
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How features are extracted and cached; none of these change the features (the cache key ignores them)."""
+
+    cache_root: Path
+    batch_size: int = 32
+    num_workers: int | None = None  # None: auto_workers(device)
+    device: str = "auto"
+    shard_size: int = 1024
+    skip_bad: bool = False  # leave unreadable images out (listed) instead of failing
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise UsageError(f"--num-workers must be 0 or more, got {self.num_workers}")
 
 
 def pick_device(requested: str = "auto") -> torch.device:
     if requested != "auto":
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
+            raise UsageError(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -163,7 +179,8 @@ def extract_to_store(
                 out = model(images)
             out = out.float().cpu().numpy()
             if out.shape != (len(indices), dim):
-                raise RuntimeError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim})")
+                raise ExtractorError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim}); "
+                                     "its forward must map (N, 3, H, W) images to (N, dim) features")
             out[~ok.numpy()] = 0.0
             pending.append(out)
             pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
@@ -189,45 +206,34 @@ def cached_features(
     fingerprint: dict,
     paths: Sequence[Path],
     content_sha256: str,
-    *,
-    cache_root: Path,
-    batch_size: int = 32,
-    num_workers: int | None = None,
-    device: str = "auto",
-    shard_size: int = 1024,
-    skip_bad: bool = False,
-    progress: bool = True,
+    settings: ExtractionSettings,
     on_wait: Callable[[str], None] | None = None,
 ) -> tuple[CachedFeatures, ExtractionStats]:
     """Features of ``paths`` (in that order) from the cache, extracting what is missing."""
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    if num_workers is not None and num_workers < 0:
-        raise ValueError(f"--num-workers must be 0 or more, got {num_workers}")
     key, payload = feature_key(fingerprint, content_sha256)
-    store = FeatureStore(cache_root, key)
+    store = FeatureStore(settings.cache_root, key)
     stats = ExtractionStats(0, 0.0, 0, cached=True)
     if not store.is_complete():
         with store.lock(on_wait=on_wait):
             if not store.is_complete():  # another process may have finished it while we waited
-                dataset = ImageFiles(paths, entry.transform(), entry.input_size, skip_bad)
-                target = pick_device(device)
+                dataset = ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad)
+                target = pick_device(settings.device)
                 stats = extract_to_store(
                     model,
                     store,
                     dataset,
                     dim=entry.dim,
-                    batch_size=batch_size,
-                    num_workers=auto_workers(target) if num_workers is None else num_workers,
+                    batch_size=settings.batch_size,
+                    num_workers=auto_workers(target) if settings.num_workers is None else settings.num_workers,
                     device=target,
                     precision=entry.precision,
-                    shard_size=shard_size,
+                    shard_size=settings.shard_size,
                     manifest={"key_payload": payload, "paths_in_order": len(paths)},
-                    progress=progress,
+                    progress=settings.progress,
                     description=f"{entry.name}",
                 )
     cached = store.load()
-    if cached.bad_rows and not skip_bad:
+    if cached.bad_rows and not settings.skip_bad:
         names = ", ".join(str(paths[i]) for i in cached.bad_rows[:5])
         raise BadImageError(
             f"{len(cached.bad_rows)} image(s) cannot be read: {names}. Remove or replace them, or pass "

@@ -1,6 +1,16 @@
-"""The run planner: extractor x task pairs -> cached features -> protocols -> result records.
+"""The run planner: one (extractor, task) pair in four steps, each a function with a typed result.
 
-A failing pair is reported and the others still run; the caller turns failures into the exit code.
+1. **plan** (:func:`plan_pair`): resolve every name once (extractor, task, test task, protocols), check that
+   the protocols fit the task's kind, and decide under the overwrite policy which protocols to run;
+2. **load features** (:func:`build_extractor`, :func:`task_features`): find the weights and build the model
+   once, load the data set, get its features from the cache (extracting what is missing);
+3. **evaluate** (:func:`evaluation_inputs`, then ``protocol.evaluate``): the data set makes the design of its
+   kind (cells or bags) and the protocol evaluates it;
+4. **record** (:func:`record_result`): one typed :class:`~bench.core.record.ResultRecord` per protocol,
+   written with its predictions.
+
+:func:`run_pair` chains them. A failing pair is reported and the others still run; the caller turns failures
+into the exit code.
 """
 
 from __future__ import annotations
@@ -8,19 +18,28 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench import settings
-from bench.results import (
-    OVERWRITE_POLICIES,
-    SCHEMA_VERSION,
+from bench.core import settings
+from bench.core.design import CellDesign
+from bench.core.errors import HemabenchError, NotFoundError, ResultsExistError, UsageError
+from bench.core.files import sha256_file
+from bench.core.record import (
+    ExtractorInfo,
+    ProtocolInfo,
+    ResultRecord,
+    Scores,
+    TaskInfo,
+    attention_path,
     environment,
     now_utc,
     result_paths,
-    write_result,
     write_table,
 )
+
+OVERWRITE_POLICIES = ("never", "always", "only-missing")
 
 
 @dataclass
@@ -43,7 +62,16 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.overwrite not in OVERWRITE_POLICIES:
-            raise ValueError(f"--overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, got {self.overwrite!r}")
+            raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, got {self.overwrite!r}")
+
+    def extraction(self):
+        from bench.extract import ExtractionSettings
+
+        return ExtractionSettings(
+            cache_root=self.cache_root or settings.cache_dir(), batch_size=self.batch_size,
+            num_workers=self.num_workers, device=self.device, shard_size=self.shard_size,
+            skip_bad=self.skip_bad_images, progress=self.progress,
+        )
 
 
 @dataclass
@@ -52,19 +80,21 @@ class PairOutcome:
     task: str
     status: str  # ok | skipped | failed
     error: str | None = None
-    records: list[dict] = field(default_factory=list)
+    records: list[ResultRecord] = field(default_factory=list)
     skipped_protocols: list[str] = field(default_factory=list)
     traceback: str | None = None
+    bug: bool = False  # the failure is not a HemabenchError: a defect to report, traceback included
 
 
-class ResultsExistError(RuntimeError):
-    pass
-
-
-def resolve_protocols(names: list[str] | None, default: tuple[str, ...]):
-    from bench.protocols import PROTOCOLS
-
-    return [PROTOCOLS.get(name) for name in (names or default)]
+# -- 1. plan ------------------------------------------------------------------------------------------------
+@dataclass
+class PairPlan:
+    entry: Any  # extractors.base.ExtractorEntry
+    task: Any  # tasks.base.Task
+    test_task: Any | None  # domain shift: the task tested on
+    label: str  # the result's task name: TASK, TASK@split=..., or TRAIN=>TEST
+    todo: list  # protocols to run
+    kept: list[str]  # protocols whose results exist and are kept (--overwrite only-missing)
 
 
 def resolve_entry(extractor_name: str, pooling: str | None):
@@ -74,7 +104,104 @@ def resolve_entry(extractor_name: str, pooling: str | None):
     return entry.with_pooling(pooling) if pooling else entry
 
 
-def build_model(entry, options: RunOptions, log):
+def split_label(task_name: str, split_file: str | Path) -> str:
+    """The task name of a fixed-split result: ``acevedo@split=<file stem>-<sha256[:8] of its content>``, so it
+    never replaces the task's k-fold result and results on different splits are never ranked together."""
+    path = Path(split_file)
+    if not path.is_file():
+        raise NotFoundError(f"--split-file {path}: no such file")
+    return f"{task_name}@split={path.stem}-{sha256_file(path)[:8]}"
+
+
+def shift_label(train_task: str, test_task: str) -> str:
+    """The task name of a domain-shift result: trained on one task, tested on another."""
+    return f"{train_task}=>{test_task}"
+
+
+def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions,
+              test_task: str | None = None) -> PairPlan:
+    from protocols import get_protocol
+    from tasks import get_task
+
+    if test_task is not None and options.split_file is not None:
+        raise UsageError("a split file and a test task exclude each other: a domain-shift run trains on all "
+                         "of the task and tests on all of the test task")
+    task = get_task(task_name)
+    protocols = [get_protocol(name) for name in (protocol_names or task.protocols)]
+    wrong = [p.name for p in protocols if p.kind != task.kind]
+    if wrong:
+        raise UsageError(
+            f"protocol(s) {wrong} work on {'bags' if task.kind == 'cells' else 'single cells'}, but task "
+            f"{task.name!r} is a {task.kind} task; its protocols: {', '.join(task.protocols)}"
+        )
+    shifted = None
+    if test_task is not None:
+        if task.kind != "cells":
+            raise UsageError("--test-task applies to cell-classification tasks")
+        shifted = get_task(test_task)
+    label = task.name
+    if options.split_file is not None:
+        label = split_label(task.name, options.split_file)
+    if shifted is not None:
+        label = shift_label(task.name, shifted.name)
+    entry = resolve_entry(extractor_name, options.pooling)
+    todo, kept = [], []
+    for protocol in protocols:
+        json_path, _ = result_paths(options.results_dir, entry.name, label, protocol.name)
+        if json_path.exists() and options.overwrite == "never":
+            raise ResultsExistError(
+                f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "
+                "or --overwrite only-missing to keep it"
+            )
+        (kept.append(protocol.name) if json_path.exists() and options.overwrite == "only-missing"
+         else todo.append(protocol))
+    return PairPlan(entry, task, shifted, label, todo, kept)
+
+
+# -- 2. load features ---------------------------------------------------------------------------------------
+@dataclass
+class BuiltExtractor:
+    entry: Any  # extractors.base.ExtractorEntry
+    model: Any  # extractors.base.FeatureModel
+    fingerprint: dict
+
+
+@dataclass
+class TaskFeatures:
+    """One task's data set and its features from one extractor, in the data set's row order."""
+
+    extractor: BuiltExtractor
+    task: Any
+    dataset: Any  # tasks.base.CellDataset or BagDataset
+    cached: Any  # bench.cache.CachedFeatures
+    stats: Any  # bench.extract.ExtractionStats
+
+    @property
+    def keep(self) -> np.ndarray:
+        """Rows whose image could be read."""
+        keep = np.ones(len(self.dataset), dtype=bool)
+        keep[self.cached.bad_rows] = False
+        return keep
+
+    @property
+    def features(self) -> np.ndarray:
+        return np.asarray(self.cached.features, dtype=np.float32)
+
+    @property
+    def paths(self) -> np.ndarray:
+        return self.dataset.samples["path"].to_numpy()
+
+    @property
+    def skipped_images(self) -> list[str]:
+        return [self.paths[i] for i in self.cached.bad_rows]
+
+    def task_info(self, split_file: Path | None = None) -> dict:
+        info = {**self.dataset.describe(), **self.task.settings(), "notes": list(self.dataset.notes)}
+        info["split_file"] = None if split_file is None else str(split_file)
+        return info
+
+
+def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
     """Find the entry's weights (explicit, weights folder, caches, download) and build the model."""
     from extractors.sources import resolve
 
@@ -83,135 +210,112 @@ def build_model(entry, options: RunOptions, log):
     fingerprint = entry.fingerprint(model, resolved.path)
     fingerprint["weights"]["origin"] = resolved.origin
     fingerprint["n_parameters"] = sum(p.numel() for p in model.parameters())
-    return model, fingerprint
+    return BuiltExtractor(entry, model, fingerprint)
 
 
-def load_pair(extractor_name: str, task_name: str, options: RunOptions, log, built: tuple | None = None):
-    """Resolve both names, load the data set, build the model and get its features (cached).
-
-    ``built``: (entry, model, fingerprint) of an earlier call for the same extractor, reused as it is (a
-    domain-shift run extracts two tasks with one model: no second build and state hash)."""
+def task_features(built: BuiltExtractor, task, options: RunOptions, log) -> TaskFeatures:
+    """Load the task's data set and get its features (cached)."""
     from bench.extract import cached_features
-    from tasks import get_task
 
-    task = get_task(task_name)
-    data_home = options.data_home or settings.data_dir()
-    dataset = task.load(options.data_root, data_home=data_home, split_file=options.split_file)
-    if built is None:
-        entry = resolve_entry(extractor_name, options.pooling)
-        model, fingerprint = build_model(entry, options, log)
-    else:
-        entry, model, fingerprint = built
+    dataset = task.load(options.data_root, data_home=options.data_home or settings.data_dir(),
+                        split_file=options.split_file)
     cached, stats = cached_features(
-        entry,
-        model,
-        fingerprint,
-        dataset.absolute_paths(),
-        dataset.content_fingerprint(),
-        cache_root=options.cache_root or settings.cache_dir(),
-        batch_size=options.batch_size,
-        num_workers=options.num_workers,
-        device=options.device,
-        shard_size=options.shard_size,
-        skip_bad=options.skip_bad_images,
-        progress=options.progress,
+        built.entry, built.model, built.fingerprint, dataset.absolute_paths(), dataset.content_fingerprint(),
+        options.extraction(),
         on_wait=lambda path: log(f"waiting for another process extracting the same features (lock {path})"),
     )
-    return entry, task, dataset, fingerprint, cached, stats, model
+    return TaskFeatures(built, task, dataset, cached, stats)
 
 
-def _plan(protocols, options: RunOptions, result_name: str, task_label: str, outcome: PairOutcome) -> list:
-    """The protocols to run under the overwrite policy (existing results: refuse, keep or redo)."""
-    todo = []
-    for protocol in protocols:
-        json_path, _ = result_paths(options.results_dir, result_name, task_label, protocol.name)
-        if json_path.exists() and options.overwrite == "never":
-            raise ResultsExistError(
-                f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "
-                "or --overwrite only-missing to keep it"
-            )
-        if json_path.exists() and options.overwrite == "only-missing":
-            outcome.skipped_protocols.append(protocol.name)
-        else:
-            todo.append(protocol)
-    return todo
+def load_pair(extractor_name: str, task_name: str, options: RunOptions, log) -> TaskFeatures:
+    """Resolve both names, build the model and get the task's features (``bench extract``)."""
+    from tasks import get_task
+
+    return task_features(build_extractor(resolve_entry(extractor_name, options.pooling), options, log),
+                         get_task(task_name), options, log)
 
 
-def split_label(task_name: str, split_file: str | Path) -> str:
-    """The task name of a fixed-split result: ``acevedo@split=<file stem>-<sha256[:8] of its content>``, so it
-    never replaces the task's k-fold result and results on different splits are never ranked together."""
-    from tasks.base import sha256_of
-
-    path = Path(split_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"--split-file {path}: no such file")
-    return f"{task_name}@split={path.stem}-{sha256_of(path)[:8]}"
-
-
-def shift_label(train_task: str, test_task: str) -> str:
-    """The task name of a domain-shift result: trained on one task, tested on another."""
-    return f"{train_task}=>{test_task}"
-
-
-def _check_kinds(protocols, task) -> None:
-    wrong = [p.name for p in protocols if getattr(p, "kind", "cells") != task.kind]
-    if wrong:
-        raise ValueError(
-            f"protocol(s) {wrong} work on {'bags' if task.kind == 'cells' else 'single cells'}, but task "
-            f"{task.name!r} is a {task.kind} task; its protocols: {', '.join(task.protocols)}"
-        )
-
-
+# -- 3. evaluate --------------------------------------------------------------------------------------------
 @dataclass
-class _Inputs:
-    """What the protocols of one pair evaluate: features and labels of every row, and how rows split."""
+class EvaluationInputs:
+    """What the protocols of one pair evaluate, and what the records say about it."""
 
     features: np.ndarray
-    paths: np.ndarray
-    label_names: np.ndarray
-    keep: np.ndarray  # rows whose image could be read
+    paths: np.ndarray  # per feature row
+    design: Any  # bench.core.design.CellDesign or BagDesign
     task_info: dict
-    skipped_images: list
+    skipped_images: list[str]
     timings: dict
-    warnings: list = field(default_factory=list)
-    splits: list | None = None  # None: the dataset's own splits
+    warnings: list[str] = field(default_factory=list)
 
 
-def _inputs(dataset, task, cached, stats, options: RunOptions) -> _Inputs:
-    keep = np.ones(len(dataset), dtype=bool)
-    keep[cached.bad_rows] = False
-    paths = dataset.samples["path"].to_numpy()
-    task_info = {**dataset.describe(), **task.settings(), "notes": list(getattr(dataset, "notes", []))}
-    task_info["split_file"] = None if options.split_file is None else str(options.split_file)
-    return _Inputs(
-        np.asarray(cached.features, dtype=np.float32), paths, dataset.samples["label"].to_numpy(), keep, task_info,
-        [paths[i] for i in cached.bad_rows], stats.as_dict(),
-    )
-
-
-def _add_test_task(inputs: _Inputs, dataset, task, extractor_name, test_task, label, options, log, built) -> None:
-    """Domain shift: stack the test task's rows after the training task's; one split, train rows vs test rows."""
-    _, other, test_ds, _, test_cached, test_stats, _ = load_pair(
-        extractor_name, test_task, replace(options, data_root=None, split_file=None), log, built
-    )
-    test = _inputs(test_ds, other, test_cached, test_stats, replace(options, split_file=None))
-    n_train = len(inputs.features)
-    inputs.splits = [("test", np.flatnonzero(inputs.keep), n_train + np.flatnonzero(test.keep))]
-    inputs.features = np.concatenate([inputs.features, test.features])
-    inputs.paths = np.concatenate([inputs.paths, test.paths])
-    inputs.label_names = np.concatenate([inputs.label_names, test.label_names])
-    inputs.keep = np.concatenate([inputs.keep, test.keep])
-    only_train = sorted(set(dataset.classes) - set(test_ds.classes))
-    only_test = sorted(set(test_ds.classes) - set(dataset.classes))
+def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions, log) -> EvaluationInputs:
+    """The design of the task's own kind, or (domain shift) training rows of one task and test rows of another."""
+    info = primary.task_info(options.split_file)
+    for note in info["notes"]:
+        log(f"note ({plan.task.name}): {note}")
+    if options.split_file is not None:
+        info["task"] = plan.label
+    if plan.test_task is None:
+        classes = sorted(set(primary.dataset.samples["label"]))  # the label map: the union over all rows
+        return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
+                                primary.skipped_images, primary.stats.as_dict())
+    test = task_features(primary.extractor, plan.test_task, replace(options, data_root=None, split_file=None), log)
+    names = np.concatenate([primary.dataset.samples["label"].to_numpy(), test.dataset.samples["label"].to_numpy()])
+    classes = sorted(set(names))
+    n_train = len(primary.dataset)
+    splits = [("test", np.flatnonzero(primary.keep), n_train + np.flatnonzero(test.keep))]
+    warnings = []
+    only_train = sorted(set(primary.dataset.classes) - set(test.dataset.classes))
+    only_test = sorted(set(test.dataset.classes) - set(primary.dataset.classes))
     if only_train:
-        inputs.warnings.append(f"classes only in the training task {task.name!r}: {only_train}")
+        warnings.append(f"classes only in the training task {plan.task.name!r}: {only_train}")
     if only_test:
-        inputs.warnings.append(
-            f"classes only in the test task {other.name!r}: {only_test} (never predicted: no training data)"
-        )
-    inputs.task_info = {"task": label, "train": inputs.task_info, "test": test.task_info, "main_metric": task.main_metric}
-    inputs.skipped_images += [f"{other.name}:{path}" for path in test.skipped_images]
-    inputs.timings = {"train_task": inputs.timings, "test_task": test.timings}
+        warnings.append(f"classes only in the test task {plan.test_task.name!r}: {only_test} "
+                        "(never predicted: no training data)")
+    return EvaluationInputs(
+        np.concatenate([primary.features, test.features]),
+        np.concatenate([primary.paths, test.paths]),
+        CellDesign(classes, np.searchsorted(classes, names), splits),
+        {"task": plan.label, "train": info, "test": test.task_info(), "main_metric": plan.task.main_metric},
+        primary.skipped_images + [f"{plan.test_task.name}:{path}" for path in test.skipped_images],
+        {"train_task": primary.stats.as_dict(), "test_task": test.stats.as_dict()},
+        warnings,
+    )
+
+
+# -- 4. record ----------------------------------------------------------------------------------------------
+def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInputs, protocol, evaluation,
+                  env: dict, results_dir: Path) -> tuple[ResultRecord, Path]:
+    """The record of one protocol, written with its predictions (and attention, for bag protocols)."""
+    built = primary.extractor
+    record = ResultRecord(
+        created=now_utc(),
+        extractor=ExtractorInfo(name=built.entry.name, summary=built.entry.summary, fingerprint=built.fingerprint,
+                                feature_key=primary.cached.manifest["key"], metadata=built.entry.metadata),
+        task=TaskInfo(**inputs.task_info),
+        protocol=ProtocolInfo(name=protocol.name, summary=protocol.summary, settings=protocol.settings()),
+        metrics=Scores(per_fold=evaluation.per_fold, mean=evaluation.mean, std=evaluation.std,
+                       main=plan.task.main_metric),
+        warnings=inputs.warnings + evaluation.warnings,
+        skipped_images=inputs.skipped_images,
+        timings={**inputs.timings, "evaluation_seconds": round(evaluation.seconds, 3)},
+        environment=env,
+    )
+    classes = inputs.design.classes
+    predictions = evaluation.predictions
+    if "row" in predictions:
+        predictions.insert(0, "path", inputs.paths[predictions["row"]])
+        predictions = predictions.drop(columns="row")
+    predictions["label"] = [classes[i] for i in predictions["label"]]
+    predictions["prediction"] = [classes[i] for i in predictions["prediction"]]
+    json_path, _ = result_paths(results_dir, built.entry.name, plan.label, protocol.name)
+    record.write(json_path, predictions)
+    if evaluation.attention is not None:
+        attention = evaluation.attention
+        attention.insert(0, "path", inputs.paths[attention["row"]])
+        write_table(attention_path(json_path), attention.drop(columns="row"))
+    return record, json_path
 
 
 def run_pair(
@@ -223,86 +327,30 @@ def run_pair(
     test_task: str | None = None,
 ) -> PairOutcome:
     """Evaluate one extractor on one task (or, with ``test_task``, train on ``task_name`` and test on it)."""
-    from bench.evaluate import evaluate, evaluate_bags
     from bench.extract import pick_device
-    from tasks import get_task
 
     outcome = PairOutcome(extractor_name, task_name, "ok")
     try:
-        if test_task is not None and options.split_file is not None:
-            raise ValueError("a split file and a test task exclude each other: a domain-shift run trains on all "
-                             "of the task and tests on all of the test task")
-        if options.split_file is not None:
-            outcome.task = split_label(task_name, options.split_file)
-        if test_task is not None:
-            outcome.task = shift_label(task_name, test_task)
-        task = get_task(task_name)
-        protocols = resolve_protocols(protocol_names, task.protocols)
-        _check_kinds(protocols, task)
-        if test_task is not None and task.kind != "cells":
-            raise ValueError("--test-task applies to cell-classification tasks")
-        todo = _plan(protocols, options, resolve_entry(extractor_name, options.pooling).name, outcome.task, outcome)
-        if not todo:
+        plan = plan_pair(extractor_name, task_name, protocol_names, options, test_task)
+        outcome.task, outcome.skipped_protocols = plan.label, plan.kept
+        if not plan.todo:
             outcome.status = "skipped"
             return outcome
-        entry, task, dataset, fingerprint, cached, stats, model = load_pair(extractor_name, task_name, options, log)
-        inputs = _inputs(dataset, task, cached, stats, options)
-        if options.split_file is not None:
-            inputs.task_info["task"] = outcome.task
-        for note in inputs.task_info["notes"]:
-            log(f"note ({task.name}): {note}")
-        if test_task is not None:
-            _add_test_task(inputs, dataset, task, extractor_name, test_task, outcome.task, options, log,
-                           (entry, model, fingerprint))
-        classes = sorted(set(inputs.label_names))  # the label map: the union over everything evaluated
-        labels = np.searchsorted(classes, inputs.label_names)
-        keep, features, paths = inputs.keep, inputs.features, inputs.paths
+        built = build_extractor(plan.entry, options, log)
+        primary = task_features(built, plan.task, options, log)
+        inputs = evaluation_inputs(plan, primary, options, log)
         env = environment(str(pick_device(options.device)))
-        for protocol in todo:
-            if task.kind == "bags":
-                patients, bag_labels, bag_rows = dataset.bags()
-                bag_rows = [rows[keep[rows]] for rows in bag_rows]
-                evaluation = evaluate_bags(protocol, features, bag_rows, bag_labels, patients, classes,
-                                           n_folds=task.n_folds, seeds=task.seeds)
-            else:
-                splits_here = inputs.splits or [
-                    (name, train[keep[train]], test[keep[test]]) for name, train, test in dataset.splits()
-                ]
-                evaluation = evaluate(protocol, features, labels, splits_here, classes)
-            record = {
-                "schema_version": SCHEMA_VERSION,
-                "created": now_utc(),
-                "extractor": {"name": entry.name, "summary": entry.summary, "fingerprint": fingerprint,
-                              "feature_key": cached.manifest["key"], "metadata": entry.metadata},
-                "task": inputs.task_info,
-                "protocol": {"name": protocol.name, "summary": protocol.summary, "settings": protocol.settings()},
-                "metrics": {"per_fold": evaluation.per_fold, "mean": evaluation.mean, "std": evaluation.std,
-                            "std_ddof": 0, "main": task.main_metric},
-                "warnings": inputs.warnings + evaluation.warnings,
-                "skipped_images": inputs.skipped_images,
-                "timings": {**inputs.timings, "evaluation_seconds": round(evaluation.seconds, 3)},
-                "environment": env,
-            }
-            predictions = evaluation.predictions
-            if "row" in predictions:
-                predictions.insert(0, "path", paths[predictions["row"]])
-                predictions = predictions.drop(columns="row")
-            predictions["label"] = [classes[i] for i in predictions["label"]]
-            predictions["prediction"] = [classes[i] for i in predictions["prediction"]]
-            json_path, csv_path = result_paths(options.results_dir, entry.name, outcome.task, protocol.name)
-            write_result(json_path, record, predictions, csv_path)
-            if evaluation.attention is not None:
-                attention = evaluation.attention
-                attention.insert(0, "path", paths[attention["row"]])
-                write_table(json_path.with_name(f"{json_path.stem}.attention.csv"), attention.drop(columns="row"))
+        for protocol in plan.todo:
+            evaluation = protocol.evaluate(inputs.features, inputs.design)
+            record, json_path = record_result(plan, primary, inputs, protocol, evaluation, env, options.results_dir)
             outcome.records.append(record)
-            warnings = record["warnings"]
-            if warnings:
-                more = len(warnings) - 1
-                log(f"warning: {entry.name} / {outcome.task} / {protocol.name}: {warnings[0]}"
+            if record.warnings:
+                more = len(record.warnings) - 1
+                log(f"warning: {record.extractor.name} / {plan.label} / {protocol.name}: {record.warnings[0]}"
                     + (f" (and {more} more in {json_path})" if more else ""))
     except Exception as exc:  # a failing pair is reported; the others still run
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.traceback = traceback.format_exc()
+        outcome.bug = not isinstance(exc, HemabenchError)
     return outcome

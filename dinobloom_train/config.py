@@ -14,6 +14,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from bench.core.errors import UsageError
 from extractors.vit import ViTSpec
 
 
@@ -76,7 +77,7 @@ class TrainConfig:
             key, sep, value = assignment.partition("=")
             key = key.strip().replace("-", "_")
             if not sep or key not in types:
-                raise ValueError(
+                raise UsageError(
                     f"override {assignment!r}: expected key=value with key one of {', '.join(sorted(types))}"
                 )
             current = getattr(self, key)
@@ -88,7 +89,7 @@ class TrainConfig:
                 else:
                     changes[key] = tuple(json.loads(value))
             except ValueError as exc:
-                raise ValueError(f"override {assignment!r}: {exc}") from None
+                raise UsageError(f"override {assignment!r}: {exc}") from None
         return dataclasses.replace(self, **changes)
 
 
@@ -121,5 +122,5 @@ def get_preset(name: str) -> TrainConfig:
 
         close = difflib.get_close_matches(name, PRESETS, n=2)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown preset {name!r}.{hint} Presets: {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {name!r}.{hint} Presets: {', '.join(PRESETS)}")
     return PRESETS[name]

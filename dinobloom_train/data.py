@@ -31,6 +31,8 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from bench.core.errors import BadImageError, DataError, NotFoundError, UsageError
+from bench.core.files import IMAGE_EXTENSIONS
 from dinobloom_train.masking import BlockMaskGenerator
 
 __all__ = [
@@ -40,13 +42,11 @@ __all__ = [
     "DINOV2_RELEASED_BLUR_P",
     "DinoBloomAugmentation",
     "ImageListDataset",
-    "UnreadableImageError",
     "collate_crops",
     "list_images",
     "seed_worker",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # DINOv2 make_normalize_transform (timm IMAGENET_DEFAULT_MEAN)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # DINOv2's GaussianBlur passes 1 - p to RandomApply, so its nominal p (1.0, 0.1) is applied as (0.0, 0.9): crop 1 is
@@ -110,13 +110,13 @@ def _images_from_lists(list_files: Sequence[Path], source: Path) -> list[Path]:
     if missing:
         named = "\n".join(f"  {f}:{n}: {entry}" for f, n, entry in missing[:_MAX_NAMED])
         more = f"\n  ... and {len(missing) - _MAX_NAMED} more" if len(missing) > _MAX_NAMED else ""
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"{len(missing)} of {len(paths)} image paths listed in {source} do not exist (list file:line: path):\n"
             f"{named}{more}\nFix the paths in the list file(s) (relative paths are resolved against the list "
             f"file's own folder) or remove those lines."
         )
     if not paths:
-        raise ValueError(
+        raise DataError(
             f"no images found: the list file(s) in {source} ({', '.join(f.name for f in list_files)}) list no "
             f"paths. Write one image path per line (blank lines and '#' comments are skipped)."
         )
@@ -141,16 +141,16 @@ def list_images(source: str | os.PathLike, kind: str = "auto") -> list[Path]:
     few named with their list file and line) or ``ValueError`` (no images).
     """
     if kind not in ("auto", "folder", "lists"):
-        raise ValueError(f"kind must be 'auto', 'folder' or 'lists', got {kind!r}")
+        raise UsageError(f"kind must be 'auto', 'folder' or 'lists', got {kind!r}")
     src = Path(source)
     if not src.exists():
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"image source not found: {src}. Pass an existing folder of images, a folder of .txt list files, or a "
             f".txt list file."
         )
     if src.is_file():
         if src.suffix.lower() != ".txt":
-            raise ValueError(
+            raise DataError(
                 f"{src} is a file but not a .txt list: pass a folder of images, a folder of .txt list files, or a "
                 f".txt file listing one image path per line."
             )
@@ -168,12 +168,12 @@ def list_images(source: str | os.PathLike, kind: str = "auto") -> list[Path]:
             key=lambda p: p.name,
         )
         if not list_files:
-            raise ValueError(f"no .txt list files in {src}: add list files or use kind='folder' for an image folder.")
+            raise DataError(f"no .txt list files in {src}: add list files or use kind='folder' for an image folder.")
         return _images_from_lists(list_files, src)
 
     images = _walk_images(src)
     if not images:
-        raise ValueError(
+        raise DataError(
             f"no images found in {src} (searched recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden "
             f"files skipped). Point to the folder that holds the images, or to a folder of .txt lists."
         )
@@ -313,14 +313,10 @@ class DinoBloomAugmentation:
 
 
 # ---------------------------------------------------------------------------------------------------- dataset
-class UnreadableImageError(OSError):
-    """An image file that PIL cannot open or decode."""
-
-
 class ImageListDataset(torch.utils.data.Dataset):
     """``dataset[i] = transform(RGB PIL image of paths[i])`` (the image itself when ``transform`` is None).
 
-    An unreadable file raises ``UnreadableImageError`` naming it (the authors' dataset silently moved on to the next
+    An unreadable file raises ``BadImageError`` naming it (the authors' dataset silently moved on to the next
     index instead, which hides broken files)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], transform: Callable[[Image.Image], Any] | None = None):
@@ -336,7 +332,7 @@ class ImageListDataset(torch.utils.data.Dataset):
             with Image.open(path) as image:
                 return image.convert("RGB")  # convert() decodes the whole file (truncated files fail here)
         except Exception as error:  # PIL raises UnidentifiedImageError, OSError, ValueError, SyntaxError ...
-            raise UnreadableImageError(
+            raise BadImageError(
                 f"cannot read image {path} (index {index}): {type(error).__name__}: {error}. Replace the file or "
                 f"remove it from the image source."
             ) from error

@@ -12,10 +12,12 @@ published key names ``last_layer.weight_g`` / ``last_layer.weight_v``.
 from __future__ import annotations
 
 import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.core.errors import UsageError
 from extractors.vit import ViTSpec
 
 
@@ -121,7 +123,7 @@ def set_uniform_drop_path(vit: nn.Module, rate: float) -> None:
     from timm.layers import DropPath
 
     if not 0.0 <= rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {rate}")
+        raise UsageError(f"drop_path_rate must be in [0, 1), got {rate}")
     for block in vit.blocks:
         for name in ("drop_path1", "drop_path2"):
             if not hasattr(block, name):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.core.errors import UsageError
+
 __all__ = ["cosine_schedule", "scaled_lr", "Schedules", "DINOBLOOM_ITERS_PER_EPOCH"]
 
 DINOBLOOM_ITERS_PER_EPOCH = 500  # DinoBloom's train.OFFICIAL_EPOCH_LENGTH (DINOv2's default is 1250)
@@ -25,14 +27,14 @@ def cosine_schedule(base: float, final: float, total_iters: int, warmup_iters: i
     last warm-up value is ``base``), then ``n = total - warmup - freeze`` values
     ``final + (base - final) * (1 + cos(pi * i / n)) / 2`` for i = 0..n-1 (starts at ``base``; the last value
     approaches but does not reach ``final``, as in DINOv2, whose scheduler returns ``final`` past the end).
-    Raises ValueError when ``freeze_iters + warmup_iters > total_iters`` (DINOv2 asserts).
+    Raises UsageError (a ValueError) when ``freeze_iters + warmup_iters > total_iters`` (DINOv2 asserts).
     """
     total_iters, warmup_iters, freeze_iters = int(total_iters), int(warmup_iters), int(freeze_iters)
     if min(total_iters, warmup_iters, freeze_iters) < 0:
-        raise ValueError("iteration counts must be >= 0")
+        raise UsageError("iteration counts must be >= 0")
     n_cosine = total_iters - warmup_iters - freeze_iters
     if n_cosine < 0:
-        raise ValueError(f"freeze_iters ({freeze_iters}) + warmup_iters ({warmup_iters}) exceed "
+        raise UsageError(f"freeze_iters ({freeze_iters}) + warmup_iters ({warmup_iters}) exceed "
                          f"total_iters ({total_iters})")
     freeze = np.zeros(freeze_iters)
     warmup = np.linspace(start_warmup, base, warmup_iters)
@@ -46,7 +48,7 @@ def cosine_schedule(base: float, final: float, total_iters: int, warmup_iters: i
 def scaled_lr(base_lr: float, global_batch: int) -> float:
     """DINOv2's ``sqrt_wrt_1024`` rule: ``base_lr * sqrt(global_batch / 1024)``."""
     if global_batch <= 0:
-        raise ValueError(f"global_batch must be positive, got {global_batch}")
+        raise UsageError(f"global_batch must be positive, got {global_batch}")
     return base_lr * math.sqrt(global_batch / 1024.0)
 
 
@@ -99,7 +101,7 @@ class Schedules:
 
     def __post_init__(self) -> None:
         if self.total_iters <= 0 or self.iters_per_epoch <= 0:
-            raise ValueError("total_iters and iters_per_epoch must be positive")
+            raise UsageError("total_iters and iters_per_epoch must be positive")
         if self.warmup_iters is None:
             self.warmup_iters = int(round(self.warmup_epochs * self.iters_per_epoch))
         if self.warmup_teacher_temp_iters is None:
@@ -107,7 +109,7 @@ class Schedules:
         if self.freeze_last_layer_iters is None:
             self.freeze_last_layer_iters = int(round(self.freeze_last_layer_epochs * self.iters_per_epoch))
         if self.warmup_iters > self.total_iters:
-            raise ValueError(f"lr warm-up ({self.warmup_iters} iterations) is longer than the run "
+            raise UsageError(f"lr warm-up ({self.warmup_iters} iterations) is longer than the run "
                              f"({self.total_iters}); pass warmup_iters or a smaller iters_per_epoch")
         n = self.total_iters
         self.lr = cosine_schedule(self.peak_lr, self.min_lr, n, warmup_iters=self.warmup_iters,

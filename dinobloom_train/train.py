@@ -28,14 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.core.errors import TrainError
+from bench.core.files import atomic_write, atomic_write_json
 from dinobloom_train.config import TrainConfig
 from dinobloom_train.model import build_student_teacher, ema_update, param_groups, teacher_export_state
 
 CHECKPOINT = "checkpoint.pth"
-
-
-class TrainError(RuntimeError):
-    """Bad training input: no images, fewer images than a batch, a checkpoint of another architecture."""
 
 
 def _sample_seed(seed: int, position: int) -> int:
@@ -235,8 +233,6 @@ class Trainer:
         self.log(f"resumed from {path} at iteration {self.iteration}")
 
     def save_checkpoint(self) -> Path:
-        from bench.cache import atomic_write
-
         path = self.out / CHECKPOINT
         state = {"student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "iteration": self.iteration,
@@ -246,7 +242,6 @@ class Trainer:
 
     def export(self) -> Path:
         """``exports/teacher_<iteration>.pth`` in DinoBloom's format, and its sidecar for ``trained:``."""
-        from bench.cache import atomic_write, atomic_write_json
         from extractors.trained import SIDECAR_FORMAT, sidecar_path
 
         path = self.out / "exports" / f"teacher_{self.iteration:07d}.pth"

@@ -17,17 +17,15 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from extractors.weights import load_strict, read_state_dict, sha256_file, state_dict_sha256
+from bench.core.errors import ExtractorError, MissingWeightsError, UsageError, WeightsError
+from bench.core.files import sha256_file
+from extractors.weights import load_strict, read_state_dict, state_dict_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = ("cls", "mean", "cls+mean", "model")
 PRECISIONS = ("fp32", "fp16", "bf16")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
-
-
-class MissingWeightsError(RuntimeError):
-    """The entry needs weights and none were given or found."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ class FeatureModel(nn.Module):
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
         if self._tokens is None:
-            raise ValueError(f"{type(self.backbone).__name__} gives no patch tokens (not a token model)")
+            raise UsageError(f"{type(self.backbone).__name__} gives no patch tokens (not a token model)")
         return self._tokens(self.backbone, images)
 
 
@@ -92,7 +90,7 @@ def pool_tokens(tokens: torch.Tensor, pooling: str, num_prefix_tokens: int = 1) 
         return patch_mean
     if pooling == "cls+mean":
         return torch.cat([tokens[:, 0], patch_mean], dim=1)
-    raise ValueError(f"pooling {pooling!r} does not apply to token outputs; use one of cls, mean, cls+mean")
+    raise UsageError(f"pooling {pooling!r} does not apply to token outputs; use one of cls, mean, cls+mean")
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ class ExtractorEntry:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append(f"mean/std must be 3 values with std > 0, got {self.mean}/{self.std}")
         if problems:
-            raise ValueError(f"extractor entry {self.name!r}: " + "; ".join(problems))
+            raise UsageError(f"extractor entry {self.name!r}: " + "; ".join(problems))
 
     @property
     def needs_weights(self) -> bool:
@@ -155,12 +153,12 @@ class ExtractorEntry:
         if pooling == self.pooling:
             return self
         if self.pooling not in ("cls", "mean", "cls+mean") or pooling not in ("cls", "mean", "cls+mean"):
-            raise ValueError(
+            raise UsageError(
                 f"extractor {self.name!r} has a fixed output ({self.pooling}); --pooling applies to token models "
                 "(cls, mean, cls+mean)"
             )
         if not self.supports_cls and "cls" in pooling:
-            raise ValueError(f"extractor {self.name!r} has no CLS token; use --pooling mean")
+            raise UsageError(f"extractor {self.name!r} has no CLS token; use --pooling mean")
         token_dim = self.dim // 2 if self.pooling == "cls+mean" else self.dim
         return self.replace(
             name=f"{self.name}+{pooling}", pooling=pooling, dim=token_dim * (2 if pooling == "cls+mean" else 1)
@@ -194,7 +192,7 @@ class ExtractorEntry:
                     return container[key]
             if all(isinstance(v, torch.Tensor) for v in container.values()):
                 return container
-        raise ValueError(f"{source} does not hold a state dict (top-level keys: {list(container)[:10]})")
+        raise WeightsError(f"{source} does not hold a state dict (top-level keys: {list(container)[:10]})")
 
     # -- preprocessing ------------------------------------------------------------------------------------
     def transform(self):
@@ -253,7 +251,7 @@ def entry_from_module_class(name: str, cls: type[nn.Module]) -> ExtractorEntry:
     normalised batch to (N, dim).
     """
     if not hasattr(cls, "dim"):
-        raise ValueError(f"extractor class {cls.__qualname__} ({name}) must declare a class attribute `dim`")
+        raise ExtractorError(f"extractor class {cls.__qualname__} ({name}) must declare a class attribute `dim`")
     try:
         source = inspect.getsourcefile(cls)
     except TypeError:  # classes defined interactively have no source file

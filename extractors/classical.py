@@ -38,5 +38,4 @@ COLOR_HISTOGRAM = ExtractorEntry(
     dim=3 * HISTOGRAM_BINS,
     build_fn=lambda entry: FeatureModel(ColorHistogram(HISTOGRAM_BINS, entry.mean, entry.std), call_backbone),
     pooling="model",
-    summary=f"RGB intensity histograms ({HISTOGRAM_BINS} bins per channel): a weight-free floor",
 )

@@ -36,8 +36,8 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from bench.core.errors import UsageError, WeightsError
 from extractors.base import ExtractorEntry, FeatureModel, WeightSource
-from extractors.weights import WeightsError
 
 TIMM_NAME = "swin_tiny_patch4_window7_224"
 REBUILT_BUFFERS = ("attn_mask", "relative_position_index")
@@ -150,7 +150,7 @@ def mean_token_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tens
 
 def build_ctranspath(entry: ExtractorEntry) -> FeatureModel:
     if entry.pooling != "mean":
-        raise ValueError(
+        raise UsageError(
             f"extractor {entry.name!r}: pooling {entry.pooling!r} does not apply to CTransPath (a Swin has no CLS "
             "token); use pooling='mean' (the mean of the final normed tokens)"
         )
@@ -237,6 +237,5 @@ CTRANSPATH = ExtractorEntry(
             "(github.com/Xiyue-Wang/TransPath, Google Drive link in its README)",
         ),
     ),
-    summary="CTransPath (Swin-T + ConvStem, histopathology SSL), mean of final normed tokens, 768-d",
     unwrap_fn=unwrap_ctranspath,
 )

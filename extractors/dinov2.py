@@ -29,6 +29,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import WeightsError
 from extractors.base import ExtractorEntry, WeightSource
 from extractors.vit import VIT_ARCHITECTURES, build_timm_vit
 
@@ -45,7 +46,7 @@ def resample_pos_embed_dinov2(pos_embed: torch.Tensor, grid: int, num_prefix_tok
     prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     side = math.isqrt(patches.shape[1])
     if side * side != patches.shape[1]:
-        raise ValueError(f"position embedding with {patches.shape[1]} patch tokens is not a square grid")
+        raise WeightsError(f"position embedding with {patches.shape[1]} patch tokens is not a square grid")
     if side == grid:
         return pos_embed
     dim = patches.shape[2]
@@ -58,7 +59,7 @@ def resample_pos_embed_dinov2(pos_embed: torch.Tensor, grid: int, num_prefix_tok
         align_corners=False,
     )
     if resized.shape[-2:] != (grid, grid):
-        raise ValueError(f"resampling {side}x{side} position tokens gave {tuple(resized.shape[-2:])}, not {grid}x{grid}")
+        raise WeightsError(f"resampling {side}x{side} position tokens gave {tuple(resized.shape[-2:])}, not {grid}x{grid}")
     resized = resized.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).to(pos_embed.dtype)
     return torch.cat([prefix, resized], dim=1)
 
@@ -66,13 +67,13 @@ def resample_pos_embed_dinov2(pos_embed: torch.Tensor, grid: int, num_prefix_tok
 def unwrap_dinov2(container, source: str, backbone) -> dict[str, torch.Tensor]:
     """A DinoBloom teacher, a DINOv2 hub file or a timm-format file -> timm ViT state dict (docstring above)."""
     if not isinstance(container, dict):
-        raise ValueError(f"{source} does not hold a state dict")
+        raise WeightsError(f"{source} does not hold a state dict")
     if "teacher" in container:  # DinoBloom / DINOv2 training checkpoint
         teacher = container["teacher"]
         state = {k[len("backbone."):]: v for k, v in teacher.items() if k.startswith("backbone.")}
         others = sorted(k for k in teacher if not k.startswith(("backbone.", "dino_head.", "ibot_head.")))
         if others or not state:
-            raise ValueError(
+            raise WeightsError(
                 f"{source}: the 'teacher' dict should hold backbone.* and dino_head.*/ibot_head.* keys; "
                 f"found {len(state)} backbone keys and unexpected {others[:5]}"
             )
@@ -90,7 +91,7 @@ def unwrap_dinov2(container, source: str, backbone) -> dict[str, torch.Tensor]:
     return out
 
 
-def _entry(name: str, size: str, source: WeightSource, summary: str) -> ExtractorEntry:
+def _entry(name: str, size: str, source: WeightSource) -> ExtractorEntry:
     timm_name, dim = VIT_ARCHITECTURES[size]
     return ExtractorEntry(
         name=name,
@@ -99,27 +100,17 @@ def _entry(name: str, size: str, source: WeightSource, summary: str) -> Extracto
         dim=dim,
         build_fn=partial(build_timm_vit, timm_name=timm_name),
         weights=(source,),
-        summary=summary,
         unwrap_fn=unwrap_dinov2,
     )
 
 
 def _dinov2(size: str) -> ExtractorEntry:
-    return _entry(
-        f"dinov2-{size}",
-        size,
-        WeightSource("url", DINOV2_URL.format(size=size)),
-        f"DINOv2 ViT-{size.upper()}/14 (LVD-142M), 224 px, CLS after the final norm",
-    )
+    return _entry(f"dinov2-{size}", size, WeightSource("url", DINOV2_URL.format(size=size)))
 
 
 def _dinobloom(size: str) -> ExtractorEntry:
-    return _entry(
-        f"dinobloom-{size}",
-        size,
-        WeightSource("url", ZENODO.format(size=size.upper()), sha256=DINOBLOOM_SHA256.get(size)),
-        f"DinoBloom-{size.upper()} (Koch et al. 2024), ViT-{size.upper()}/14 at 224 px, CLS after the final norm",
-    )
+    source = WeightSource("url", ZENODO.format(size=size.upper()), sha256=DINOBLOOM_SHA256.get(size))
+    return _entry(f"dinobloom-{size}", size, source)
 
 
 DINOV2_S, DINOV2_B, DINOV2_L, DINOV2_G = (_dinov2(size) for size in "sblg")

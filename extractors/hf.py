@@ -1,4 +1,4 @@
-"""The ``hf:<repo id or local folder>`` door: a transformers vision encoder as an extractor.
+"""The ``hf:<repo id or local folder>`` scheme: a transformers vision encoder as an extractor.
 
 ``entry_for(spec)`` reads the model's config (``AutoConfig``) to know the feature size before any model exists;
 ``build`` runs ``AutoModel.from_pretrained(spec, trust_remote_code=False)`` (never remote code) and casts it
@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.core.errors import ExtractorError, MissingWeightsError, UsageError
 from extractors.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ExtractorEntry,
     FeatureModel,
-    MissingWeightsError,
     WeightSource,
     pool_tokens,
 )
@@ -96,7 +96,7 @@ def _square_side(value: Any, what: str) -> int | None:
             edge = get("shortest_edge")
             return int(edge) if edge else None
     if height != width:
-        raise ValueError(f"{what} is {height}x{width}; the harness resizes to a square input")
+        raise UsageError(f"{what} is {height}x{width}; the harness resizes to a square input")
     return int(height)
 
 
@@ -105,7 +105,7 @@ def _is_local(spec: str) -> Path | None:
     if path.exists():
         return path
     if spec.startswith(("/", "./", "../", "~")) or spec.count("/") > 1 or spec.endswith("/"):
-        raise ValueError(f"hf:{spec}: no such folder {path} (a local model folder, or a hub repo id such as owkin/phikon)")
+        raise UsageError(f"hf:{spec}: no such folder {path} (a local model folder, or a hub repo id such as owkin/phikon)")
     return None
 
 
@@ -114,9 +114,9 @@ def _read_config(spec: str, folder: Path | None):
 
     if folder is not None:
         if not folder.is_dir():
-            raise ValueError(f"hf:{spec}: {folder} is a file; give the model folder (config.json + weights)")
+            raise UsageError(f"hf:{spec}: {folder} is a file; give the model folder (config.json + weights)")
         if not (folder / "config.json").is_file():
-            raise ValueError(
+            raise UsageError(
                 f"hf:{spec}: {folder} has no config.json, so it is not a transformers model folder "
                 "(write one with model.save_pretrained(folder))"
             )
@@ -147,7 +147,7 @@ def _processor_values(spec: str, folder: Path | None) -> dict[str, Any]:
     mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
     if mean is not None and std is not None:
         if not getattr(processor, "do_normalize", True):
-            raise ValueError(f"hf:{spec}: its image processor does not normalise; the harness always does")
+            raise UsageError(f"hf:{spec}: its image processor does not normalise; the harness always does")
         values["mean"] = tuple(float(v) for v in mean)
         values["std"] = tuple(float(v) for v in std)
     side = None
@@ -166,14 +166,14 @@ def hf_token_features(backbone: nn.Module, images: torch.Tensor, *, pooling: str
     output = backbone(pixel_values=images)
     tokens = getattr(output, "last_hidden_state", None)
     if not isinstance(tokens, torch.Tensor):
-        raise TypeError(
-            f"{type(backbone).__name__} returns no last_hidden_state; the hf: door takes vision encoders whose "
+        raise ExtractorError(
+            f"{type(backbone).__name__} returns no last_hidden_state; the hf: scheme takes vision encoders whose "
             "output is a token sequence (ViT, DINOv2, BEiT, ...)"
         )
     if tokens.dim() != 3:
-        raise TypeError(
+        raise ExtractorError(
             f"{type(backbone).__name__}.last_hidden_state has shape {tuple(tokens.shape)}, not (N, tokens, dim): "
-            "a convolutional feature map; the hf: door takes token models"
+            "a convolutional feature map; the hf: scheme takes token models"
         )
     return pool_tokens(tokens, pooling, num_prefix_tokens)
 
@@ -185,7 +185,7 @@ def _build(entry: ExtractorEntry, source: str) -> FeatureModel:
     hidden = int(model.config.hidden_size)
     expected = hidden * (2 if entry.pooling == "cls+mean" else 1)
     if entry.pooling not in TOKEN_POOLINGS or entry.dim != expected:
-        raise ValueError(
+        raise ExtractorError(
             f"extractor {entry.name!r}: pooling {entry.pooling!r} with hidden size {hidden} gives {expected}-d "
             f"features, but the entry says {entry.dim}"
         )
@@ -196,13 +196,13 @@ def _build(entry: ExtractorEntry, source: str) -> FeatureModel:
 def entry_for(spec: str, pooling: str = "cls") -> ExtractorEntry:
     """The entry for ``hf:<spec>``: a hub repo id (HF cache) or a local ``save_pretrained`` folder."""
     if pooling not in TOKEN_POOLINGS:
-        raise ValueError(f"hf:{spec}: pooling {pooling!r} is not one of {TOKEN_POOLINGS}")
+        raise UsageError(f"hf:{spec}: pooling {pooling!r} is not one of {TOKEN_POOLINGS}")
     folder = _is_local(spec)
     config = _read_config(spec, folder)
     hidden = getattr(config, "hidden_size", None)
     if not isinstance(hidden, int):
-        raise ValueError(
-            f"hf:{spec}: its config ({type(config).__name__}) has no hidden_size; the hf: door takes vision "
+        raise UsageError(
+            f"hf:{spec}: its config ({type(config).__name__}) has no hidden_size; the hf: scheme takes vision "
             "encoders with a token output (ViT, DINOv2, ...)"
         )
     values = {

@@ -1,4 +1,4 @@
-"""The ``openclip:<arch>[/<pretrained>]`` door: the visual tower of an OpenCLIP model as an extractor.
+"""The ``openclip:<arch>[/<pretrained>]`` scheme: the visual tower of an OpenCLIP model as an extractor.
 
 ``<arch>`` is an open_clip model config name (``ViT-B-32``; ``ViT-B/32`` is read as ``ViT-B-32``), or an
 ``hf-hub:org/repo`` / ``local-dir:/path`` model; ``<pretrained>`` is an open_clip pretrained tag
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.core.errors import UsageError
 from extractors.base import INTERPOLATIONS, RANDOM_INIT, ExtractorEntry, FeatureModel, WeightSource
 from extractors.hf import PretrainedEntry
 
@@ -51,7 +52,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
     close = difflib.get_close_matches(parts[0], open_clip.list_models(), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"openclip:{spec}: open_clip has no model config {parts[0]!r}.{hint} (open_clip.list_models())")
+    raise UsageError(f"openclip:{spec}: open_clip has no model config {parts[0]!r}.{hint} (open_clip.list_models())")
 
 
 def _schema_config(arch: str) -> dict[str, Any]:
@@ -59,14 +60,14 @@ def _schema_config(arch: str) -> dict[str, Any]:
     if arch.startswith("local-dir:"):
         path = Path(arch[len("local-dir:"):]).expanduser() / "open_clip_config.json"
         if not path.is_file():
-            raise ValueError(f"openclip:{arch}: {path} does not exist")
+            raise UsageError(f"openclip:{arch}: {path} does not exist")
         return json.loads(path.read_text(encoding="utf-8"))
     from open_clip.factory import _get_hf_config
 
     try:
         return _get_hf_config(arch[len("hf-hub:"):])
     except Exception as exc:  # offline and not cached, no such repo
-        raise ValueError(
+        raise UsageError(
             f"openclip:{arch}: cannot read its open_clip_config.json ({exc}); with HF_HUB_OFFLINE set it must be "
             "in the Hugging Face cache"
         ) from exc
@@ -82,7 +83,7 @@ def preprocess_values(arch: str, pretrained: str | None) -> tuple[dict[str, Any]
     if arch.startswith(SCHEMAS):
         full = _schema_config(arch)
         if "model_cfg" not in full:
-            raise ValueError(f"openclip:{arch}: its open_clip_config.json has no model_cfg")
+            raise UsageError(f"openclip:{arch}: its open_clip_config.json has no model_cfg")
         model_cfg = full["model_cfg"]
         preprocess = merge_preprocess_dict(preprocess, full.get("preprocess_cfg", {}))
     else:
@@ -93,7 +94,7 @@ def preprocess_values(arch: str, pretrained: str | None) -> tuple[dict[str, Any]
                 preprocess = merge_preprocess_dict(preprocess, tag_cfg)
             elif not os.path.isfile(pretrained):
                 tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-                raise ValueError(
+                raise UsageError(
                     f"openclip:{arch}/{pretrained}: {pretrained!r} is neither a pretrained tag of {arch} "
                     f"(tags: {tags}) nor a checkpoint file"
                 )
@@ -105,7 +106,7 @@ def preprocess_values(arch: str, pretrained: str | None) -> tuple[dict[str, Any]
 def _square(size: Any, spec: str) -> int:
     if isinstance(size, (tuple, list)):
         if len(set(size)) != 1:
-            raise ValueError(f"openclip:{spec}: image size {tuple(size)} is not square; the harness resizes to a square")
+            raise UsageError(f"openclip:{spec}: image size {tuple(size)} is not square; the harness resizes to a square")
         size = size[0]
     return int(size)
 
@@ -143,7 +144,7 @@ def entry_for(spec: str) -> ExtractorEntry:
     arch, pretrained = parse_spec(spec)
     model_cfg, preprocess, tag_cfg = preprocess_values(arch, pretrained)
     if "embed_dim" not in model_cfg:
-        raise ValueError(f"openclip:{spec}: its model config has no embed_dim")
+        raise UsageError(f"openclip:{spec}: its model config has no embed_dim")
     interpolation = preprocess.get("interpolation", "bicubic")
     if pretrained is None and arch.startswith("hf-hub:"):
         weights: tuple[WeightSource, ...] = (WeightSource("hub", arch[len("hf-hub:"):]),)

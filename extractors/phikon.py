@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.core.errors import WeightsError
 from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel, WeightSource, pool_tokens
 
 # owkin/phikon config.json (main, after discussion #1); everything else is ViTConfig's default.
@@ -105,7 +106,7 @@ def build_phikon(entry: ExtractorEntry) -> FeatureModel:
 def unwrap_phikon(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:
     """A Phikon / ViTModel file (formats in the module docstring) -> the installed ``ViTModel``'s state dict."""
     if not isinstance(container, dict):
-        raise ValueError(f"{source} does not hold a state dict")
+        raise WeightsError(f"{source} does not hold a state dict")
     state = container
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), dict):
@@ -113,7 +114,7 @@ def unwrap_phikon(container: Any, source: str, backbone: nn.Module) -> dict[str,
             break
     non_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
     if non_tensors:
-        raise ValueError(f"{source} is not a flat state dict: {non_tensors[:10]} are not tensors")
+        raise WeightsError(f"{source} is not a flat state dict: {non_tensors[:10]} are not tensors")
 
     prefixed = any(k.startswith("vit.") for k in state)
     if prefixed:  # ViTForImageClassification: the backbone under vit., a classification head beside it
@@ -139,6 +140,5 @@ PHIKON = ExtractorEntry(
     pooling="cls",
     precision="fp32",
     weights=(WeightSource("hub", "owkin/phikon"),),
-    summary="Phikon (Owkin, iBOT ViT-B/16 on histology, 224 px), CLS of last_hidden_state, 768-d",
     unwrap_fn=unwrap_phikon,
 )

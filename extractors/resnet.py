@@ -43,7 +43,6 @@ RESNET50_RANDOM = ExtractorEntry(
     dim=2048,
     build_fn=partial(build_resnet50, last_layer="layer4"),
     pooling="mean",
-    summary="ResNet50, random init seed 0, global average pool after layer4",
 )
 
 RESNET50_TRUNC_RANDOM = ExtractorEntry(
@@ -53,7 +52,6 @@ RESNET50_TRUNC_RANDOM = ExtractorEntry(
     dim=1024,
     build_fn=partial(build_resnet50, last_layer="layer3"),
     pooling="mean",
-    summary="ResNet50 truncated after layer3 (the paper's 'ResNet 50 trunc' cut), random init seed 0",
 )
 
 RESNET50 = ExtractorEntry(
@@ -64,17 +62,14 @@ RESNET50 = ExtractorEntry(
     build_fn=partial(build_resnet50, last_layer="fc"),
     pooling="model",
     weights=(IMAGENET1K_V2,),
-    summary="ResNet50 ImageNet (IMAGENET1K_V2), the 1000 classifier outputs (the paper's 'ResNet 50' row)",
 )
 
 RESNET50_POOL = RESNET50_RANDOM.replace(
     name="resnet50-pool",
     weights=(IMAGENET1K_V2,),
-    summary="ResNet50 ImageNet (IMAGENET1K_V2), global average pool after layer4, 2048-d",
 )
 
 RESNET50_TRUNC = RESNET50_TRUNC_RANDOM.replace(
     name="resnet50-trunc",
     weights=(IMAGENET1K_V2,),
-    summary="ResNet50 ImageNet (IMAGENET1K_V2) up to layer3, average pooled (the paper's 'ResNet 50 trunc'), 1024-d",
 )

@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.registry import safe_name
-from extractors.base import ExtractorEntry, MissingWeightsError, WeightSource
-from extractors.weights import sha256_file
+from bench.core.errors import ChecksumError, MissingWeightsError
+from bench.core.files import atomic_write, sha256_file
+from bench.core.registry import safe_name
+from extractors.base import ExtractorEntry, WeightSource
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-
-
-class ChecksumError(RuntimeError):
-    """A weight file whose sha256 differs from the published one."""
 
 
 @dataclass(frozen=True)
@@ -117,13 +113,12 @@ def _hf_cached(source: WeightSource) -> Path | None:
 
 
 def download(url: str, dest: Path, sha256: str | None = None, *, timeout: float = 60.0, progress=None) -> Path:
-    """Stream ``url`` to ``dest`` through a temporary file in the same folder; verify; rename into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    """Stream ``url`` to ``dest`` through a temporary file in the same folder, verify the length and the sha256,
+    then rename it into place (:func:`bench.core.files.atomic_write`: a failure leaves nothing behind)."""
+
+    def stream(out) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while block := response.read(1 << 20):
@@ -132,19 +127,17 @@ def download(url: str, dest: Path, sha256: str | None = None, *, timeout: float 
                 done += len(block)
                 if progress is not None:
                     progress(done, total)
-            if total and done != total:
-                raise OSError(f"download of {url} stopped after {done} of {total} bytes")
+        if total and done != total:
+            raise OSError(f"download of {url} stopped after {done} of {total} bytes")
         actual = digest.hexdigest()
         if sha256 and not actual.startswith(sha256.lower()):
             raise ChecksumError(
                 f"download of {url} has sha256 {actual}, expected {sha256}; the file was not kept. "
                 "The server may have changed the file; check the source"
             )
-        os.replace(tmp, dest)
-        return dest
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(dest, stream)
+    return dest
 
 
 def resolve(

@@ -1,4 +1,4 @@
-"""The ``timm:<model_name>`` door: any timm model as an extractor.
+"""The ``timm:<model_name>`` scheme: any timm model as an extractor.
 
 Input size, interpolation and mean/std come from the model's pretrained config in timm; the feature is
 timm's own pooled pre-logits output (``num_classes=0``), whose pooling the model defines (pooling "model").
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from bench.core.errors import UsageError
 from extractors.base import ExtractorEntry, FeatureModel, WeightSource, call_backbone
 
 
@@ -43,13 +44,13 @@ def entry_for(model_name: str) -> ExtractorEntry:
 
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"timm has no model {model_name!r}.{hint} `python -c 'import timm; print(timm.list_models())'`")
+        raise UsageError(f"timm has no model {model_name!r}.{hint} `python -c 'import timm; print(timm.list_models())'`")
     with torch.device("meta"):  # only to read the feature dim: no memory, no init
         probe = timm.create_model(model_name, pretrained=False, num_classes=0)
     cfg = probe.pretrained_cfg or {}
     size = cfg.get("input_size", (3, 224, 224))
     if size[1] != size[2]:
-        raise ValueError(f"timm:{model_name} expects non-square input {size[1:]}; the harness resizes to a square")
+        raise UsageError(f"timm:{model_name} expects non-square input {size[1:]}; the harness resizes to a square")
     hub = cfg.get("hf_hub_id")
     return ExtractorEntry(
         name=f"timm:{model_name}",

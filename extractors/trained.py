@@ -13,6 +13,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+from bench.core.errors import NotFoundError, UsageError
 from extractors.base import ExtractorEntry, WeightSource
 from extractors.dinov2 import unwrap_dinov2
 from extractors.vit import ViTSpec, build_vit_spec
@@ -27,17 +28,17 @@ def sidecar_path(export: Path) -> Path:
 def entry_for(spec: str) -> ExtractorEntry:
     export = Path(spec).expanduser().resolve()
     if not export.is_file():
-        raise ValueError(f"trained:{spec}: no such file {export}")
+        raise NotFoundError(f"trained:{spec}: no such file {export}")
     side = sidecar_path(export)
     if not side.is_file():
-        raise ValueError(
+        raise UsageError(
             f"trained:{spec}: the sidecar {side} that names the architecture is missing; exports written by "
             "`bench train` have one. For a DinoBloom-S/B/L/G-architecture file use --extractor dinobloom-s "
             "--weights FILE (or -b/-l/-g)"
         )
     info = json.loads(side.read_text())
     if info.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"{side}: not a hemabench trainer sidecar (format {info.get('format')!r})")
+        raise UsageError(f"{side}: not a hemabench trainer sidecar (format {info.get('format')!r})")
     vit = ViTSpec.from_dict(info["architecture"])
     return ExtractorEntry(
         name=f"trained:{spec}",

@@ -76,7 +76,6 @@ def _random_vit(size: str) -> ExtractorEntry:
         architecture=f"timm:{timm_name}",
         dim=dim,
         build_fn=partial(build_timm_vit, timm_name=timm_name),
-        summary=f"ViT-{size.upper()}/14 (DINOv2 architecture, 224 px), random init seed 0, CLS token",
     )
 
 

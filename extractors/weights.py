@@ -10,17 +10,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-
-class WeightsError(RuntimeError):
-    """A weight file that cannot be read or does not fit the architecture."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from bench.core.errors import WeightsError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.metrics import WEIGHTED_F1
+
 PAPER_CSV = Path(__file__).resolve().parent / "data" / "dinobloom_paper_results.csv"
 CITATION = "Koch et al., DinoBloom, MICCAI 2024, Tables 2-3"
 
@@ -26,7 +28,7 @@ def paper_rows() -> pd.DataFrame:
     for metric in table["metric"].unique():
         out[f"{metric}_mean"] = wide[("value", metric)].to_numpy() / 100
         out[f"{metric}_std"] = wide[("std", metric)].to_numpy() / 100 if ("std", metric) in wide else None
-    out["main_metric"] = "weighted_f1"
+    out["main_metric"] = WEIGHTED_F1  # the paper reports weighted F1
     out["reported"] = True
     return out
 
@@ -35,6 +37,6 @@ def reported_table(protocol: str) -> pd.DataFrame:
     """Extractors x tasks, weighted F1 in percent as reported, for one protocol."""
     rows = paper_rows()
     rows = rows[rows["protocol"] == protocol]
-    table = rows.pivot(index="extractor", columns="task", values="weighted_f1_mean") * 100
+    table = rows.pivot(index="extractor", columns="task", values=f"{WEIGHTED_F1}_mean") * 100
     table.columns.name = None
     return table.round(1)

@@ -7,23 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRICS = ("weighted_f1", "accuracy", "balanced_accuracy")
-
-
-def metric_value(y_true, y_pred, metric: str) -> float:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-    if metric == "weighted_f1":
-        return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
-    if metric == "accuracy":
-        return float(accuracy_score(y_true, y_pred))
-    if metric == "balanced_accuracy":
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return float(balanced_accuracy_score(y_true, y_pred))
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+from bench.core.errors import ResultsError
+from bench.core.metrics import MAIN_METRIC, metric_value
 
 
 def _units(predictions: pd.DataFrame) -> str:
@@ -31,7 +16,7 @@ def _units(predictions: pd.DataFrame) -> str:
     for column in ("bag", "path"):
         if column in predictions:
             return column
-    raise ValueError("predictions need a 'path' or 'bag' column")
+    raise ResultsError("predictions need a 'path' or 'bag' column")
 
 
 def _draws(units: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -39,7 +24,7 @@ def _draws(units: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return rng.integers(0, len(units), size=(n_boot, len(units)))
 
 
-def bootstrap_ci(predictions: pd.DataFrame, metric: str = "weighted_f1", *, n_boot: int = 1000, seed: int = 0,
+def bootstrap_ci(predictions: pd.DataFrame, metric: str = MAIN_METRIC, *, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float, float]:
     """(point estimate, low, high): the metric over all predictions, and the percentile interval of the metric
     over ``n_boot`` resamples of the units (images, or patients with all their rows, e.g. one per seed)."""
@@ -56,7 +41,7 @@ def bootstrap_ci(predictions: pd.DataFrame, metric: str = "weighted_f1", *, n_bo
     return point, float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
-def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "weighted_f1", *, n_boot: int = 1000,
+def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = MAIN_METRIC, *, n_boot: int = 1000,
                      seed: int = 0, level: float = 0.95) -> dict:
     """Difference metric(a) - metric(b) on the same units (aligned by path/bag and, for MIL, seed), resampled
     together: point difference, percentile interval and a two-sided bootstrap p-value."""
@@ -64,9 +49,9 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = "weighted_f
     keys = [unit] + (["seed"] if "seed" in a and "seed" in b else [])
     merged = a[keys + ["label", "prediction"]].merge(b[keys + ["label", "prediction"]], on=keys, suffixes=("_a", "_b"))
     if len(merged) != len(a) or len(merged) != len(b):
-        raise ValueError(f"the two prediction sets do not cover the same samples ({len(a)} vs {len(b)}, {len(merged)} shared)")
+        raise ResultsError(f"the two prediction sets do not cover the same samples ({len(a)} vs {len(b)}, {len(merged)} shared)")
     if not (merged["label_a"] == merged["label_b"]).all():
-        raise ValueError("the two prediction sets disagree on labels: not the same task")
+        raise ResultsError("the two prediction sets disagree on labels: not the same task")
     rows_of = merged.groupby(unit).indices
     units = np.array(sorted(rows_of))
     y, pa, pb = merged["label_a"].to_numpy(), merged["prediction_a"].to_numpy(), merged["prediction_b"].to_numpy()

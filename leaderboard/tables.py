@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-METRIC_COLUMNS = ("weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc")
+from bench.core.errors import ResultsError, UsageError
+from bench.core.metrics import LABEL_METRICS, METRICS
+from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
-
-class ResultsError(ValueError):
-    """A results folder that is missing or holds an unreadable record."""
+COLUMNS = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions", "dim",
+           "n_parameters", "weights_sha256", "training_iteration", "training_run"] + [
+    f"{m}_{s}" for m in METRICS for s in ("mean", "std")
+]
 
 
 def read_results(results_dir: str | Path) -> pd.DataFrame:
@@ -22,40 +25,37 @@ def read_results(results_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted(results_dir.rglob("*.json")):
         try:
-            record = json.loads(path.read_text())
+            payload = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ResultsError(f"result file {path} is not valid JSON ({exc}); delete it and run again") from exc
-        if not isinstance(record, dict) or "metrics" not in record or "protocol" not in record:
+        if not looks_like_record(payload):
             continue  # not a result record (e.g. a user's own JSON next to the results)
-        row = {
-            "extractor": record["extractor"]["name"],
-            "task": record["task"]["task"],
-            "protocol": record["protocol"]["name"],
-            "main_metric": record["metrics"].get("main", "weighted_f1"),
-            "n_folds": len(record["metrics"]["per_fold"]),
-            "warnings": len(record.get("warnings", [])),
-            "created": record.get("created"),
-            "predictions": str(path.with_name(f"{path.stem}.predictions.csv")),
-        }
-        fingerprint = record["extractor"].get("fingerprint", {})
-        training = record["extractor"].get("metadata", {}).get("training", {})
-        row["dim"] = fingerprint.get("dim")
-        row["n_parameters"] = fingerprint.get("n_parameters")
-        row["weights_sha256"] = (fingerprint.get("weights") or {}).get("sha256") or fingerprint.get("state_sha256")
-        row["warnings"] += len(training.get("warnings") or [])  # e.g. the trainer's collapse warning
-        row["training_iteration"] = training.get("iteration")
-        row["training_run"] = training.get("run")
-        for metric in METRIC_COLUMNS:
-            row[f"{metric}_mean"] = record["metrics"]["mean"].get(metric)
-            row[f"{metric}_std"] = record["metrics"]["std"].get(metric)
-        rows.append(row)
-    columns = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions", "dim",
-               "n_parameters",
-               "weights_sha256", "training_iteration", "training_run"] + [
-        f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std")
-    ]
-    table = pd.DataFrame(rows, columns=columns)
+        rows.append(_row(ResultRecord.from_dict(payload, path), path))
+    table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(["task", "protocol", "extractor"], ignore_index=True)
+
+
+def _row(record: ResultRecord, path: Path) -> dict:
+    extractor, training = record.extractor, record.extractor.training
+    row = {
+        "extractor": extractor.name,
+        "task": record.task.name,
+        "protocol": record.protocol.name,
+        "main_metric": record.metrics.main,
+        "n_folds": len(record.metrics.per_fold),
+        "warnings": len(record.warnings) + len(training.get("warnings") or []),  # e.g. the trainer's collapse warning
+        "created": record.created,
+        "predictions": str(predictions_path(path)),
+        "dim": extractor.dim,
+        "n_parameters": extractor.n_parameters,
+        "weights_sha256": extractor.weights_sha256,
+        "training_iteration": training.get("iteration"),
+        "training_run": training.get("run"),
+    }
+    for metric in METRICS:
+        row[f"{metric}_mean"] = record.metrics.mean.get(metric)
+        row[f"{metric}_std"] = record.metrics.std.get(metric)
+    return row
 
 
 def main_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +85,7 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) ->
     pooled, low, high = [], [], []
     for _, row in results.iterrows():
         path = Path(row["predictions"])
-        if n_boot <= 0 or not path.is_file() or row["main_metric"] not in ("weighted_f1", "accuracy", "balanced_accuracy"):
+        if n_boot <= 0 or not path.is_file() or row["main_metric"] not in LABEL_METRICS:
             pooled.append(None), low.append(None), high.append(None)
             continue
         point, lo, hi = bootstrap_ci(pd.read_csv(path), row["main_metric"], n_boot=n_boot, seed=seed)
@@ -134,7 +134,7 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000) -> str:
 
         reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
         return render_html(with_confidence(results, n_boot), reported, CITATION)
-    raise ValueError(f"--format must be md, csv or html, got {fmt!r}")
+    raise UsageError(f"--format must be md, csv or html, got {fmt!r}")
 
 
 def _pct(value) -> str:

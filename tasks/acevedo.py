@@ -1,45 +1,21 @@
-"""Acevedo peripheral-blood cells (the DinoBloom paper's "Acevedo" benchmark): ``acevedo`` and ``acevedo-11``.
+"""Acevedo peripheral-blood cells (the DinoBloom paper's "Acevedo" benchmark): ``acevedo`` (8 folder classes)
+and ``acevedo-11`` (11 classes from the file-name prefix).
 
-Data: A. Acevedo, A. Merino, S. Alférez, Á. Molina, L. Boldú, J. Rodellar, "A dataset of microscopic peripheral
-blood cell images for development of automatic recognition systems", Data in Brief 30 (2020); Mendeley Data,
-doi 10.17632/snkd93bnjr.1, CC BY 4.0. 17,092 JPEG images in ``PBC_dataset_normal_DIB/<class>/<PREFIX>_<id>.jpg``,
-8 class folders: basophil, eosinophil, erythroblast, ig, lymphocyte, monocyte, neutrophil, platelet.
-
-Tasks
-* ``acevedo``: the 8 folder classes.
-* ``acevedo-11``: the finer labels that the file-name prefix carries inside two folders: ``ig`` -> MMY
-  metamyelocyte, MY myelocyte, PMY promyelocyte; ``neutrophil`` -> BNE band_neutrophil, SNE
-  segmented_neutrophil; the 6 other folders keep their name (label names as in the shared subset's
-  manifest ``label_fine``). 6 + 3 + 2 = 11 classes.
-
-  Decision on the unspecified prefixes: files named plain ``IG_*`` (an immature granulocyte whose stage was
-  not given) and ``NEUTROPHIL_*`` (a neutrophil not classed as band or segmented) fit none of the 11 classes:
-  guessing a stage would invent labels, and keeping them as classes "ig"/"neutrophil" would overlap the
-  finer ones (13 classes, not 11). ``acevedo-11`` therefore LEAVES THEM OUT; the loader lists them in
-  ``ignored_files`` and says how many in ``notes``. In the shared 4,000-image subset that is 31 images
-  (22 IG_* of 500 in ig, 9 NEUTROPHIL_* of 500 in neutrophil), so acevedo-11 has 3,969 images there; on the
-  full set the count is whatever the loader's note reports (the same proportions, about 4 % of ig and 2 %
-  of neutrophil, would give roughly 130 and 60). Any other unknown prefix inside ig/neutrophil is left out
-  and reported the same way.
-
-Evaluation: 5-fold stratified CV, portable (a function of relative paths, labels and seed 0, see
-:func:`tasks.splits.stratified_group_folds`), the mean over folds reported. Byte-identical files (the public
-copy has 17 pairs, one across classes) are grouped by the sha256 the loader computes: each set lands in one
-fold, every copy keeps its own label, and cross-class sets are reported in ``notes``. Files named like images
-that are not images (the public copy has one) are left out and reported. ``--data-root`` may point at
-``PBC_dataset_normal_DIB`` or at the folder above it.
+The specification (data, layout, the label decisions for ``acevedo-11``, duplicates, folds) is in
+docs/tasks.md, section "Acevedo".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
-from tasks.base import CellDataset, CellTask
-from tasks.checks import Inventory, checked_inventory, class_inventory, finish_dataset, resolve_data_root
-from tasks.splits import read_fixed_split, stratified_group_folds
+from tasks.base import Inventory
+from tasks.imagefolder import CellTask
+from tasks.validation import class_inventory, resolve_data_root
 
 ACEVEDO_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 # Finer labels from the file-name prefix (the part before the first "_"), in the folders that have them.
@@ -47,7 +23,7 @@ FINE_PREFIXES = {
     "ig": {"MMY": "metamyelocyte", "MY": "myelocyte", "PMY": "promyelocyte"},
     "neutrophil": {"BNE": "band_neutrophil", "SNE": "segmented_neutrophil"},
 }
-UNSPECIFIED_PREFIXES = {"ig": "IG", "neutrophil": "NEUTROPHIL"}  # left out of acevedo-11 (module docstring)
+UNSPECIFIED_PREFIXES = {"ig": "IG", "neutrophil": "NEUTROPHIL"}  # left out of acevedo-11 (docs/tasks.md)
 ACEVEDO_11_CLASSES = tuple(sorted(
     [c for c in ACEVEDO_CLASSES if c not in FINE_PREFIXES] + [f for m in FINE_PREFIXES.values() for f in m.values()]
 ))
@@ -83,16 +59,12 @@ class AcevedoTask(CellTask):
     fine_labels: bool = False
     licence: str = LICENCE
     citation: str = CITATION
-    layout: str = f"{DATA_DIR}/<class>/<PREFIX>_<id>.jpg, class in {{{', '.join(ACEVEDO_CLASSES)}}}"
+    layout: ClassVar[str] = f"{DATA_DIR}/<class>/<PREFIX>_<id>.jpg, class in {{{', '.join(ACEVEDO_CLASSES)}}}"
+    class_folders: ClassVar[str] = f"Acevedo classes ({', '.join(ACEVEDO_CLASSES)})"
 
     @property
     def expected_classes(self) -> tuple[str, ...]:
         return ACEVEDO_11_CLASSES if self.fine_labels else ACEVEDO_CLASSES
-
-    @property
-    def evaluation(self) -> str:
-        return (f"portable stratified {self.n_folds}-fold CV (seed {self.split_seed}), byte-identical files grouped "
-                "into one fold; mean over folds")
 
     def resolve_root(self, data_root, data_home: Path) -> Path:
         if self.fixed_root is not None:
@@ -120,35 +92,10 @@ class AcevedoTask(CellTask):
             inv.samples = inv.samples.reset_index(drop=True)
         return inv
 
-    def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
-        root = self.existing_root(data_root, data_home)
-        inv = checked_inventory(self, root, f"Acevedo classes ({', '.join(ACEVEDO_CLASSES)})", DATA_DIR)
-
-        def assign(samples: pd.DataFrame):
-            if split_file is not None:
-                return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
-            folds = stratified_group_folds(samples["path"], samples["label"], samples["sha256"],
-                                           self.n_folds, self.split_seed)
-            return folds, "kfold"
-
-        return finish_dataset(self.name, inv, assign)
-
     def settings(self) -> dict:
-        return {**super().settings(), "groups": "sha256 (byte-identical files share a fold)",
+        return {**super().settings(),
                 "labels": "file-name prefix (11 classes)" if self.fine_labels else "class folder (8 classes)"}
 
 
-ACEVEDO = AcevedoTask(
-    name="acevedo",
-    summary="Acevedo peripheral blood cells (17,092 images), 8 classes, 5-fold portable stratified CV",
-    data_dir=DATA_DIR,
-    obtain=OBTAIN,
-)
-ACEVEDO_11 = AcevedoTask(
-    name="acevedo-11",
-    summary="Acevedo peripheral blood cells, 11 classes from the file-name prefix (ig and neutrophil split; "
-            "unspecified IG_*/NEUTROPHIL_* left out), 5-fold portable stratified CV",
-    data_dir=DATA_DIR,
-    obtain=OBTAIN,
-    fine_labels=True,
-)
+ACEVEDO = AcevedoTask(name="acevedo", data_dir=DATA_DIR, obtain=OBTAIN)
+ACEVEDO_11 = AcevedoTask(name="acevedo-11", data_dir=DATA_DIR, obtain=OBTAIN, fine_labels=True)

@@ -10,13 +10,12 @@ authors' multi-column attention head) and ``abmil-gated`` (Ilse et al.); repeate
 
 from __future__ import annotations
 
-from tasks.base import BagTask
+from tasks.patients import BagTask
 
 AML_LABELS = ("CBFB::MYH11", "NPM1", "PML::RARA", "RUNX1::RUNX1T1", "control")
 
 AML_HEHR = BagTask(
     name="aml-hehr",
-    summary="AML Hehr: genetic AML subtypes (4) and control per patient, from all its cells",
     data_dir="AML_Hehr",
     obtain=(
         "Get the AML Hehr single-cell images (Hehr et al. 2023, PLOS Digital Health; distributed through The "

@@ -1,32 +1,130 @@
-"""Task specs and the data sets they load: samples (relative path, label, fold) under one root folder."""
+"""The task contract: a :class:`Task` has a typed :class:`TaskCard` and loads a data set that makes its own
+evaluation design.
+
+Every task, built-in or your own (``--task path/to/file.py:TASK``, docs/tasks.md), is a frozen dataclass
+derived from :class:`Task`: its fields say where the data is and how it is split, ``card`` says what it is
+(name, summary, licence, citation, how to obtain it, layout, classes, main metric, protocols, kind), and
+
+- ``resolve_root(data_root, data_home)``: the data folder (or file) a run reads;
+- ``inventory(root)``: what is there, before any check (:class:`Inventory`); ``bench data check`` reads it;
+- ``load(data_root, data_home=..., split_file=...)``: the validated data set (:class:`CellDataset`, or
+  :class:`BagDataset` for bag tasks) whose ``design(keep, classes)`` is what the protocols evaluate;
+- ``settings()``: the split settings recorded in every result.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from tasks.splits import read_fixed_split, stratified_folds
+from bench.core.design import BagDesign, CellDesign
+from bench.core.errors import DataError
+from bench.core.metrics import MAIN_METRIC
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 CELL_PROTOCOLS = ("knn-1", "knn-20", "linear")
+BAG_PROTOCOLS = ("abmil-paper", "abmil-gated")
 
 
-class DataError(ValueError):
-    """A data set that is missing, empty or malformed; the message names the path and the fix."""
+@dataclass(frozen=True)
+class TaskCard:
+    """What a task is, for people (``bench list``, ``bench data info``) and for the result records."""
+
+    name: str
+    summary: str
+    kind: str  # "cells" (one label per image) | "bags" (one label per patient, from all its cells)
+    protocols: tuple[str, ...]  # run when --protocol is not given
+    main_metric: str
+    obtain: str  # how to get the data
+    layout: str  # the expected files
+    evaluation: str  # how it splits, in words
+    licence: str = ""
+    citation: str = ""
+    classes: tuple[str, ...] = ()  # the expected classes; empty: whatever the data holds
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass
+class Inventory:
+    """What a task finds under its data folder before any check: ``samples`` (path relative to ``root``,
+    label[, patient]) sorted by path, plus everything that is not used and why."""
+
+    root: Path
+    samples: pd.DataFrame
+    ignored: list[str] = field(default_factory=list)  # files that are not images by extension, or out of layout
+    left_out: list[str] = field(default_factory=list)  # images deliberately not used (reason in ``notes``)
+    empty_classes: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)  # folders that are not part of the layout
+    missing_classes: list[str] = field(default_factory=list)  # classes the task expects but the folder lacks
+    missing_files: list[str] = field(default_factory=list)  # listed in a manifest but absent
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Task(ABC):
+    """The fields every task has; subclasses add their split settings and implement the methods below.
+
+    ``prepare(root)`` may create the data (the synthetic tasks do); real tasks say where to get it
+    (``obtain``). ``data_dir`` is the folder under ``$BENCH_HOME/data`` used when no --data-root is given;
+    ``fixed_root`` pins the data to one place (``imagefolder:<path>``).
+    """
+
+    name: str
+    summary: str = ""
+    data_dir: str = ""
+    obtain: str = ""
+    main_metric: str = MAIN_METRIC
+    licence: str = ""
+    citation: str = ""
+    prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
+    fixed_root: Path | None = None
+    protocols: tuple[str, ...] = ()  # run when --protocol is not given
+    kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
+    layout: ClassVar[str] = ""
+    expected_classes: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def card(self) -> TaskCard:
+        return TaskCard(
+            name=self.name, summary=self.summary, kind=self.kind, protocols=tuple(self.protocols),
+            main_metric=self.main_metric, obtain=self.obtain, layout=self.layout, evaluation=self.evaluation,
+            licence=self.licence, citation=self.citation, classes=tuple(self.expected_classes),
+        )
+
+    @property
+    @abstractmethod
+    def evaluation(self) -> str:
+        """How the task splits its data, in words."""
+
+    def resolve_root(self, data_root: str | Path | None, data_home: Path) -> Path:
+        if self.fixed_root is not None:
+            return Path(self.fixed_root)
+        return Path(data_root).expanduser().resolve() if data_root else Path(data_home) / self.data_dir
+
+    def existing_root(self, data_root: str | Path | None, data_home: Path) -> Path:
+        """The data folder (generated first where the task generates its data), or an error saying how to get it."""
+        root = self.resolve_root(data_root, data_home)
+        if self.prepare is not None:
+            self.prepare(root)
+        if not root.exists():
+            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}".strip())
+        return root
+
+    @abstractmethod
+    def inventory(self, root: Path) -> Inventory:
+        """What is under ``root``, before any check."""
+
+    @abstractmethod
+    def load(self, data_root: str | Path | None = None, *, data_home: Path, split_file: str | Path | None = None):
+        """The validated data set with its splits."""
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """The split settings, recorded with every result."""
 
 
 @dataclass
@@ -65,6 +163,12 @@ class CellDataset:
             return [("test", np.flatnonzero(fold == "train"), np.flatnonzero(fold == "test"))]
         return [(name, np.flatnonzero(fold != name), np.flatnonzero(fold == name)) for name in sorted(set(fold))]
 
+    def design(self, keep: np.ndarray, classes: list[str]) -> CellDesign:
+        """The splits over the rows in ``keep`` (rows whose image could be read), labels indexing ``classes``."""
+        labels = np.searchsorted(classes, self.samples["label"].to_numpy())
+        splits = [(name, train[keep[train]], test[keep[test]]) for name, train, test in self.splits()]
+        return CellDesign(list(classes), labels, splits)
+
     def content_fingerprint(self) -> str:
         """sha256 over (relative path, file sha256) in path order: what the features depend on."""
         digest = hashlib.sha256()
@@ -91,117 +195,13 @@ class CellDataset:
         }
 
 
-def scan_image_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
-    """``<root>/<class>/<image>`` -> (DataFrame path,label sorted by path, ignored non-image files)."""
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"data folder {root} has no class sub-folders; expected the layout <root>/<class>/<image>")
-    rows, ignored, empty = [], [], []
-    for class_dir in class_dirs:
-        n_before = len(rows)
-        for file in sorted(class_dir.iterdir()):
-            if file.name.startswith(".") or not file.is_file():
-                continue
-            relative = file.relative_to(root).as_posix()
-            if file.suffix.lower() in IMAGE_EXTENSIONS:
-                rows.append((relative, class_dir.name))
-            else:
-                ignored.append(relative)
-        if len(rows) == n_before:
-            empty.append(class_dir.name)
-    if empty:
-        raise DataError(
-            f"class folder(s) {empty} under {root} hold no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
-            "remove the empty folders or add images"
-        )
-    samples = pd.DataFrame(rows, columns=["path", "label"])
-    return samples, ignored
-
-
-def scan_patient_folder(root: Path) -> pd.DataFrame:
-    """``<root>/<label>/<patient>/<cell image>`` (the AML Hehr layout) -> DataFrame path, label, patient."""
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist")
-    rows = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for patient_dir in sorted(p for p in label_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            cells = [f for f in sorted(patient_dir.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
-            if not cells:
-                raise DataError(f"patient folder {patient_dir} holds no images; remove it or add the patient's cells")
-            rows.extend((f.relative_to(root).as_posix(), label_dir.name, patient_dir.name) for f in cells)
-    if not rows:
-        raise DataError(f"data folder {root} holds no <label>/<patient>/<image> files")
-    samples = pd.DataFrame(rows, columns=["path", "label", "patient"])
-    shared = samples.groupby("patient")["label"].nunique()
-    if (shared > 1).any():
-        raise DataError(f"patient id(s) {shared[shared > 1].index.tolist()[:5]} appear under several labels in {root}")
-    return samples
-
-
-def check_classes(samples: pd.DataFrame, where: Path) -> None:
-    labels = samples["label"].unique()
-    if len(labels) < 2:
-        raise DataError(f"data set at {where} has {len(labels)} class(es) {list(labels)}; classification needs at least 2")
-
-
-@dataclass(frozen=True)
-class CellTask:
-    """A cell-classification task on an image-folder layout with portable stratified k-fold CV.
-
-    ``prepare(root)`` may create the data (the synthetic tasks do); real tasks tell the user where to get it
-    (``obtain``). ``data_dir`` is the folder name under ``$BENCH_HOME/data`` used when no --data-root is given.
-    """
-
-    name: str
-    summary: str
-    data_dir: str
-    obtain: str
-    n_folds: int = 5
-    split_seed: int = 0
-    protocols: tuple[str, ...] = CELL_PROTOCOLS
-    main_metric: str = "weighted_f1"
-    prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
-    fixed_root: Path | None = None  # for ad-hoc tasks on a given folder (imagefolder:<path>)
-    kind = "cells"
-
-    def resolve_root(self, data_root: str | Path | None, data_home: Path) -> Path:
-        if self.fixed_root is not None:
-            return self.fixed_root
-        return Path(data_root).expanduser().resolve() if data_root else data_home / self.data_dir
-
-    def existing_root(self, data_root: str | Path | None, data_home: Path) -> Path:
-        """The data folder (generated first where the task generates its data), or an error saying how to get it."""
-        root = self.resolve_root(data_root, data_home)
-        if self.prepare is not None:
-            self.prepare(root)
-        if not root.is_dir():
-            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
-        return root
-
-    def load(
-        self, data_root: str | Path | None = None, *, data_home: Path, split_file: str | Path | None = None
-    ) -> CellDataset:
-        """The data set with its folds; ``split_file`` (``path,split`` CSV) replaces k-fold by a fixed split."""
-        root = self.existing_root(data_root, data_home)
-        samples, ignored = scan_image_folder(root)
-        check_classes(samples, root)
-        if split_file is not None:
-            samples["fold"] = read_fixed_split(split_file, samples["path"]).to_numpy()
-        else:
-            samples["fold"] = stratified_folds(samples["path"], samples["label"], self.n_folds, self.split_seed)
-        samples["sha256"] = [sha256_of(root / p) for p in samples["path"]]
-        return CellDataset(self.name, root, samples, "fixed" if split_file is not None else "kfold", ignored)
-
-    def settings(self) -> dict:
-        return {"n_folds": self.n_folds, "split_seed": self.split_seed, "main_metric": self.main_metric}
-
-
 @dataclass
 class BagDataset(CellDataset):
     """Cells grouped into bags (one per patient). ``samples``: path, label (the patient's), patient, sha256,
-    fold (unused: the harness deals patients to folds per seed)."""
+    fold (unused: patients are dealt to ``n_folds`` folds once per seed in ``seeds``)."""
+
+    n_folds: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
 
     def bags(self) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
         """(patient ids, label index per patient, sample rows per patient), patients in sorted order."""
@@ -211,69 +211,19 @@ class BagDataset(CellDataset):
         labels = np.array([lookup[self.samples["label"].iat[groups[p][0]]] for p in patients], dtype=np.int64)
         return patients, labels, [np.asarray(groups[p]) for p in patients]
 
+    def design(self, keep: np.ndarray, classes: list[str]) -> BagDesign:
+        """Patients as bags of their readable cells, dealt to folds per seed (:func:`tasks.splits.patient_splits`)."""
+        from tasks.splits import patient_splits
+
+        patients, _, rows = self.bags()
+        first = [self.samples["label"].iat[r[0]] for r in rows]
+        labels = np.searchsorted(classes, first).astype(np.int64)
+        rows = [r[keep[r]] for r in rows]
+        return BagDesign(list(classes), patients, labels, rows, patient_splits(patients, labels, self.n_folds, self.seeds))
+
     def describe(self) -> dict:
         info = super().describe()
         patients = self.samples.groupby("patient")["label"].first()
         info["n_patients"] = int(len(patients))
         info["patient_counts"] = {k: int(v) for k, v in patients.value_counts().sort_index().items()}
         return info
-
-
-def read_bag_manifest(csv_path: Path) -> tuple[Path, pd.DataFrame]:
-    """A ``patient,label,path`` CSV (paths relative to the CSV's folder, or absolute) -> (root, samples)."""
-    table = pd.read_csv(csv_path, dtype=str)
-    missing = {"patient", "label", "path"} - set(table.columns)
-    if missing:
-        raise DataError(f"manifest {csv_path} lacks column(s) {sorted(missing)}; expected header 'patient,label,path'")
-    root = csv_path.parent.resolve()
-    paths = [Path(p) if Path(p).is_absolute() else root / p for p in table["path"]]
-    absent = [str(p) for p in paths if not p.is_file()]
-    if absent:
-        raise DataError(f"manifest {csv_path}: {len(absent)} listed file(s) do not exist, e.g. {absent[:3]}")
-    common = Path(os.path.commonpath([str(p) for p in paths])) if paths else root
-    common = common if common.is_dir() else common.parent
-    samples = pd.DataFrame({
-        "path": [p.relative_to(common).as_posix() for p in paths], "label": table["label"], "patient": table["patient"],
-    })
-    return common, samples.sort_values("path", ignore_index=True)
-
-
-@dataclass(frozen=True)
-class BagTask:
-    """Patient-level classification from bags of cells (multiple-instance learning).
-
-    Layout ``<root>/<label>/<patient>/<cell image>``, or a manifest CSV (``patient,label,path``) given as
-    the data root. Evaluation: repeated patient-level stratified k-fold CV (``n_folds`` x ``seeds``).
-    """
-
-    name: str
-    summary: str
-    data_dir: str
-    obtain: str
-    n_folds: int = 5
-    seeds: tuple[int, ...] = (0, 1, 2)
-    protocols: tuple[str, ...] = ("abmil-paper", "abmil-gated")
-    main_metric: str = "weighted_f1"
-    prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
-    fixed_root: Path | None = None
-    kind = "bags"
-
-    def load(self, data_root=None, *, data_home: Path, split_file=None) -> BagDataset:
-        if split_file is not None:
-            raise DataError(f"task {self.name!r} draws patient-level folds itself; --split-file does not apply")
-        root = self.fixed_root or (Path(data_root).expanduser().resolve() if data_root else data_home / self.data_dir)
-        if self.prepare is not None:
-            self.prepare(root)
-        if root.is_file() and root.suffix.lower() == ".csv":
-            root, samples = read_bag_manifest(root)
-        elif root.is_dir():
-            samples = scan_patient_folder(root)
-        else:
-            raise DataError(f"task {self.name!r}: data folder {root} does not exist. {self.obtain}")
-        check_classes(samples, root)
-        samples["fold"] = ""
-        samples["sha256"] = [sha256_of(root / p) for p in samples["path"]]
-        return BagDataset(self.name, root, samples, "patients", [])
-
-    def settings(self) -> dict:
-        return {"n_folds": self.n_folds, "seeds": list(self.seeds), "main_metric": self.main_metric, "unit": "patient"}

@@ -28,13 +28,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from tasks.base import CellDataset, CellTask
-from tasks.checks import Inventory, checked_inventory, class_inventory, finish_dataset, resolve_data_root
-from tasks.splits import SplitError, fixed_class_split, n_test_per_class, read_fixed_split
+from bench.core.errors import SplitError
+from tasks.base import CellDataset, Inventory
+from tasks.imagefolder import CellTask
+from tasks.splits import fixed_class_split, n_test_per_class, read_fixed_split
+from tasks.validation import class_inventory, resolve_data_root
 
 BMC_CLASS_NAMES = {
     "ABE": "abnormal eosinophil",
@@ -222,11 +225,12 @@ class BMCTask(CellTask):
     """BMC: 21 class folders (flat or one sub-folder level), one fixed per-class 80/20 split."""
 
     test_fraction: float = TEST_FRACTION
-    protocols: tuple[str, ...] = ("knn-1", "knn-20", "linear")
     licence: str = LICENCE
     citation: str = CITATION
-    layout: str = f"{DATA_DIR}/<CLASS>/<CLASS>_<nnnnn>.jpg or {DATA_DIR}/<CLASS>/<first>-<last>/<CLASS>_<nnnnn>.jpg"
-    expected_classes: tuple[str, ...] = BMC_CLASSES
+    layout: ClassVar[str] = (f"{DATA_DIR}/<CLASS>/<CLASS>_<nnnnn>.jpg or "
+                             f"{DATA_DIR}/<CLASS>/<first>-<last>/<CLASS>_<nnnnn>.jpg")
+    expected_classes: ClassVar[tuple[str, ...]] = BMC_CLASSES
+    class_folders: ClassVar[str] = f"BMC class codes ({' '.join(BMC_CLASSES)})"
 
     @property
     def evaluation(self) -> str:
@@ -239,35 +243,28 @@ class BMCTask(CellTask):
         return resolve_data_root(data_root, data_home, self.data_dir, BMC_CLASSES)
 
     def inventory(self, root: Path) -> Inventory:
-        inv = class_inventory(root, 1, BMC_CLASS_NAMES, BMC_CLASSES, "outside the layout or not images by name")
-        return inv
+        return class_inventory(root, 1, BMC_CLASS_NAMES, BMC_CLASSES, "outside the layout or not images by name")
 
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
-        root = self.existing_root(data_root, data_home)
-        inv = checked_inventory(self, root, f"BMC class codes ({' '.join(BMC_CLASSES)})", DATA_DIR)
-        small = inv.samples["label"].value_counts()
-        small = sorted(c for c, n in small.items() if n_test_per_class(int(n), self.test_fraction) == 0)
+        dataset = super().load(data_root, data_home=data_home, split_file=split_file)
+        counts = dataset.samples["label"].value_counts()
+        small = sorted(c for c, n in counts.items() if n_test_per_class(int(n), self.test_fraction) == 0)
         if split_file is None and small:
-            inv.notes.append(f"class(es) with too few images for a test image at {self.test_fraction:g}: "
-                             f"{', '.join(small)} (train only)")
+            dataset.notes.append(f"class(es) with too few images for a test image at {self.test_fraction:g}: "
+                                 f"{', '.join(small)} (train only)")
+        return dataset
 
-        def assign(samples: pd.DataFrame):
-            if split_file is None:
-                return generated_split(samples["path"], samples["label"], self.split_seed, self.test_fraction), "fixed"
-            if split_file_kind(split_file) == "paths":
-                return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
-            return read_authors_split(split_file, samples), "fixed"
-
-        return finish_dataset(self.name, inv, assign)
+    def assign(self, samples: pd.DataFrame, split_file=None):
+        """The generated per-class split, a ``path,split`` file, or the authors' split files (docstring above)."""
+        if split_file is None:
+            return generated_split(samples["path"], samples["label"], self.split_seed, self.test_fraction), "fixed"
+        if split_file_kind(split_file) == "paths":
+            return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
+        return read_authors_split(split_file, samples), "fixed"
 
     def settings(self) -> dict:
         return {"split": "fixed", "test_fraction": self.test_fraction, "split_seed": self.split_seed,
                 "split_key": "sha256(seed, CLASS/file name)", "main_metric": self.main_metric}
 
 
-BMC = BMCTask(
-    name="bmc",
-    summary="Bone Marrow Cytomorphology (Matek et al. 2021, 171,374 images), 21 classes, fixed per-class 80/20 split",
-    data_dir=DATA_DIR,
-    obtain=OBTAIN,
-)
+BMC = BMCTask(name="bmc", data_dir=DATA_DIR, obtain=OBTAIN)

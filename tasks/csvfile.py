@@ -1,4 +1,4 @@
-"""The ``csv:<path>`` door: any labelled image list as a cell-classification task.
+"""The ``csv:<path>`` scheme: any labelled image list as a cell-classification task.
 
 The CSV has a header with ``path`` and ``label`` and, optionally, ``patient``; other columns are ignored.
 Paths are relative to the CSV's folder or absolute. Evaluation: 5-fold portable stratified CV
@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
-from tasks.base import CellDataset, CELL_PROTOCOLS, CellTask, DataError
-from tasks.checks import Inventory, finish_dataset
-from tasks.splits import merge_groups, read_fixed_split, stratified_group_folds
+from bench.core.errors import DataError
+from tasks.base import CellDataset, Inventory
+from tasks.imagefolder import CellTask
+from tasks.splits import merge_groups
+from tasks.validation import finish_dataset
 
 REQUIRED = ("path", "label")
 
@@ -31,7 +34,8 @@ class CsvTask(CellTask):
 
     csv_path: Path | None = None
     licence: str = "as given by the data's owner"
-    layout: str = "a CSV with header path,label[,patient]; paths relative to the CSV's folder or absolute"
+    layout: ClassVar[str] = "a CSV with header path,label[,patient]; paths relative to the CSV's folder or absolute"
+    groups: ClassVar[str] = "patient and sha256 (shared fold)"
 
     @property
     def evaluation(self) -> str:
@@ -103,30 +107,25 @@ class CsvTask(CellTask):
                 f"CSV {self.csv_path}: {len(inv.missing_files)} listed file(s) do not exist (paths are relative to "
                 f"the CSV's folder {Path(self.csv_path).parent.resolve()} unless absolute), e.g. {inv.missing_files[:3]}"
             )
-        with_patients = "patient" in inv.samples.columns
-        if with_patients:
+        if "patient" in inv.samples.columns:
             shared = inv.samples.groupby("patient")["label"].nunique()
             mixed = shared[shared > 1].index.tolist()
             if mixed:
                 inv.notes.append(f"{len(mixed)} patient(s) carry several labels (their samples share a fold): "
                                  f"{mixed[:10]}")
+        return finish_dataset(self.name, inv, lambda samples: self.assign(samples, split_file))
 
-        def assign(samples: pd.DataFrame):
-            if split_file is not None:
-                return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
-            keys = [samples["sha256"].tolist()]
-            if with_patients:
-                keys.append(samples["patient"].tolist())
-            groups = merge_groups(*keys)
-            return stratified_group_folds(samples["path"], samples["label"], groups, self.n_folds, self.split_seed), "kfold"
-
-        return finish_dataset(self.name, inv, assign)
+    def group_keys(self, samples: pd.DataFrame):
+        """Byte-identical files and samples of one patient share a fold (connected sets over both keys)."""
+        if "patient" not in samples.columns:
+            return super().group_keys(samples)
+        return merge_groups(samples["sha256"].tolist(), samples["patient"].tolist())
 
     def settings(self) -> dict:
-        return {**super().settings(), "groups": "patient and sha256 (shared fold)", "csv": str(self.csv_path)}
+        return {**super().settings(), "csv": str(self.csv_path)}
 
 
-def entry_for(path: str) -> CsvTask:
+def task_for(path: str) -> CsvTask:
     """The task for ``csv:<path>`` (resolved against the working directory)."""
     csv_path = Path(path).expanduser().resolve()
     return CsvTask(
@@ -134,7 +133,6 @@ def entry_for(path: str) -> CsvTask:
         summary=f"images listed in {csv_path}",
         data_dir="",
         obtain="Check the path after 'csv:' (a CSV with header path,label[,patient]).",
-        protocols=CELL_PROTOCOLS,
         fixed_root=csv_path.parent,
         csv_path=csv_path,
     )

@@ -1,6 +1,6 @@
 """``bags:<cell task>``: simulated patients built from a labelled single-cell data set (SIMULATED, not clinical).
 
-Real patient-level data (AML Hehr) is not available everywhere; this door lets multiple-instance protocols run
+Real patient-level data (AML Hehr) is not available everywhere; this scheme lets multiple-instance protocols run
 on real cell embeddings offline. Diagnoses are class-mix profiles over the cell classes: ``control`` draws every
 class equally often; ``<class>-excess`` draws ``EXCESS`` of its cells from that class and the rest equally from
 all classes. Patients are filled round-robin over the diagnoses, each with ``CELLS_PER_PATIENT`` cells drawn
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.base import BagDataset, BagTask, DataError
+from bench.core.errors import DataError
+from tasks.base import BagDataset, Inventory
+from tasks.patients import BagTask
 
 CELLS_PER_PATIENT = 24
 MAX_PATIENTS_PER_LABEL = 25
@@ -62,14 +64,26 @@ def simulate_patients(samples: pd.DataFrame, *, cells_per_patient: int = CELLS_P
 class SimulatedBagTask(BagTask):
     cell_task: str = ""
 
+    def resolve_root(self, data_root, data_home: Path) -> Path:
+        from tasks import get_task
+
+        return get_task(self.cell_task).resolve_root(data_root, data_home)
+
+    def inventory(self, root: Path) -> Inventory:
+        """The cell task's inventory: the cells are what can be checked."""
+        from tasks import get_task
+
+        return get_task(self.cell_task).inventory(root)
+
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> BagDataset:
         from tasks import get_task
 
         if split_file is not None:
             raise DataError(f"task {self.name!r} draws patient-level folds itself; --split-file does not apply")
-        cells = get_task(self.cell_task).load(data_root, data_home=data_home)
-        if getattr(get_task(self.cell_task), "kind", "cells") != "cells":
+        cell_task = get_task(self.cell_task)
+        if cell_task.kind != "cells":
             raise DataError(f"bags:{self.cell_task}: {self.cell_task!r} is not a cell-classification task")
+        cells = cell_task.load(data_root, data_home=data_home)
         bags = simulate_patients(cells.samples[["path", "label"]])
         per_label = bags.groupby("label")["patient"].nunique()
         if len(per_label) < 2 or per_label.min() < self.n_folds:
@@ -83,10 +97,11 @@ class SimulatedBagTask(BagTask):
         bags = bags.sort_values("path", ignore_index=True)
         notes = [f"SIMULATED patients from {self.cell_task!r}: {len(bags)} of {len(cells)} cells in "
                  f"{bags['patient'].nunique()} bags of {CELLS_PER_PATIENT}"]
-        return BagDataset(self.name, cells.root, bags, "patients", [], notes + cells.notes)
+        return BagDataset(self.name, cells.root, bags, "patients", [], notes + cells.notes, n_folds=self.n_folds,
+                          seeds=tuple(self.seeds))
 
 
-def entry_for(cell_task: str) -> SimulatedBagTask:
+def task_for(cell_task: str) -> SimulatedBagTask:
     return SimulatedBagTask(
         name=f"bags:{cell_task}",
         summary=f"SIMULATED patients from the cells of {cell_task} (class-mix diagnoses)",

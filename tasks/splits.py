@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-class SplitError(ValueError):
-    """A split file or split request that does not fit the data set."""
+from bench.core.errors import SplitError
 
 
 def path_key(relative_path: str, seed: int) -> str:
@@ -44,6 +42,19 @@ def stratified_folds(paths: pd.Series, labels: pd.Series, n_folds: int = 5, seed
         folds[order] = (start + np.arange(len(order))) % n_folds
         start = (start + len(order)) % n_folds
     return folds
+
+
+def patient_splits(bag_ids, bag_labels, n_folds: int, seeds) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Repeated patient-level stratified k-fold CV: for each seed, the bags (patients) are dealt to folds by
+    :func:`stratified_folds` on their ids; (seed, fold, training bags, test bags) per non-empty test fold."""
+    out = []
+    for seed in seeds:
+        folds = stratified_folds(pd.Series(bag_ids), pd.Series(bag_labels), n_folds, seed)
+        for fold in range(n_folds):
+            test = np.flatnonzero(folds == fold)
+            if len(test):
+                out.append((int(seed), fold, np.flatnonzero(folds != fold), test))
+    return out
 
 
 def read_fixed_split(csv_path: str | Path, known_paths: pd.Series) -> pd.Series:

@@ -45,6 +45,8 @@ from filelock import FileLock
 from PIL import Image
 from scipy import ndimage
 
+from bench.core.errors import DataError, UsageError
+
 __all__ = [
     "GENERATOR_VERSION",
     "CELL_CLASSES",
@@ -230,18 +232,18 @@ def _nucleus_lobed(rng, xx, yy, cx, cy, R, n_lobes, lobe_r, arc_r, span, link_w,
 # ----------------------------------------------------------------------------------------------
 def _check_choice(name: str, value, valid: Sequence[str]) -> None:
     if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, valid))}")
+        raise UsageError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, valid))}")
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
@@ -430,11 +432,11 @@ def _existing_is_complete(root: Path, expected: dict) -> bool:
     try:
         found = json.loads((root / _MARKER).read_text())
     except (OSError, ValueError):
-        raise ValueError(
+        raise DataError(
             f"{root} exists but is not a complete synthetic data folder (no readable {_MARKER}); "
             f"delete it and call again") from None
     if found != expected:
-        raise ValueError(
+        raise DataError(
             f"{root} holds synthetic data made with other parameters ({found.get('params')!r} from generator "
             f"version {found.get('generator_version')!r}; asked for {expected['params']!r} from version "
             f"{GENERATOR_VERSION}); delete the folder {root} and call again, or use another root")
@@ -575,36 +577,30 @@ SYNTHETIC_N_PER_CLASS = 50
 SYNTHETIC_SIZE = 128
 
 
-def _synthetic_task(name: str, stain: str, summary: str):
+def _synthetic_task(name: str, stain: str):
     from functools import partial
 
-    from tasks.base import CellTask
+    from tasks.imagefolder import CellTask
 
     return CellTask(
         name=name,
-        summary=summary,
         data_dir=f"{name}-v{GENERATOR_VERSION}",
         obtain="It is generated on first use; pass an empty or absent --data-root to generate it there.",
         prepare=partial(write_cell_folder, n_per_class=SYNTHETIC_N_PER_CLASS, seed=0, size=SYNTHETIC_SIZE, stain=stain),
     )
 
 
-SYNTHETIC_WBC = _synthetic_task(
-    "synthetic-wbc", "default", f"synthetic white cells, {len(CELL_CLASSES)} classes x {SYNTHETIC_N_PER_CLASS}"
-)
-SYNTHETIC_WBC_SHIFTED = _synthetic_task(
-    "synthetic-wbc-shifted", "shifted", "the same synthetic cells under another stain/scanner (domain shift)"
-)
+SYNTHETIC_WBC = _synthetic_task("synthetic-wbc", "default")
+SYNTHETIC_WBC_SHIFTED = _synthetic_task("synthetic-wbc-shifted", "shifted")
 
 
 def _synthetic_bags():
     from functools import partial
 
-    from tasks.base import BagTask
+    from tasks.patients import BagTask
 
     return BagTask(
         name="synthetic-bags",
-        summary="synthetic patients for multiple-instance learning",
         data_dir=f"synthetic-bags-v{GENERATOR_VERSION}",
         obtain="It is generated on first use.",
         prepare=partial(write_patient_bags, n_patients_per_label=10, cells_per_patient=24, seed=0, size=64),

@@ -11,6 +11,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PBC = REPO.parent / "shared" / "data" / "pbc"
+KEYS_FILE = REPO / "tests" / "data" / "checkpoint_keys.json"  # key names and shapes of the published checkpoints
 TINY = f"{REPO / 'tests' / 'plugins' / 'tiny_vit.py'}:TinyViT"
 
 
@@ -34,7 +35,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_plugin():
     """The TinyViT class as the harness loads it (same module object), with its counters reset."""
-    from bench.registry import import_target
+    from bench.core.registry import import_target
 
     cls = import_target(TINY)
     cls.forward_calls, cls.fail_after, cls.sleep_seconds = 0, None, 0.0

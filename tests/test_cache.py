@@ -17,7 +17,8 @@ from tests.conftest import REPO, TINY
 
 def _features(folder, **kw):
     options = RunOptions(progress=False, batch_size=4, shard_size=4, **kw)
-    _, _, _, _, cached, stats, _ = load_pair(TINY, f"imagefolder:{folder}", options, log=print)
+    pair = load_pair(TINY, f"imagefolder:{folder}", options, log=print)
+    cached, stats = pair.cached, pair.stats
     return np.array(cached.features), stats
 
 
@@ -58,7 +59,7 @@ def _extract_script(folder, export, sleep):
         f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from bench.registry import import_target
+        from bench.core.registry import import_target
         cls = import_target({TINY!r})
         cls.sleep_seconds = {sleep}
         from typer.testing import CliRunner
@@ -78,7 +79,7 @@ def test_killed_process_resumes_from_its_complete_shards(image_folder, tmp_path,
             f"""
             import sys
             sys.path.insert(0, {str(REPO)!r})
-            from bench.registry import import_target
+            from bench.core.registry import import_target
             import_target({TINY!r}).sleep_seconds = 0.3
             from bench.runner import RunOptions, load_pair
             options = RunOptions(progress=False, batch_size=4, shard_size=4)

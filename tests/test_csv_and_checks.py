@@ -13,9 +13,10 @@ from tasks import get_task
 from tasks.acevedo import ACEVEDO, ACEVEDO_11
 from tasks.base import DataError
 from tasks.bmc import BMC
-from tasks.checks import check_dataset, describe_task, hash_and_sniff, sniff_image_format
-from tasks.csvfile import entry_for
+from tasks.checks import check_dataset, describe_task
+from tasks.csvfile import task_for
 from tasks.splits import merge_groups
+from tasks.validation import hash_and_sniff, sniff_image_format
 from tests.conftest import make_image_folder
 
 
@@ -37,7 +38,7 @@ def _csv_dataset(tmp_path: Path, with_patient: bool = True) -> Path:
 
 def test_csv_door_groups_patients_and_is_portable(tmp_path):
     csv = _csv_dataset(tmp_path)
-    task = entry_for(str(csv))
+    task = task_for(str(csv))
     assert task.name == f"csv:{csv}"
     data = task.load(data_home=tmp_path)
     assert data.root == csv.parent.resolve() and data.split_kind == "kfold"
@@ -46,10 +47,10 @@ def test_csv_door_groups_patients_and_is_portable(tmp_path):
     assert data.samples.groupby("patient")["fold"].nunique().max() == 1
     assert data.samples["fold"].value_counts().to_dict() == {f: 9 for f in range(5)}  # 15 patients of 3 cells
     shutil.copytree(tmp_path / "set", tmp_path / "moved" / "copy")
-    moved = entry_for(str(tmp_path / "moved" / "copy" / "cells.csv")).load(data_home=tmp_path)
+    moved = task_for(str(tmp_path / "moved" / "copy" / "cells.csv")).load(data_home=tmp_path)
     pd.testing.assert_frame_equal(data.samples, moved.samples)
     # without the patient column every image is its own group: balanced per class
-    plain = entry_for(str(_csv_dataset(tmp_path / "plain", with_patient=False))).load(data_home=tmp_path)
+    plain = task_for(str(_csv_dataset(tmp_path / "plain", with_patient=False))).load(data_home=tmp_path)
     per_class = plain.samples.groupby(["label", "fold"]).size().unstack(fill_value=0)
     assert (per_class.max(axis=1) - per_class.min(axis=1)).max() <= 1
 
@@ -61,7 +62,7 @@ def test_csv_door_with_absolute_paths_and_duplicates(tmp_path):
     table = pd.DataFrame({"path": [str(f) for f in files], "label": [f.parent.name for f in files]})
     (tmp_path / "lists").mkdir()
     table.to_csv(tmp_path / "lists" / "abs.csv", index=False)
-    data = entry_for(str(tmp_path / "lists" / "abs.csv")).load(data_home=tmp_path)
+    data = task_for(str(tmp_path / "lists" / "abs.csv")).load(data_home=tmp_path)
     assert data.root == images  # the images' common folder, as they are not under the CSV's folder
     fold = dict(zip(data.samples["path"], data.samples["fold"]))
     assert fold["x/x_000.png"] == fold["y/copy_of_x0.png"]
@@ -71,20 +72,20 @@ def test_csv_door_with_absolute_paths_and_duplicates(tmp_path):
 def test_csv_door_errors(tmp_path):
     csv = _csv_dataset(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
-        entry_for(str(tmp_path / "none.csv")).load(data_home=tmp_path)
+        task_for(str(tmp_path / "none.csv")).load(data_home=tmp_path)
     (tmp_path / "set" / "nolabel.csv").write_text("path,class\nimages/a/a_000.png,a\n")
     with pytest.raises(DataError, match=r"lacks column\(s\) \['label'\].*path,label"):
-        entry_for(str(tmp_path / "set" / "nolabel.csv")).load(data_home=tmp_path)
+        task_for(str(tmp_path / "set" / "nolabel.csv")).load(data_home=tmp_path)
     table = pd.read_csv(csv)
     table.loc[len(table)] = {"path": "images/a/missing.png", "label": "a", "patient": "a-p0"}
     table.to_csv(tmp_path / "set" / "missing.csv", index=False)
     with pytest.raises(DataError, match=r"1 listed file\(s\) do not exist.*images/a/missing\.png"):
-        entry_for(str(tmp_path / "set" / "missing.csv")).load(data_home=tmp_path)
+        task_for(str(tmp_path / "set" / "missing.csv")).load(data_home=tmp_path)
     table.iloc[:-1].assign(label=lambda t: t["label"].where(t.index != 3, "")).to_csv(tmp_path / "set" / "blank.csv", index=False)
     with pytest.raises(DataError, match="empty path or label"):
-        entry_for(str(tmp_path / "set" / "blank.csv")).load(data_home=tmp_path)
+        task_for(str(tmp_path / "set" / "blank.csv")).load(data_home=tmp_path)
     # the check reports the missing file instead of raising
-    report = check_dataset(entry_for(str(tmp_path / "set" / "missing.csv")), None, tmp_path)
+    report = check_dataset(task_for(str(tmp_path / "set" / "missing.csv")), None, tmp_path)
     assert report.missing_files == ["images/a/missing.png"] and not report.ok and report.n_images == 45
 
 
@@ -161,12 +162,12 @@ def test_describe_task_says_where_the_data_comes_from(tmp_path):
     assert "11" in describe_task(ACEVEDO_11).split("\n")[0]
     generic = describe_task(get_task(f"imagefolder:{tmp_path}"))
     assert "<root>/<class>/<image>" in generic and f"data: {tmp_path}" in generic
-    csv = describe_task(entry_for(str(tmp_path / "x.csv")))
+    csv = describe_task(task_for(str(tmp_path / "x.csv")))
     assert "path,label[,patient]" in csv
 
 
 def test_bag_task_check_walks_label_patient_folders(tmp_path):
-    from tasks.base import BagTask
+    from tasks.patients import BagTask
     from tasks.synthetic import write_patient_bags
 
     root = write_patient_bags(tmp_path / "bags", n_patients_per_label=1, cells_per_patient=2, size=32)

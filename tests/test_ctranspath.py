@@ -1,7 +1,7 @@
 """CTransPath: ConvStem Swin-T loaded from checkpoints in the published format (random values, real key names/shapes).
 
 Weights cannot be downloaded here, so the tests write ``{"model": {...}}`` files with exactly the key names and
-shapes of the published ``ctranspath.pth`` (``../shared/design/checkpoint_keys.json``) and check the loaded model
+shapes of the published ``ctranspath.pth`` (``tests/data/checkpoint_keys.json``) and check the loaded model
 against a reference built and loaded independently (explicit key mapping written below, not the module's unwrap).
 """
 
@@ -18,16 +18,14 @@ import torch.nn.functional as F
 from extractors.base import IMAGENET_MEAN, IMAGENET_STD, MissingWeightsError
 from extractors.ctranspath import CTRANSPATH, ConvStem
 from extractors.weights import WeightsError
+from tests.conftest import KEYS_FILE
 
-KEYS_JSON = Path(__file__).resolve().parents[1].parent / "shared" / "design" / "checkpoint_keys.json"
 BUFFERS = ("attn_mask", "relative_position_index")
 
 
 def published_shapes() -> dict[str, list[int]]:
-    """key -> shape of the published ctranspath.pth state dict; skips the calling test when the JSON is absent."""
-    if not KEYS_JSON.is_file():
-        pytest.skip(f"{KEYS_JSON} is absent: the published CTransPath key names and shapes are unknown here")
-    return json.loads(KEYS_JSON.read_text())["ctranspath"]["model"]
+    """key -> shape of the published ctranspath.pth state dict."""
+    return json.loads(KEYS_FILE.read_text())["ctranspath"]["model"]
 
 
 def random_published_state(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from bench.protocols.knn import KNN_1, KNN_20, KNN_COSINE, KNNProtocol, knn_scores
+from protocols.knn import KNN_1, KNN_20, KNN_COSINE, KNNProtocol, knn_scores
 
 
 def _random_problem(seed=0, n_train=400, n_test=150, dim=64, n_classes=5):

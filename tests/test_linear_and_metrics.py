@@ -7,10 +7,10 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bench.evaluate import evaluate
-from bench.metrics import classification_metrics
-from bench.protocols.base import Prediction, Protocol
-from bench.protocols.linear import LINEAR, LINEAR_STD
+from bench.core.metrics import classification_metrics
+from protocols.base import CellProtocol, Prediction
+from protocols.evaluate import evaluate
+from protocols.linear import LINEAR, LINEAR_STD
 
 
 def _problem(seed=0, n=300, dim=24, n_classes=4, scale=1.0):
@@ -64,7 +64,7 @@ def test_auroc_over_present_classes_only():
     assert m["macro_auroc"] == pytest.approx(1.0)
 
 
-class _Constant(Protocol):
+class _Constant(CellProtocol):
     def fit_predict(self, x_train, y_train, x_test, n_classes):
         return Prediction(labels=np.zeros(len(x_test), dtype=np.int64))
 

@@ -1,7 +1,6 @@
 """Phikon (published transformers-4 file format), the hf: door and the openclip: door, on locally built models."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +8,7 @@ from torch import nn
 
 from extractors import get_extractor
 from extractors.weights import WeightsError, load_strict
-
-KEYS_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "design" / "checkpoint_keys.json"
+from tests.conftest import KEYS_FILE
 
 
 def _images(n, size, seed=0):
@@ -22,8 +20,6 @@ def _images(n, size, seed=0):
 def phikon_files(tmp_path_factory):
     """A random checkpoint in the exact published format (key names and shapes of owkin/phikon's transformers-4
     ViTModel file, pooler included), as model.safetensors in a transformers model folder and as a .bin pickle."""
-    if not KEYS_FILE.is_file():
-        pytest.skip(f"{KEYS_FILE} (published checkpoint key names and shapes) is not on this machine")
     shapes = json.loads(KEYS_FILE.read_text())["phikon_transformers4_vitmodel"]
     g = torch.Generator().manual_seed(0)
     state = {}

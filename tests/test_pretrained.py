@@ -1,5 +1,5 @@
 """The paper's extractors on checkpoints written here in the exact published formats (random values, real key
-names and shapes from ../shared/design/checkpoint_keys.json), weight resolution and verified downloads."""
+names and shapes from tests/data/checkpoint_keys.json), weight resolution and verified downloads."""
 
 import functools
 import hashlib
@@ -15,15 +15,11 @@ from extractors import get_extractor
 from extractors.base import MissingWeightsError, WeightSource
 from extractors.sources import ChecksumError, download, resolve
 from extractors.weights import WeightsError
-from tests.conftest import REPO
-
-KEYS_FILE = REPO.parent / "shared" / "design" / "checkpoint_keys.json"
+from tests.conftest import KEYS_FILE
 
 
 @functools.lru_cache(maxsize=1)
 def _formats() -> dict:
-    if not KEYS_FILE.is_file():
-        pytest.skip(f"{KEYS_FILE} (the published key names and shapes) is not present here")
     return json.loads(KEYS_FILE.read_text())
 
 

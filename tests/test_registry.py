@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from bench.registry import Registry, RegistryError
+from bench.core.registry import Registry, RegistryError
 from tests.conftest import REPO
 
 
@@ -87,3 +87,54 @@ def test_file_targets_are_not_listed_as_registered_names():
 
     get_extractor(TINY)
     assert TINY not in EXTRACTORS.names()
+
+
+def test_schemes_resolve_through_their_factory_and_are_listed(tmp_path):
+    from bench.core.errors import UsageError
+    from extractors import EXTRACTORS
+    from protocols import PROTOCOLS
+    from tasks import TASKS, get_task
+    from tasks.imagefolder import CellTask
+
+    assert set(EXTRACTORS.schemes()) == {"timm", "hf", "openclip", "trained"}
+    assert set(TASKS.schemes()) == {"imagefolder", "csv", "bags"} and not PROTOCOLS.schemes()
+    task = get_task(f"imagefolder:{tmp_path}")
+    assert isinstance(task, CellTask) and task.fixed_root == tmp_path.resolve() and task.card.kind == "cells"
+    with pytest.raises(UsageError, match="say what to load after 'imagefolder:'"):
+        get_task("imagefolder:")
+    with pytest.raises(RegistryError, match=r"'imagefolder:PATH'.*'path/to/file.py:Name'"):
+        get_task("imagefoldr:/x")
+
+
+def test_a_resolved_object_is_checked_against_the_registry_base(tmp_path, monkeypatch):
+    from protocols import get_protocol
+    from tasks import get_task
+
+    plugin = tmp_path / "wrong_things.py"
+    plugin.write_text("NOT_A_TASK = 42\nclass Klass:\n    pass\n")
+    with pytest.raises(RegistryError, match="resolves to a int, not a Task"):
+        get_task(f"{plugin}:NOT_A_TASK")
+    with pytest.raises(RegistryError, match="resolves to a type, not a Protocol"):
+        get_protocol(f"{plugin}:Klass")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("widget", base=int)
+    registry.add_lazy("lazy-class", "wrong_things:Klass")
+    with pytest.raises(RegistryError, match="widget 'lazy-class' resolves to a type, not a int"):
+        registry.get("lazy-class")
+
+
+def test_every_built_in_carries_its_registered_name_and_summary():
+    """A built-in name and its summary are written once (at registration): the resolved objects carry them."""
+    from extractors import EXTRACTORS
+    from protocols import PROTOCOLS
+    from tasks import TASKS
+    from tasks.base import Task
+
+    for registry in (EXTRACTORS, TASKS, PROTOCOLS):
+        for name, summary in registry.summaries().items():
+            obj = registry.get(name)
+            assert (obj.name, obj.summary) == (name, summary) and summary, (registry.kind, name)
+    for name in TASKS.names():
+        card = TASKS.get(name).card
+        assert isinstance(TASKS.get(name), Task) and card.name == name and card.protocols and card.obtain
+        assert card.kind in ("cells", "bags") and card.layout and card.evaluation

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from tasks import get_task
-from tasks.base import DataError, scan_patient_folder
+from tasks.base import DataError
 from tasks.splits import SplitError, read_fixed_split, stratified_folds, write_split_csv
+from tasks.validation import scan_patient_folder
 from tests.conftest import make_image_folder
 
 

@@ -10,12 +10,11 @@ import torch
 
 from dinobloom_train.config import get_preset
 from dinobloom_train.model import build_student_teacher, ema_update, teacher_export_state
-from dinobloom_train.train import TrainError, Trainer
+from dinobloom_train.train import Trainer, TrainError
 from extractors import get_extractor
 from extractors.vit import ViTSpec
-from tests.conftest import REPO, make_image_folder
+from tests.conftest import KEYS_FILE, REPO, make_image_folder
 
-KEYS_FILE = REPO.parent / "shared" / "design" / "checkpoint_keys.json"
 SMALL = ["global_batch=8", "num_workers=0", "max_steps=6", "warmup_iters=2", "iters_per_epoch=3",
          "freeze_last_layer_iters=1", "warmup_teacher_temp_iters=2", "export_every=100", "checkpoint_every=2",
          "out_dim=256", "hidden_dim=64", "bottleneck_dim=32", "arch_overrides=[[\"depth\", 2], [\"embed_dim\", 48], [\"num_heads\", 2]]"]
@@ -29,9 +28,8 @@ def images(tmp_path):
 def test_s_export_has_the_published_dinobloom_keys_and_loads_as_dinobloom_s(tmp_path):
     _, teacher = build_student_teacher(ViTSpec("vit_small_patch14_dinov2", 224), 65536, 2048, 256, seed=3)
     state = teacher_export_state(teacher)
-    if KEYS_FILE.is_file():
-        published = json.loads(KEYS_FILE.read_text())["dinobloom_s"]["teacher"]
-        assert {k: list(v.shape) for k, v in state.items()} == published
+    published = json.loads(KEYS_FILE.read_text())["dinobloom_s"]["teacher"]
+    assert {k: list(v.shape) for k, v in state.items()} == published
     torch.save({"teacher": state}, tmp_path / "export.pth")
     model = get_extractor("dinobloom-s").build(weights=tmp_path / "export.pth")
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -101,8 +99,6 @@ def test_two_process_torchrun_on_cpu(images, tmp_path):
 
 def test_init_from_a_dinov2_hub_checkpoint(tmp_path):
     """Student and teacher start from a DINOv2 hub file (518-px grid), position embedding resampled once."""
-    if not KEYS_FILE.is_file():
-        pytest.skip(f"{KEYS_FILE} is not present here")
     from dinobloom_train.train import _load_init
     from tests.test_pretrained import write_format
 

@@ -12,12 +12,12 @@ from PIL import Image
 from scipy import ndimage
 from torchvision import transforms as T
 
+from bench.core.errors import BadImageError
 from dinobloom_train.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     DinoBloomAugmentation,
     ImageListDataset,
-    UnreadableImageError,
     collate_crops,
     list_images,
     seed_worker,
@@ -209,7 +209,7 @@ def test_image_list_dataset_returns_transform_output_and_names_unreadable_files(
     ds = ImageListDataset([good, bad], DinoBloomAugmentation(global_size=32))
     assert len(ds) == 2
     assert [c.shape for c in ds[0]["global_crops"]] == [(3, 32, 32)] * 2
-    with pytest.raises(UnreadableImageError, match="bad.jpg") as err:
+    with pytest.raises(BadImageError, match="bad.jpg") as err:
         ds[1]
     assert str(bad) in str(err.value)
     assert ImageListDataset([good]).load(0).mode == "RGB"

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from dinobloom_train.losses import DINOLoss, IBOTPatchLoss, KoLeoLoss, sinkhorn_knopp
 from dinobloom_train.schedules import Schedules, cosine_schedule, scaled_lr
 
-
 # ----------------------------------------------------------------------------------------------- Sinkhorn-Knopp
 
 def _sinkhorn_reference(m, n_iterations):

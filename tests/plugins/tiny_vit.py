@@ -36,3 +36,17 @@ class NoDim(nn.Module):
 
     def forward(self, x):
         return x.flatten(1)
+
+
+class Crashes(TinyViT):
+    """A plugin with a bug: its forward raises a plain RuntimeError."""
+
+    def forward(self, x):
+        raise RuntimeError("boom: an index bug inside the plugin")
+
+
+class WrongShape(TinyViT):
+    """Breaks the extractor contract: declares dim 32, returns 5 features."""
+
+    def forward(self, x):
+        return super().forward(x)[:, :5]

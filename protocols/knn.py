@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.protocols.base import Prediction, Protocol
+from bench.core.errors import DataError
+from protocols.base import CellProtocol, Prediction
 
 
 def _select_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -120,7 +121,7 @@ def knn_scores(
     """(n_test, n_classes) vote mass of the k nearest training rows (uniform, or exp(sim/T) weighted)."""
     n_train = len(x_train)
     if k > n_train:
-        raise ValueError(f"k={k} neighbours requested but the training split has only {n_train} rows")
+        raise DataError(f"k={k} neighbours requested but the training split has only {n_train} rows")
     train = np.asarray(x_train, dtype=np.float64)
     test = np.asarray(x_test, dtype=np.float64)
     if metric == "cosine":
@@ -165,7 +166,7 @@ def _replay_mixed_ties(selected: np.ndarray, scores: np.ndarray, y_train: np.nda
 
 
 @dataclass(frozen=True)
-class KNNProtocol(Protocol):
+class KNNProtocol(CellProtocol):
     k: int = 20
     metric: str = "euclidean"
     weighting: str = "uniform"  # uniform | exp-similarity
@@ -186,11 +187,10 @@ class KNNProtocol(Protocol):
         return Prediction(labels=scores.argmax(axis=1), proba=proba)  # argmax: first (lowest) class on ties
 
 
-KNN_1 = KNNProtocol("knn-1", "1-NN, Euclidean, unnormalised features (the paper)", k=1)
-KNN_20 = KNNProtocol("knn-20", "20-NN, Euclidean, uniform votes, unnormalised features (the paper)", k=20)
+KNN_1 = KNNProtocol("knn-1", k=1)
+KNN_20 = KNNProtocol("knn-20", k=20)
 KNN_COSINE = KNNProtocol(
     "knn-cosine",
-    "20-NN on L2-normalised features, cosine, exp(sim/0.07)-weighted votes (DINOv2's kNN)",
     k=20,
     metric="cosine",
     weighting="exp-similarity",

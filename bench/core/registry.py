@@ -1,16 +1,28 @@
-"""A small generic registry: decorator registration, lazy ``"module:attr"`` targets, entry points.
+"""The one registry idiom for extractors, tasks and protocols (after lm-eval-harness's registry and timm's).
 
-One class serves extractors, tasks and protocols (modelled on lm-eval-harness's registry and timm's model
-registry). This module imports nothing from the project so that every package may use it without pulling in
-the harness core, and nothing heavy, so that ``bench --help`` and ``bench list`` stay fast.
+A registry maps a name to an object, reached in one of five ways, all through :meth:`Registry.get`:
+
+- a built-in name, registered eagerly (:meth:`~Registry.add`, the :meth:`~Registry.register` decorator) or as a
+  lazy ``"module:attr"`` target (:meth:`~Registry.add_lazy`) that is imported only when the name is used;
+- a scheme, ``"timm:vit_small_patch14_dinov2"`` or ``"imagefolder:/data/cells"``: the part after the colon goes
+  to the scheme's factory (:meth:`~Registry.add_scheme`), which builds the object on demand;
+- a file, ``"path/to/file.py:Name"`` (registries made with ``allow_files``);
+- an entry point of a third-party package (``entry_point_group``).
+
+Whatever a name resolves to is adapted (``adapt``, e.g. an ``nn.Module`` class into an extractor entry), called
+when it is a zero-argument factory, checked against the registry's ``base`` class, and given its name and its
+registered summary: a built-in name and its one-line summary are written once, where they are registered
+(``bench list`` and the result files say the same). Listing names imports no target.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import re
 import sys
 from dataclasses import dataclass
@@ -18,14 +30,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from bench.core.errors import NotFoundError, RegistryError, UsageError
+
 T = TypeVar("T")
-
-
-class RegistryError(KeyError):
-    """An unknown or duplicate name. ``str()`` gives the full message (KeyError would quote it)."""
-
-    def __str__(self) -> str:  # KeyError.__str__ adds quotes around the message
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass
@@ -38,6 +45,16 @@ class _Slot:
     @property
     def resolved(self) -> bool:
         return self.target is None
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """``<scheme>:<argument>`` names: ``factory`` (a ``"module:attr"`` target) builds the object from the argument."""
+
+    name: str
+    factory: str
+    argument: str  # what follows the colon, for help texts: PATH, MODEL, TASK, ...
+    summary: str
 
 
 def safe_name(name: str) -> str:
@@ -53,7 +70,7 @@ def import_target(target: str) -> Any:
     """Import ``"package.module:attr"`` (attr may be dotted) or ``"path/to/file.py:attr"``."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"target {target!r} is not of the form 'module:attr' or 'path/to/file.py:attr'")
+        raise UsageError(f"target {target!r} is not of the form 'module:attr' or 'path/to/file.py:attr'")
     if module_name.endswith(".py"):
         module = _import_file(Path(module_name))
     else:
@@ -63,21 +80,21 @@ def import_target(target: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ValueError(f"{module_name} has no attribute {attr!r} (from target {target!r})") from None
+            raise UsageError(f"{module_name} has no attribute {attr!r} (from target {target!r})") from None
     return obj
 
 
 def _import_file(path: Path):
     path = path.expanduser().resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"plugin file {path} does not exist")
+        raise NotFoundError(f"plugin file {path} does not exist; check the path before ':' in the name")
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]  # hash() is salted per process; this is not
     name = f"hemabench_plugin_{path.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import plugin file {path}")
+        raise UsageError(f"cannot import plugin file {path}; it must be a Python source file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -89,34 +106,36 @@ def _import_file(path: Path):
 
 
 class Registry(Generic[T]):
-    """Name -> object, where objects may be registered eagerly, by decorator or as lazy import targets.
+    """Name -> object of type ``base`` (see the module docstring for the ways a name resolves).
 
-    ``entry_point_group``: third-party packages add names through ``importlib.metadata`` entry points, loaded
-    the first time a name is missing or the names are listed. ``allow_files``: names of the form
-    ``path/to/file.py:Attr`` are imported from that file on demand. ``adapt`` turns a resolved object into
-    the registry's value type (e.g. an ``nn.Module`` class into an extractor entry); it gets (name, obj).
+    ``adapt(name, obj)`` turns what a target points at into a ``base`` where it is something else (e.g. an
+    ``nn.Module`` class into an extractor entry). ``base`` may be a ``"module:attr"`` target, imported at the
+    first lookup (listing stays import-free).
     """
 
     def __init__(
         self,
         kind: str,
         *,
+        base: type | str | None = None,
         entry_point_group: str | None = None,
         allow_files: bool = False,
-        adapt: Callable[[str, Any], T] | None = None,
+        adapt: Callable[[str, Any], Any] | None = None,
     ) -> None:
         self.kind = kind
+        self.base = base
         self.entry_point_group = entry_point_group
         self.allow_files = allow_files
         self._adapt = adapt
         self._slots: dict[str, _Slot] = {}
         self._files: dict[str, _Slot] = {}
+        self._schemes: dict[str, Scheme] = {}
         self._entry_points_loaded = entry_point_group is None
 
     # -- registration -------------------------------------------------------------------------------------
     def _insert(self, name: str, slot: _Slot) -> None:
         if not name or not isinstance(name, str):
-            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
+            raise UsageError(f"{self.kind} name must be a non-empty string, got {name!r}")
         if name in self._slots:
             old = self._slots[name]
             raise RegistryError(
@@ -131,8 +150,14 @@ class Registry(Generic[T]):
 
     def add_lazy(self, name: str, target: str, *, summary: str = "", origin: str = "builtin") -> None:
         if ":" not in target:
-            raise ValueError(f"lazy target {target!r} for {self.kind} {name!r} must be 'module:attr'")
+            raise UsageError(f"lazy target {target!r} for {self.kind} {name!r} must be 'module:attr'")
         self._insert(name, _Slot(target=target, summary=summary, origin=origin))
+
+    def add_scheme(self, scheme: str, factory: str, *, argument: str, summary: str) -> None:
+        """``<scheme>:<argument>`` names resolve through ``factory(argument)`` (a lazy ``module:attr`` target)."""
+        if scheme in self._schemes:
+            raise RegistryError(f"{self.kind} scheme {scheme!r}: is already registered; choose another scheme")
+        self._schemes[scheme] = Scheme(scheme, factory, argument, summary)
 
     def register(self, name: str | None = None, *, summary: str = "") -> Callable[[Any], Any]:
         """Decorator: ``@REGISTRY.register("name")`` on a class, function or factory."""
@@ -147,7 +172,7 @@ class Registry(Generic[T]):
         """Unregister a name (used by tests and by plugins that replace a built-in on purpose)."""
         self._slots.pop(name, None)
 
-    # -- lookup -------------------------------------------------------------------------------------------
+    # -- listing ------------------------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
             return
@@ -165,6 +190,9 @@ class Registry(Generic[T]):
         self._load_entry_points()
         return {name: self._slots[name].summary for name in sorted(self._slots)}
 
+    def schemes(self) -> dict[str, Scheme]:
+        return dict(self._schemes)
+
     def __contains__(self, name: object) -> bool:
         self._load_entry_points()
         return name in self._slots
@@ -172,11 +200,22 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
+    # -- lookup -------------------------------------------------------------------------------------------
     def is_file_target(self, name: str) -> bool:
         module, sep, attr = name.partition(":")
         return bool(self.allow_files and sep and attr and module.endswith(".py"))
 
+    def scheme_of(self, name: str) -> Scheme | None:
+        scheme, sep, _ = name.partition(":")
+        return self._schemes.get(scheme) if sep and not self.is_file_target(name) else None
+
     def get(self, name: str) -> T:
+        scheme = self.scheme_of(name)
+        if scheme is not None:  # built on demand from the argument: never cached (a file behind it may change)
+            argument = name.partition(":")[2]
+            if not argument:
+                raise UsageError(f"{self.kind} {name!r}: say what to load after '{scheme.name}:' ({scheme.summary})")
+            return self._resolve(name, import_target(scheme.factory)(argument), "")
         if self.is_file_target(name):  # loaded on demand, cached apart: not a registered name
             slot = self._files.setdefault(name, _Slot(target=name, origin="file"))
         else:
@@ -186,17 +225,48 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name))
         if not slot.resolved:
             obj = import_target(slot.target)  # type: ignore[arg-type]
-            slot.obj = self._adapt(name, obj) if self._adapt else obj
+            slot.obj = self._resolve(name, obj, slot.summary)
             slot.summary = slot.summary or _first_doc_line(slot.obj)
             slot.target = None
         return slot.obj
+
+    def _resolve(self, name: str, obj: Any, summary: str) -> Any:
+        """What a target points at, as a ``base`` named ``name`` with the registered ``summary`` (if any)."""
+        if self._adapt is not None:
+            obj = self._adapt(name, obj)
+        if isinstance(self.base, str):
+            self.base = import_target(self.base)
+        if self.base is None:
+            return obj
+        if not isinstance(obj, self.base) and callable(obj) and not inspect.isclass(obj):
+            obj = obj()  # a zero-argument factory
+        if not isinstance(obj, self.base):
+            what = self.base.__name__
+            raise RegistryError(
+                f"{self.kind} {name!r} resolves to a {type(obj).__name__}, not a {what}; point the name at a {what} "
+                f"or at a zero-argument factory returning one (`bench list {self.kind}s` shows working names)"
+            )
+        return _named(obj, name, summary)
 
     def unknown_message(self, name: str) -> str:
         names = self.names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        extra = " or 'path/to/file.py:ClassName'" if self.allow_files else ""
+        forms = [f"'{s.name}:{s.argument}'" for s in self._schemes.values()]
+        forms += ["'path/to/file.py:Name'"] if self.allow_files else []
+        extra = f" (or {', '.join(forms)})" if forms else ""
         return f"unknown {self.kind} {name!r}.{hint} Run `bench list {self.kind}s` for all names{extra}."
+
+
+def _named(obj: Any, name: str, summary: str) -> Any:
+    """A dataclass with ``name``/``summary`` fields, carrying the registered name and summary."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return obj
+    fields = {f.name for f in dataclasses.fields(obj)}
+    changes = {"name": name} if "name" in fields and obj.name != name else {}
+    if summary and "summary" in fields and obj.summary != summary:
+        changes["summary"] = summary
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def _first_doc_line(obj: Any) -> str:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.protocols.base import Prediction, Protocol
+from bench.core.errors import DataError
+from protocols.base import CellProtocol, Prediction
 
 
 @dataclass(frozen=True)
-class LinearProbe(Protocol):
+class LinearProbe(CellProtocol):
     max_iter: int = 1000
     c_rule: str = "dim * n_classes / 100"
     standardize: bool = False
@@ -33,7 +34,7 @@ class LinearProbe(Protocol):
             x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
         present = np.unique(y_train)
         if len(present) < 2:
-            raise ValueError(f"the training split holds only class {present.tolist()}; a linear probe needs two")
+            raise DataError(f"the training split holds only class {present.tolist()}; a linear probe needs two")
         c = x_train.shape[1] * n_classes / 100.0
         notes = []
         with warnings.catch_warnings(record=True) as caught:
@@ -47,7 +48,5 @@ class LinearProbe(Protocol):
         return Prediction(labels=model.predict(x_test).astype(np.int64), proba=proba, notes=sorted(set(notes)))
 
 
-LINEAR = LinearProbe("linear", "multinomial logistic regression, L-BFGS, C = dim x classes / 100, no scaling (the paper)")
-LINEAR_STD = LinearProbe(
-    "linear-std", "as `linear`, with features standardised on the training fold", standardize=True
-)
+LINEAR = LinearProbe("linear")
+LINEAR_STD = LinearProbe("linear-std", standardize=True)

@@ -1,65 +1,21 @@
-"""Attention-based multiple-instance learning (ABMIL) on bags of frozen cell features (one bag per patient).
+"""Attention-based multiple-instance learning (ABMIL) on bags of frozen cell features (one bag per patient):
+``abmil-paper`` (the DinoBloom authors' multi-column attention head) and ``abmil-gated`` (Ilse et al. 2018),
+trained by one loop with the same hyper-parameters.
 
-Two heads, trained by the same loop with the same hyper-parameters so that they are comparable:
-
-``abmil-paper`` -- the DinoBloom authors' head for AML subtyping (multi-column attention):
-    attention  a = Linear(D,128) - Tanh - Linear(128,C)       -> (n_cells, C) scores, one column per class
-    weights    A = softmax over the cells of the bag, per column  (each column sums to 1)
-    pooling    P = A^T X                                       -> (C, D), one attention-pooled bag vector per class
-    classifier logit_c = [Linear(D,64) - ReLU - Linear(64,1)]_c (P_c): C separate small MLPs, class c's MLP on
-               class c's pooled vector (computed batched: one (C,1,D) x (C,D,64) product; same parameters and
-               initialisation distribution as C separate ``nn.Linear`` layers)
-
-``abmil-gated`` -- gated attention (Ilse, Tomczak & Welling, ICML 2018), the common alternative:
-    V = tanh(Linear(D,128)(X)), U = sigmoid(Linear(D,128)(X)), a = Linear(128,1)(V * U)
-    weights = softmax of a over the cells (n_cells,); one pooled vector (D); classifier Linear(D, C).
-    (V and U are computed by one Linear(D,256) split in two halves: the same function and initialisation as two
-    Linear(D,128) layers, one matrix product instead of two.)
-
-Training (both heads; every value is a dataclass field, recorded in the results through ``settings()``):
-SGD (lr 1e-3, momentum 0.9, Nesterov, no weight decay), 150 epochs, one bag per step (a batch of one bag, bags
-reshuffled every epoch), cross-entropy on the C logits, cosine learning-rate schedule over the epochs
-(lr_e = lr * (1 + cos(pi e / epochs)) / 2, set at the start of epoch e; eta_min 0), early stopping with patience
-20 on the mean validation loss (training stops after 20 epochs without a strict improvement), and the weights
-of the epoch with the lowest validation loss are restored before predicting.
-
-Validation split: a stratified part of the training bags (``val_fraction``, default 20 %: per class
-round(fraction x n_c) bags, at least one where the class has >= 2 training bags, never all of a class's bags;
-a class with a single training bag keeps it for training), drawn with ``seed``. Validation bags are never
-trained on. When no validation bag can be drawn (every class has a single bag, or ``val_fraction`` is 0) the
-model trains for all epochs without early stopping, and ``BagPrediction.notes`` says so.
-
-What differs from the authors' code, and why:
-- The best state is really kept: a copy of the state dict (tensors cloned) is taken whenever the validation loss
-  improves, and restored before predicting. The authors stored ``model.state_dict()`` by reference, whose
-  tensors keep being updated in place by the optimiser, so the "best" model they tested was the last one.
-- Everything is seeded from ``seed``: the initialisation (a ``torch.Generator``, the global torch RNG is left
-  alone), the per-epoch shuffling of bags and the validation split. The authors' splits (``KFold(shuffle=True)``
-  without a random state) and initialisation were unseeded, so runs could not be repeated.
-- The outer cross-validation over patients belongs to the harness (``bench.evaluate.evaluate_bags``: repeated
-  patient-level stratified folds); the validation split for early stopping is drawn inside each training fold.
-- A fresh model and optimiser per fit (the authors' script built its optimiser once, outside the fold loop).
-
-Outputs: ``labels`` (argmax of the logits), ``proba`` (softmax of the n_classes logits; ``n_classes`` is the
-task's label map, so classes absent from a training fold still have a column), ``attention`` per test bag: the
-softmax weights per cell, (n_cells, n_classes) for the paper head, (n_cells,) for the gated head, each column
-summing to 1 over the cells.
-
-CPU cost: bags are converted to tensors once per fit; a step is a few matrix products on one bag (no loop over
-cells or classes). The dominant term is the (n_cells x D) x (D x 128) attention product and its weight gradient.
+The specification (both heads, the training schedule, the validation split, what differs from the authors'
+code and why, the outputs) is in docs/protocols.md, section "Multiple-instance learning (ABMIL)".
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import math
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from bench.protocols.base import BagPrediction, BagProtocol
+from protocols.base import BagPrediction, BagProtocol
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -355,11 +311,5 @@ class GatedABMIL(ABMILProtocol):
         return _gated_head(dim, n_classes, self.attention_dim)
 
 
-ABMIL_PAPER = PaperABMIL(
-    "abmil-paper",
-    "per-class attention MIL + per-class MLP, SGD Nesterov 150 epochs, cosine, early stopping (DinoBloom AML head)",
-)
-ABMIL_GATED = GatedABMIL(
-    "abmil-gated",
-    "gated-attention MIL (Ilse et al. 2018), linear classifier; same training as abmil-paper",
-)
+ABMIL_PAPER = PaperABMIL("abmil-paper")
+ABMIL_GATED = GatedABMIL("abmil-gated")

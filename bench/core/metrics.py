@@ -1,0 +1,65 @@
+"""The metrics, written once: their names, their labels, and their scikit-learn implementations.
+
+Everything that scores predictions (the protocols per fold, the leaderboard's bootstrap, ``bench compare``)
+calls :func:`metric_value` or :func:`classification_metrics`; everything that shows a metric takes its name
+from :data:`METRICS` and its label from :data:`LABELS`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY, MACRO_AUROC = "weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc"
+METRICS = (WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY, MACRO_AUROC)
+LABEL_METRICS = (WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY)  # computable from predicted labels alone
+MAIN_METRIC = WEIGHTED_F1  # the paper's main score
+LABELS = {
+    WEIGHTED_F1: "weighted F1",
+    ACCURACY: "accuracy",
+    BALANCED_ACCURACY: "balanced acc.",
+    MACRO_AUROC: "macro AUROC",
+}
+
+
+def check_metric(metric: str, allowed: tuple[str, ...] = LABEL_METRICS) -> str:
+    if metric not in allowed:
+        from bench.core.errors import UsageError
+
+        raise UsageError(f"metric {metric!r} is not one of {', '.join(allowed)}")
+    return metric
+
+
+def metric_value(y_true, y_pred, metric: str) -> float:
+    """One label metric (weighted F1, accuracy or balanced accuracy) in [0, 1]."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    check_metric(metric)
+    if metric == WEIGHTED_F1:
+        return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+    if metric == ACCURACY:
+        return float(accuracy_score(y_true, y_pred))
+    with warnings.catch_warnings():
+        # balanced accuracy warns when a predicted class is absent from y_true; the value is still defined
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int) -> dict:
+    """Metric name -> value in [0, 1] for every name in :data:`METRICS` (None where it cannot be computed)."""
+    from sklearn.metrics import roc_auc_score
+
+    result: dict = {metric: metric_value(y_true, y_pred, metric) for metric in LABEL_METRICS}
+    result[MACRO_AUROC] = None
+    present = np.unique(y_true)
+    if proba is not None and len(present) >= 2:
+        # one-vs-rest AUROC over the classes present in this test split, probabilities renormalised over them
+        sub = proba[:, present]
+        total = sub.sum(axis=1, keepdims=True)
+        sub = np.divide(sub, total, out=np.full_like(sub, 1.0 / len(present)), where=total > 0)
+        if len(present) == 2:
+            result[MACRO_AUROC] = float(roc_auc_score(y_true == present[1], sub[:, 1]))
+        else:
+            result[MACRO_AUROC] = float(roc_auc_score(y_true, sub, multi_class="ovr", average="macro", labels=present))
+    return result

@@ -1,0 +1,114 @@
+"""The protocol contract (in the spirit of scikit-learn's small estimator API).
+
+A protocol is stateless configuration (a frozen dataclass: every field is recorded in the result through
+``settings()``) that evaluates features on a design of its kind (:mod:`bench.core.design`):
+
+- :class:`CellProtocol` (kind "cells") implements ``fit_predict(x_train, y_train, x_test, n_classes)``;
+  the harness runs it over the design's splits (:func:`protocols.evaluate.evaluate`).
+- :class:`BagProtocol` (kind "bags") implements ``fit_predict_bags(train_bags, train_labels, test_bags,
+  n_classes, seed)``; the harness runs it over the patient-level splits (:func:`protocols.evaluate.evaluate_bags`).
+
+Labels are integers 0..n_classes-1 from the label map (the union over train and test, never per split), so
+probability columns line up with the label map even when a class is absent from a training fold.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # (n_test,) int
+    proba: np.ndarray | None = None  # (n_test, n_classes), rows sum to 1
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BagPrediction:
+    labels: np.ndarray  # (n_test_bags,) int
+    proba: np.ndarray | None = None  # (n_test_bags, n_classes)
+    attention: list[np.ndarray] | None = None  # per test bag: one weight per cell (n_cells,) or (n_cells, n_classes)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    """A protocol's result on one design: metrics per split, mean and population std over splits."""
+
+    per_fold: list[dict]
+    mean: dict
+    std: dict
+    predictions: pd.DataFrame  # cells: row, fold, label, prediction (+ proba_<class>); bags: bag, seed, fold, ...
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    attention: pd.DataFrame | None = None  # bags: row (cell), bag, seed, fold, attention (or attention_<class>)
+
+
+@dataclass(frozen=True)
+class Protocol(ABC):
+    """What every protocol has: a name, a summary, a kind, its settings, and ``evaluate``."""
+
+    name: str
+    summary: str = ""
+    kind = "abstract"  # class attribute, not a field: the kind of design it evaluates (cells or bags)
+
+    def settings(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("name", "summary")}
+
+    @abstractmethod
+    def evaluate(self, features: np.ndarray, design) -> Evaluation:
+        """Evaluate ``features`` (one row per sample) on ``design`` (a design of this protocol's kind)."""
+
+
+@dataclass(frozen=True)
+class CellProtocol(Protocol):
+    kind = "cells"
+
+    @abstractmethod
+    def fit_predict(self, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int) -> Prediction:
+        """Train on (x_train, y_train), predict x_test; labels and probability columns index the label map."""
+
+    def evaluate(self, features, design) -> Evaluation:
+        from protocols.evaluate import evaluate
+
+        _check_kind(self, design)
+        return evaluate(self, features, design.labels, design.splits, design.classes)
+
+
+@dataclass(frozen=True)
+class BagProtocol(Protocol):
+    """A multiple-instance protocol: trains on bags (one per patient) of cell features.
+
+    The harness runs the cross-validation over patients and seeds; ``fit_predict_bags`` trains one model on the
+    training bags (holding out its own validation bags for early stopping, drawn with ``seed``) and predicts
+    the test bags.
+    """
+
+    kind = "bags"
+
+    @abstractmethod
+    def fit_predict_bags(
+        self, train_bags: list[np.ndarray], train_labels: np.ndarray, test_bags: list[np.ndarray], n_classes: int, seed: int
+    ) -> BagPrediction:
+        """Train on (train_bags, train_labels), predict test_bags; labels index the label map."""
+
+    def evaluate(self, features, design) -> Evaluation:
+        from protocols.evaluate import evaluate_bags
+
+        _check_kind(self, design)
+        return evaluate_bags(self, features, design)
+
+
+def _check_kind(protocol: Protocol, design) -> None:
+    if getattr(design, "kind", None) != protocol.kind:
+        from bench.core.errors import UsageError
+
+        raise UsageError(
+            f"protocol {protocol.name!r} evaluates {protocol.kind}, but the task gives {getattr(design, 'kind', '?')}; "
+            "choose a protocol of the task's kind (`bench data info TASK` lists them)"
+        )

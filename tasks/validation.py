@@ -1,0 +1,242 @@
+"""Validation shared by every task: what is under a data folder (:class:`~tasks.base.Inventory`), image
+signatures (magic bytes), byte-identical duplicates, and :func:`finish_dataset`, the one path from an
+inventory to a validated :class:`~tasks.base.CellDataset` that every cell task takes (non-images dropped and
+reported, duplicates reported and grouped as the task's split says, every file not used listed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from bench.core.errors import DataError
+from bench.core.files import IMAGE_EXTENSIONS, sha256_and_head
+from tasks.base import CellDataset, Inventory
+
+# First bytes of the image formats the loaders accept (IMAGE_EXTENSIONS), and GIF/WebP for the report.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+    (b"BM", "bmp"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+MAX_LISTED = 50  # per kind of defect in a note; the counts are always complete
+
+
+def sniff_image_format(head: bytes) -> str | None:
+    """The image format the first bytes announce, or None (not an image: HTML error page, text, empty...)."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def hash_and_sniff(path: Path) -> tuple[str, str | None]:
+    """(sha256 hex digest, image format from the magic bytes or None) in a single read of the file."""
+    sha, head = sha256_and_head(path, 16)
+    return sha, sniff_image_format(head)
+
+
+def _listed(items: list[str], limit: int = MAX_LISTED) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_classes(samples: pd.DataFrame, where: Path) -> None:
+    labels = samples["label"].unique()
+    if len(labels) < 2:
+        raise DataError(f"data set at {where} has {len(labels)} class(es) {list(labels)}; classification needs at least 2")
+
+
+def duplicate_groups(samples: pd.DataFrame) -> list[list[int]]:
+    """Row indices of every set of >= 2 samples with the same sha256, each sorted by path, groups by path."""
+    groups = []
+    for _, rows in samples.groupby("sha256", sort=False).indices.items():
+        if len(rows) > 1:
+            groups.append(sorted(rows.tolist(), key=lambda i: samples["path"].iat[i]))
+    return sorted(groups, key=lambda g: samples["path"].iat[g[0]])
+
+
+def walk_class_folders(root: Path, depth: int = 0) -> Inventory:
+    """Generic ``<root>/<class>/[<sub>/ x depth]<file>`` inventory; the class is the first path component."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} is not a folder; expected the layout <root>/<class>/<image>")
+    rows, ignored, empty = [], [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        n_before = len(rows)
+        level = [class_dir]
+        for d in range(depth + 1):
+            below = []
+            for folder in level:
+                for entry in sorted(folder.iterdir()):
+                    if entry.name.startswith("."):
+                        continue
+                    relative = entry.relative_to(root).as_posix()
+                    if entry.is_dir():
+                        if d < depth:
+                            below.append(entry)
+                        else:
+                            ignored.append(relative + "/")
+                    elif entry.suffix.lower() in IMAGE_EXTENSIONS:
+                        rows.append((relative, class_dir.name))
+                    else:
+                        ignored.append(relative)
+            level = below
+        if len(rows) == n_before:
+            empty.append(class_dir.name)
+    ignored += sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    samples = pd.DataFrame(rows, columns=["path", "label"]).sort_values("path", ignore_index=True)
+    return Inventory(root, samples, ignored=ignored, empty_classes=empty)
+
+
+def class_inventory(root: Path, depth: int, known: Iterable[str], expected: Iterable[str], what: str) -> Inventory:
+    """``walk_class_folders`` plus the folders that are not known classes, the expected classes that are absent,
+    and a note on ignored files (``what`` says which)."""
+    inv = walk_class_folders(root, depth=depth)
+    known = set(known)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    inv.unexpected = [f for f in folders if f not in known]
+    inv.missing_classes = [c for c in expected if c not in folders]
+    if inv.ignored:
+        inv.notes.append(f"{len(inv.ignored)} file(s) or folder(s) {what} are ignored: "
+                         + ", ".join(inv.ignored[:20]) + (" ..." if len(inv.ignored) > 20 else ""))
+    return inv
+
+
+def checked_inventory(task, root: Path) -> Inventory:
+    """``task.inventory(root)``, refusing foreign folders and empty classes, noting absent expected classes."""
+    inv = task.inventory(root)
+    if inv.unexpected:
+        raise DataError(
+            f"task {task.name!r}: {root} holds folder(s) {inv.unexpected} that are not {task.class_folders}; "
+            f"point --data-root at the {task.data_dir or 'data'} folder"
+        )
+    if inv.empty_classes:
+        raise DataError(f"task {task.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images; "
+                        "remove the empty folders or add images")
+    if inv.missing_classes:
+        inv.notes.append(
+            f"class folder(s) absent (results are not comparable to the full benchmark): {', '.join(inv.missing_classes)}"
+        )
+    return inv
+
+
+def finish_dataset(
+    task: str,
+    inventory: Inventory,
+    assign: Callable[[pd.DataFrame], tuple[np.ndarray, str]],
+) -> CellDataset:
+    """Hash every image (sniffing its magic bytes on the way), drop and report non-images, report duplicates,
+    then ``assign(samples) -> (fold per row, split kind)``; the samples passed to ``assign`` carry sha256.
+
+    Byte-identical files are kept (each under its own label); how they are split is up to ``assign`` (the
+    k-fold tasks put each group in one fold); a group that ends up on both sides of a split is reported.
+    """
+    root, samples = inventory.root, inventory.samples.reset_index(drop=True).copy()
+    notes = list(inventory.notes)
+    ignored = list(inventory.ignored) + list(inventory.left_out)
+    facts = [hash_and_sniff(root / p) for p in samples["path"]]
+    samples["sha256"] = [sha for sha, _ in facts]
+    not_images = [p for p, (_, fmt) in zip(samples["path"], facts) if fmt is None]
+    if not_images:
+        notes.append(
+            f"{len(not_images)} file(s) named like images are not images (no image signature in their first "
+            f"bytes) and are not used: {_listed(not_images)}"
+        )
+        ignored.extend(not_images)
+        samples = samples[~samples["path"].isin(not_images)].reset_index(drop=True)
+    if samples.empty:
+        raise DataError(f"task {task!r}: no usable images under {root}")
+    check_classes(samples, root)
+
+    folds, split_kind = assign(samples)
+    samples["fold"] = folds
+    groups = duplicate_groups(samples)
+    if groups:
+        paths, labels, fold = samples["path"], samples["label"], samples["fold"].astype(str)
+        same = [g for g in groups if labels.iloc[g].nunique() == 1]
+        cross = [g for g in groups if labels.iloc[g].nunique() > 1]
+        split = [g for g in groups if fold.iloc[g].nunique() > 1]
+        n_files = sum(len(g) for g in groups)
+        unit = "fold" if split_kind == "kfold" else "side of the split"
+        notes.append(
+            f"{len(groups)} set(s) of byte-identical images ({n_files} files, "
+            f"{sum(len(g) * (len(g) - 1) // 2 for g in groups)} pair(s)); all are kept"
+            + (f", each set in one {unit}" if not split else f"; {len(split)} set(s) straddle the split")
+            + (f". Within one class: {_listed([' = '.join(paths.iloc[g]) for g in same])}" if same else "")
+        )
+        if cross:
+            notes.append(
+                f"{len(cross)} set(s) of byte-identical images carry different labels (kept, each under its "
+                "own label, "
+                + (f"in one {unit}" if not any(fold.iloc[g].nunique() > 1 for g in cross) else f"not all in one {unit}")
+                + "): "
+                + _listed([" = ".join(f"{paths.iat[i]} [{labels.iat[i]}]" for i in g) for g in cross])
+            )
+        if split and split_kind == "fixed":
+            notes.append(
+                f"{len(split)} set(s) of byte-identical images are split between train and test: "
+                + _listed([" = ".join(f"{paths.iat[i]} [{fold.iat[i]}]" for i in g) for g in split])
+            )
+    columns = ["path", "label"] + (["patient"] if "patient" in samples else []) + ["fold", "sha256"]
+    return CellDataset(task, root, samples[columns], split_kind, ignored, notes)
+
+
+def scan_patient_folder(root: Path) -> pd.DataFrame:
+    """``<root>/<label>/<patient>/<cell image>`` (the AML Hehr layout) -> DataFrame path, label, patient."""
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    rows = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for patient_dir in sorted(p for p in label_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            cells = [f for f in sorted(patient_dir.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+            if not cells:
+                raise DataError(f"patient folder {patient_dir} holds no images; remove it or add the patient's cells")
+            rows.extend((f.relative_to(root).as_posix(), label_dir.name, patient_dir.name) for f in cells)
+    if not rows:
+        raise DataError(f"data folder {root} holds no <label>/<patient>/<image> files")
+    samples = pd.DataFrame(rows, columns=["path", "label", "patient"])
+    shared = samples.groupby("patient")["label"].nunique()
+    if (shared > 1).any():
+        raise DataError(f"patient id(s) {shared[shared > 1].index.tolist()[:5]} appear under several labels in {root}")
+    return samples
+
+
+def read_bag_manifest(csv_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A ``patient,label,path`` CSV (paths relative to the CSV's folder, or absolute) -> (root, samples)."""
+    table = pd.read_csv(csv_path, dtype=str)
+    missing = {"patient", "label", "path"} - set(table.columns)
+    if missing:
+        raise DataError(f"manifest {csv_path} lacks column(s) {sorted(missing)}; expected header 'patient,label,path'")
+    root = csv_path.parent.resolve()
+    paths = [Path(p) if Path(p).is_absolute() else root / p for p in table["path"]]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        raise DataError(f"manifest {csv_path}: {len(absent)} listed file(s) do not exist, e.g. {absent[:3]}")
+    common = Path(os.path.commonpath([str(p) for p in paths])) if paths else root
+    common = common if common.is_dir() else common.parent
+    samples = pd.DataFrame({
+        "path": [p.relative_to(common).as_posix() for p in paths], "label": table["label"], "patient": table["patient"],
+    })
+    return common, samples.sort_values("path", ignore_index=True)
+
+
+def resolve_data_root(data_root, data_home: Path, data_dir: str, class_names) -> Path:
+    """``--data-root`` (or ``<data_home>/<data_dir>``), descending into ``<root>/<data_dir>`` when the root is
+    the folder above the data set (it holds ``data_dir`` but none of the class folders)."""
+    root = Path(data_root).expanduser().resolve() if data_root else Path(data_home) / data_dir
+    nested = root / data_dir
+    if nested.is_dir() and not any((root / c).is_dir() for c in class_names):
+        return nested
+    return root

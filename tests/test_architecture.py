@@ -1,0 +1,46 @@
+"""The house: the import contracts in pyproject.toml ([tool.importlinter]) hold, and they catch an upward import."""
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO
+
+PACKAGES = ("bench", "extractors", "tasks", "protocols", "dinobloom_train", "leaderboard")
+
+
+def _lint(root):
+    """``lint-imports`` on the packages under ``root`` (they shadow the installed ones through PYTHONPATH)."""
+    script = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    return subprocess.run([sys.executable, "-c", script, "--no-cache"], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+
+
+def test_import_contracts_hold():
+    done = _lint(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    with open(tmp_path / "tasks" / "splits.py", "a") as fh:
+        fh.write("\nfrom bench.runner import RunOptions  # planted: a task reaching up into the harness\n")
+    done = _lint(tmp_path)
+    assert done.returncode == 1 and "tasks.splits -> bench.runner" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_floor_and_the_leaderboard_load_without_torch():
+    code = textwrap.dedent(
+        """
+        import sys
+        import bench.core.record, bench.core.registry, bench.core.design, leaderboard.tables, leaderboard.stats
+        heavy = [m for m in ("torch", "torchvision", "timm", "transformers") if m in sys.modules]
+        assert not heavy, heavy
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
