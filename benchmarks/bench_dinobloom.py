@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_spine import PBC_DEFAULT, REPO_ROOT, CpuMeter, copy_pbc_subset, machine_info, wait_quiet  # noqa: E402
+from measure import PBC_DEFAULT, REPO_ROOT, CpuMeter, copy_pbc_subset, machine_info, wait_quiet  # noqa: E402
 
-KEYS = REPO_ROOT.parent / "shared" / "design" / "checkpoint_keys.json"
+KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"
 
 
 def write_dinobloom_s(path: Path) -> Path:
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     import torch
     from PIL import Image
 
-    from bench.extract import auto_workers, cached_features
+    from bench.extract import ExtractionSettings, auto_workers, cached_features
     from extractors import get_extractor
     from tasks import get_task
 
@@ -95,9 +95,9 @@ def main(argv=None) -> int:
                 model(batches[0])
             wait_quiet()
             with CpuMeter() as meter:
-                cached, stats = cached_features(entry, model, fingerprint, paths, content, cache_root=scratch / f"c{r}",
-                                                batch_size=args.batch_size, num_workers=workers, device="cpu",
-                                                progress=False)
+                settings = ExtractionSettings(scratch / f"c{r}", batch_size=args.batch_size, num_workers=workers,
+                                              device="cpu", progress=False)
+                cached, stats = cached_features(entry, model, fingerprint, paths, content, settings)
             harness_s.append(meter.wall)
             foreign.append(meter.foreign)
             diff = float(np.abs(np.asarray(cached.features) - reference).max())

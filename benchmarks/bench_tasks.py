@@ -7,7 +7,7 @@
    ``linear`` (scikit-learn L-BFGS, C = dim x 21 / 100, max_iter 1000) through the harness's protocol objects;
    wall time and peak RSS of each, in its own process, for each feature dim.
 2. ABMIL: ``abmil-paper`` and ``abmil-gated`` 5-fold CV (one seed) on 190 bags of ~500 cells (300-700) x 384,
-   5 labels, through ``bench.evaluate.evaluate_bags``; wall time and epochs run.
+   5 labels, through the protocol's ``evaluate`` on a patient-level design; wall time and epochs run.
 
 Random features carry a weak class signal so that the probes have something to fit; timings are what matter.
 """
@@ -35,7 +35,7 @@ def _peak_mib() -> float:
 def bmc_child(protocol_name: str, dim: int, signal: float = 0.3) -> dict:
     import numpy as np
 
-    from bench.protocols import PROTOCOLS
+    from protocols import PROTOCOLS
 
     rng = np.random.default_rng(0)
     test_counts = np.array(list(BMC_TEST.values()))
@@ -60,8 +60,9 @@ def bmc_child(protocol_name: str, dim: int, signal: float = 0.3) -> dict:
 def abmil_child(protocol_name: str) -> dict:
     import numpy as np
 
-    from bench.evaluate import evaluate_bags
-    from bench.protocols import PROTOCOLS
+    from bench.core.design import BagDesign
+    from protocols import PROTOCOLS
+    from tasks.splits import patient_splits
 
     rng = np.random.default_rng(0)
     n_bags, dim, n_classes = 190, 384, 5
@@ -78,8 +79,9 @@ def abmil_child(protocol_name: str) -> dict:
         start += size
     features = np.concatenate(chunks)
     t0 = time.perf_counter()
-    evaluation = evaluate_bags(PROTOCOLS.get(protocol_name), features, rows, labels, [f"P{i:03d}" for i in range(n_bags)],
-                               [f"c{i}" for i in range(n_classes)], n_folds=5, seeds=(0,))
+    ids = [f"P{i:03d}" for i in range(n_bags)]
+    design = BagDesign([f"c{i}" for i in range(n_classes)], ids, labels, rows, patient_splits(ids, labels, 5, (0,)))
+    evaluation = PROTOCOLS.get(protocol_name).evaluate(features, design)
     return {"protocol": protocol_name, "bags": n_bags, "cells": int(len(features)), "dim": dim,
             "seconds": time.perf_counter() - t0, "balanced_accuracy": evaluation.mean["balanced_accuracy"],
             "notes": evaluation.warnings[:3], "peak_rss_mib": _peak_mib()}

@@ -29,7 +29,7 @@ def bench(*args: str) -> int:
 
 def _synthetic_images() -> Path:
     """Training images when the real subset is absent: the synthetic-wbc images (generated if needed)."""
-    from bench import settings
+    from bench.core import settings
     from tasks import get_task
 
     return get_task("synthetic-wbc").load(None, data_home=settings.data_dir()).root
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     if PBC.is_dir():
         extractors = "color-histogram,vit-s14-random" if args.full else "color-histogram"
         failures += bench("run", "-e", extractors, "-t", f"imagefolder:{PBC}", *common) != 0
-    from bench import settings
+    from bench.core import settings
     from extractors import EXTRACTORS, get_extractor
     from extractors.sources import status
 
