@@ -121,6 +121,11 @@ def test_a_resolved_object_is_checked_against_the_registry_base(tmp_path, monkey
     registry.add_lazy("lazy-class", "wrong_things:Klass")
     with pytest.raises(RegistryError, match="widget 'lazy-class' resolves to a type, not a int"):
         registry.get("lazy-class")
+    registry.add("eager-text", "not an int")  # objects registered directly are checked at their first lookup too
+    with pytest.raises(RegistryError, match="widget 'eager-text' resolves to a str, not a int"):
+        registry.get("eager-text")
+    registry.add("factory", lambda: 7)
+    assert registry.get("factory") == 7
 
 
 def test_every_built_in_carries_its_registered_name_and_summary():

@@ -37,14 +37,11 @@ T = TypeVar("T")
 
 @dataclass
 class _Slot:
-    target: str | None  # "module:attr" while unresolved
+    target: str | None  # "module:attr" of a lazy slot, None when registered with its object
     obj: Any = None
     summary: str = ""
     origin: str = "builtin"  # builtin | decorator | entry-point | file
-
-    @property
-    def resolved(self) -> bool:
-        return self.target is None
+    ready: bool = False  # the object has been adapted, checked and named (at its first lookup)
 
 
 @dataclass(frozen=True)
@@ -223,11 +220,11 @@ class Registry(Generic[T]):
             slot = self._slots.get(name)
         if slot is None:
             raise RegistryError(self.unknown_message(name))
-        if not slot.resolved:
-            obj = import_target(slot.target)  # type: ignore[arg-type]
+        if not slot.ready:  # every way in is adapted, checked and named once, at the first lookup
+            obj = slot.obj if slot.target is None else import_target(slot.target)
             slot.obj = self._resolve(name, obj, slot.summary)
             slot.summary = slot.summary or _first_doc_line(slot.obj)
-            slot.target = None
+            slot.target, slot.ready = None, True
         return slot.obj
 
     def _resolve(self, name: str, obj: Any, summary: str) -> Any:
