@@ -153,8 +153,10 @@ def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | N
                 f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "
                 "or --overwrite only-missing to keep it"
             )
-        (kept.append(protocol.name) if json_path.exists() and options.overwrite == "only-missing"
-         else todo.append(protocol))
+        if json_path.exists() and options.overwrite == "only-missing":
+            kept.append(protocol.name)
+        else:
+            todo.append(protocol)
     return PairPlan(entry, task, shifted, label, todo, kept)
 
 
@@ -257,7 +259,7 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
     if options.split_file is not None:
         info["task"] = plan.label
     if plan.test_task is None:
-        classes = sorted(set(primary.dataset.samples["label"]))  # the label map: the union over all rows
+        classes = primary.dataset.classes  # the label map: the union over all rows
         return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
                                 primary.skipped_images, primary.stats.as_dict())
     test = task_features(primary.extractor, plan.test_task, replace(options, data_root=None, split_file=None), log)

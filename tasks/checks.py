@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.core.errors import DataError
 from tasks.base import Task
-from tasks.validation import _listed, duplicate_groups, hash_and_sniff
+from tasks.validation import duplicate_groups, hash_and_sniff, listed
 
 
 @dataclass
@@ -48,17 +48,17 @@ class DataReport:
         """One line per kind of defect that makes the data set differ from a clean copy."""
         out = []
         if self.missing_files:
-            out.append(f"{len(self.missing_files)} listed file(s) do not exist: {_listed(self.missing_files, 5)}")
+            out.append(f"{len(self.missing_files)} listed file(s) do not exist: {listed(self.missing_files, 5)}")
         if self.unexpected:
-            out.append(f"folder(s) outside the expected layout: {_listed(self.unexpected, 10)}")
+            out.append(f"folder(s) outside the expected layout: {listed(self.unexpected, 10)}")
         if self.empty_classes:
             out.append(f"class folder(s) without images: {', '.join(self.empty_classes)}")
         if self.missing_classes:
             out.append(f"expected class(es) absent: {', '.join(self.missing_classes)}")
         if self.non_images:
-            out.append(f"{len(self.non_images)} file(s) named like images are not images: {_listed(self.non_images, 5)}")
+            out.append(f"{len(self.non_images)} file(s) named like images are not images: {listed(self.non_images, 5)}")
         if self.unreadable:
-            out.append(f"{len(self.unreadable)} image(s) cannot be read: {_listed(self.unreadable, 5)}")
+            out.append(f"{len(self.unreadable)} image(s) cannot be read: {listed(self.unreadable, 5)}")
         if self.duplicate_groups:
             out.append(
                 f"{len(self.duplicate_pairs)} pair(s) of byte-identical images in {len(self.duplicate_groups)} set(s)"
@@ -83,7 +83,7 @@ class DataReport:
         lines += [f"  {c:<{width}}  {n:>7}" for c, n in self.class_counts.items()]
         lines += [f"note: {n}" for n in self.notes]
         if self.ignored_files:
-            lines.append(f"ignored (not images by name, or outside the layout): {_listed(self.ignored_files, 10)}")
+            lines.append(f"ignored (not images by name, or outside the layout): {listed(self.ignored_files, 10)}")
         for group in self.cross_class_duplicates:
             lines.append(f"cross-class duplicate: {' = '.join(group)}")
         problems = self.problems()

@@ -48,7 +48,7 @@ def hash_and_sniff(path: Path) -> tuple[str, str | None]:
     return sha, sniff_image_format(head)
 
 
-def _listed(items: list[str], limit: int = MAX_LISTED) -> str:
+def listed(items: list[str], limit: int = MAX_LISTED) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
 
@@ -152,7 +152,7 @@ def finish_dataset(
     if not_images:
         notes.append(
             f"{len(not_images)} file(s) named like images are not images (no image signature in their first "
-            f"bytes) and are not used: {_listed(not_images)}"
+            f"bytes) and are not used: {listed(not_images)}"
         )
         ignored.extend(not_images)
         samples = samples[~samples["path"].isin(not_images)].reset_index(drop=True)
@@ -174,7 +174,7 @@ def finish_dataset(
             f"{len(groups)} set(s) of byte-identical images ({n_files} files, "
             f"{sum(len(g) * (len(g) - 1) // 2 for g in groups)} pair(s)); all are kept"
             + (f", each set in one {unit}" if not split else f"; {len(split)} set(s) straddle the split")
-            + (f". Within one class: {_listed([' = '.join(paths.iloc[g]) for g in same])}" if same else "")
+            + (f". Within one class: {listed([' = '.join(paths.iloc[g]) for g in same])}" if same else "")
         )
         if cross:
             notes.append(
@@ -182,12 +182,12 @@ def finish_dataset(
                 "own label, "
                 + (f"in one {unit}" if not any(fold.iloc[g].nunique() > 1 for g in cross) else f"not all in one {unit}")
                 + "): "
-                + _listed([" = ".join(f"{paths.iat[i]} [{labels.iat[i]}]" for i in g) for g in cross])
+                + listed([" = ".join(f"{paths.iat[i]} [{labels.iat[i]}]" for i in g) for g in cross])
             )
         if split and split_kind == "fixed":
             notes.append(
                 f"{len(split)} set(s) of byte-identical images are split between train and test: "
-                + _listed([" = ".join(f"{paths.iat[i]} [{fold.iat[i]}]" for i in g) for g in split])
+                + listed([" = ".join(f"{paths.iat[i]} [{fold.iat[i]}]" for i in g) for g in split])
             )
     columns = ["path", "label"] + (["patient"] if "patient" in samples else []) + ["fold", "sha256"]
     return CellDataset(task, root, samples[columns], split_kind, ignored, notes)
