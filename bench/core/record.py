@@ -27,7 +27,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.core.errors import ResultsError
-from bench.core.files import atomic_write_bytes, atomic_write_json
+from bench.core.files import atomic_write_bytes
 from bench.core.metrics import MAIN_METRIC, METRICS
 from bench.core.registry import safe_name
 
@@ -108,10 +108,6 @@ class Scores(_Section):
     def main_mean(self) -> Optional[float]:
         return self.mean.get(self.main)
 
-    @property
-    def main_std(self) -> Optional[float]:
-        return self.std.get(self.main)
-
 
 class ResultRecord(_Section):
     schema_version: int = SCHEMA_VERSION
@@ -164,7 +160,7 @@ class ResultRecord(_Section):
         missing predictions."""
         if predictions is not None:
             write_table(predictions_path(json_path), predictions)
-        atomic_write_json(json_path, self.to_dict())
+        atomic_write_bytes(json_path, self.to_json().encode())
 
 
 def looks_like_record(payload: Any) -> bool:
