@@ -1,22 +1,27 @@
-"""Content-addressed feature cache, written in shards as features are produced.
+"""Content-addressed feature cache, written in shards as features are produced, every file checksummed.
 
 Layout of one entry, ``<cache>/features/<key>/``::
 
     shards/shard-000000000.npy   features of rows [start, stop) (float32)
-    shards/shard-000000000.json  {start, stop, bad}: written after the .npy, so it marks the shard complete
-    features.npy                 all rows (N, dim) float32, assembled shard by shard through a memmap
-    manifest.json                written last: its presence means the entry is complete
+    shards/shard-000000000.json  {start, stop, bad, sha256, bytes}: written after the .npy, so it marks the
+                                 shard complete and says what its bytes must hash to
+    features.npy                 all rows (N, dim) float32, streamed shard by shard (hashed on the way)
+    manifest.json                written last: rows, dim, the sha256 and size of features.npy; its presence
+                                 means the entry is complete
 
 Every file is written under a temporary name and renamed into place (atomic on POSIX), so a killed process
-leaves only complete shards behind; the next run resumes after the last contiguous complete shard. A lock
-file beside the entry serialises two processes working on the same key; the second one then finds the
-entry complete and reads it.
+leaves only complete shards behind; the next run resumes after the last contiguous complete shard whose
+bytes still match their checksum. A complete entry is checked on every load (size and shape of
+``features.npy`` against the manifest, then its sha256: one read of the file, cheap next to any protocol);
+an entry that does not match raises :class:`~bench.core.errors.CacheError` naming it, and the caller evicts
+and re-extracts it. A lock file beside the entry serialises two processes working on the same key; the second
+one then finds the entry complete and reads it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +29,14 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from bench.core.files import atomic_write, atomic_write_json, digest
+from bench.core.errors import CacheError
+from bench.core.files import atomic_write, atomic_write_json, digest, ensure_space, sha256_file
 
-FEATURE_CODE_VERSION = 1
+# Part of the key: bump when a change to the extraction changes the features. 2: 16-bit, 32-bit and float
+# images are scaled to 8 bits (bench.core.images) instead of saturating to white.
+FEATURE_CODE_VERSION = 2
+CACHE_FORMAT = 2  # 2: checksums per shard and for features.npy (entries of format 1 are re-extracted)
+FEATURES_FILE = "features.npy"
 
 
 def feature_key(extractor_fingerprint: dict, dataset_content_sha256: str) -> tuple[str, dict]:
@@ -43,6 +53,8 @@ class Shard:
     start: int
     stop: int
     bad: tuple[int, ...]  # row numbers (in the whole data set) whose image could not be read
+    sha256: str = ""
+    bytes: int = 0
 
 
 @dataclass
@@ -50,6 +62,15 @@ class CachedFeatures:
     features: np.ndarray  # (N, dim) float32, memory-mapped
     bad_rows: list[int]
     manifest: dict
+
+
+def _npy_header(n_rows: int, dim: int) -> bytes:
+    """The .npy header of a C-order float32 (n_rows, dim) array (numpy's own writer, into memory)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": (n_rows, dim)})
+    return buffer.getvalue()
 
 
 class FeatureStore:
@@ -64,6 +85,10 @@ class FeatureStore:
     @property
     def manifest_path(self) -> Path:
         return self.directory / "manifest.json"
+
+    @property
+    def features_path(self) -> Path:
+        return self.directory / FEATURES_FILE
 
     def is_complete(self) -> bool:
         return self.manifest_path.is_file()
@@ -80,15 +105,43 @@ class FeatureStore:
                 on_wait(lock.lock_file)
         return lock
 
-    def completed_shards(self) -> list[Shard]:
-        """Complete shards that continue each other from row 0 (anything after a gap is ignored)."""
+    def evict(self) -> None:
+        """Remove the entry (hold its lock)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _shard_stem(self, start: int) -> Path:
+        return self.shard_dir / f"shard-{start:09d}"
+
+    def completed_shards(self, problems: list[str] | None = None) -> list[Shard]:
+        """Complete shards that continue each other from row 0 and match their checksums; a shard that does
+        not match is deleted (and named in ``problems``), and anything after a gap is ignored."""
         if not self.shard_dir.is_dir():
             return []
         shards = []
-        for meta_path in self.shard_dir.glob("shard-*.json"):
-            meta = json.loads(meta_path.read_text())
-            if meta_path.with_suffix(".npy").is_file():
-                shards.append(Shard(meta["start"], meta["stop"], tuple(meta["bad"])))
+        for meta_path in sorted(self.shard_dir.glob("shard-*.json")):
+            data = meta_path.with_suffix(".npy")
+            try:
+                meta = json.loads(meta_path.read_text())
+                shard = Shard(meta["start"], meta["stop"], tuple(meta["bad"]), meta.get("sha256", ""),
+                              meta.get("bytes", 0))
+            except (OSError, ValueError, KeyError, TypeError):
+                shard = None
+            why = None
+            if shard is None:
+                why = "its description cannot be read"
+            elif not data.is_file():
+                continue  # the .json is written after the .npy: only a user can get here; ignored like a gap
+            elif not shard.sha256:
+                why = "it has no checksum (written by an older hemabench)"
+            elif data.stat().st_size != shard.bytes or sha256_file(data) != shard.sha256:
+                why = "its bytes differ from its checksum"
+            if why is not None:
+                if problems is not None:
+                    problems.append(f"cache shard {data} is not used: {why}; deleted, its rows are extracted again")
+                meta_path.unlink(missing_ok=True)
+                data.unlink(missing_ok=True)
+                continue
+            shards.append(shard)
         shards.sort(key=lambda s: s.start)
         contiguous, expected = [], 0
         for shard in shards:
@@ -98,39 +151,184 @@ class FeatureStore:
             expected = shard.stop
         return contiguous
 
-    def _shard_stem(self, start: int) -> Path:
-        return self.shard_dir / f"shard-{start:09d}"
-
     # -- writing --------------------------------------------------------------------------------------------
     def write_shard(self, start: int, features: np.ndarray, bad: list[int]) -> Shard:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         stem = self._shard_stem(start)
         array = np.ascontiguousarray(features, dtype=np.float32)
-        atomic_write(stem.with_suffix(".npy"), lambda fh: np.save(fh, array))
-        shard = Shard(start, start + len(features), tuple(bad))
-        atomic_write_json(stem.with_suffix(".json"), {"start": shard.start, "stop": shard.stop, "bad": list(bad)})
+        payload = _npy_header(*array.shape) + array.tobytes()
+        ensure_space(self.shard_dir, len(payload), f"writing a shard of cache entry {self.key[:12]}")
+        atomic_write(stem.with_suffix(".npy"), lambda fh: fh.write(payload))
+        shard = Shard(start, start + len(array), tuple(bad), hashlib.sha256(payload).hexdigest(), len(payload))
+        atomic_write_json(stem.with_suffix(".json"), {"start": shard.start, "stop": shard.stop, "bad": list(bad),
+                                                      "sha256": shard.sha256, "bytes": shard.bytes})
         return shard
 
     def finalise(self, n_rows: int, dim: int, manifest: dict) -> None:
-        """Assemble the shards into features.npy (one shard in memory at a time), then write the manifest."""
+        """Stream the shards into features.npy (one shard in memory at a time, hashed on the way; plain writes,
+        so a full disk raises instead of killing the process as a memory map would), then write the manifest."""
         shards = self.completed_shards()
         covered = shards[-1].stop if shards else 0
         if covered != n_rows:
-            raise RuntimeError(f"cache entry {self.directory}: shards cover {covered} of {n_rows} rows")
-        final = self.directory / "features.npy"
-        tmp = self.directory / ".features.npy.tmp"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_rows, dim))
-        for shard in shards:
-            out[shard.start : shard.stop] = np.load(self._shard_stem(shard.start).with_suffix(".npy"))
-        out.flush()
-        del out
-        os.replace(tmp, final)
+            raise CacheError(f"cache entry {self.directory}: shards cover {covered} of {n_rows} rows; run again "
+                             "to extract the rest")
+        header = _npy_header(n_rows, dim)
+        size = len(header) + 4 * n_rows * dim
+        ensure_space(self.directory, size, f"assembling {FEATURES_FILE} of cache entry {self.key[:12]}")
+        hasher = hashlib.sha256(header)
+
+        def write(fh) -> None:
+            fh.write(header)
+            for shard in shards:
+                array = np.load(self._shard_stem(shard.start).with_suffix(".npy"))
+                if array.shape != (shard.stop - shard.start, dim) or array.dtype != np.float32:
+                    raise CacheError(f"cache shard {self._shard_stem(shard.start)}.npy holds {array.dtype} "
+                                     f"{array.shape}, expected float32 ({shard.stop - shard.start}, {dim}); "
+                                     "run again to extract it anew")
+                data = array.tobytes()
+                hasher.update(data)
+                fh.write(data)
+
+        atomic_write(self.features_path, write)
         bad = [row for shard in shards for row in shard.bad]
-        atomic_write_json(self.manifest_path, {**manifest, "key": self.key, "rows": n_rows, "dim": dim, "bad_rows": bad})
+        files = {FEATURES_FILE: {"sha256": hasher.hexdigest(), "bytes": size}}
+        atomic_write_json(self.manifest_path, {**manifest, "key": self.key, "rows": n_rows, "dim": dim,
+                                               "bad_rows": bad, "files": files, "cache_format": CACHE_FORMAT})
         shutil.rmtree(self.shard_dir, ignore_errors=True)
 
     # -- reading --------------------------------------------------------------------------------------------
+    def read_manifest(self) -> dict:
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"cache entry {self.directory}: manifest.json cannot be read ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("cache_format") != CACHE_FORMAT:
+            raise CacheError(f"cache entry {self.directory} has no checksums (written by an older hemabench)")
+        return manifest
+
+    def check(self, full: bool = True) -> dict:
+        """The manifest, after checking features.npy against it: size and shape always, the sha256 if ``full``.
+        Raises :class:`CacheError` naming the entry and what differs."""
+        manifest = self.read_manifest()
+        path = self.features_path
+        try:
+            expected = manifest["files"][FEATURES_FILE]
+            rows, dim = int(manifest["rows"]), int(manifest["dim"])
+        except (KeyError, TypeError, ValueError):
+            raise CacheError(f"cache entry {self.directory}: manifest.json lacks rows, dim or checksums") from None
+        if not path.is_file():
+            raise CacheError(f"cache entry {self.directory}: {FEATURES_FILE} is missing")
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            raise CacheError(f"cache entry {self.directory}: {FEATURES_FILE} has {size} bytes, its manifest says "
+                             f"{expected['bytes']}")
+        with open(path, "rb") as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                if version not in read:
+                    raise ValueError(f"format version {version}")
+                shape, fortran, dtype = read[version](fh)
+            except ValueError as exc:
+                raise CacheError(f"cache entry {self.directory}: {FEATURES_FILE} is not a .npy file ({exc})") from None
+        if shape != (rows, dim) or fortran or dtype != np.float32:
+            raise CacheError(f"cache entry {self.directory}: {FEATURES_FILE} holds {dtype} {shape}, its manifest "
+                             f"says float32 ({rows}, {dim})")
+        if full:
+            actual = sha256_file(path)
+            if actual != expected["sha256"]:
+                raise CacheError(f"cache entry {self.directory}: {FEATURES_FILE} does not match its checksum "
+                                 f"(sha256 {actual[:12]}..., manifest {expected['sha256'][:12]}...): it was changed "
+                                 "on disk")
+        return manifest
+
     def load(self) -> CachedFeatures:
-        manifest = json.loads(self.manifest_path.read_text())
-        features = np.load(self.directory / "features.npy", mmap_mode="r")
+        """The verified features (see :meth:`check`)."""
+        manifest = self.check(full=True)
+        features = np.load(self.features_path, mmap_mode="r")
         return CachedFeatures(features, list(manifest.get("bad_rows", [])), manifest)
+
+
+
+# -- maintenance: `bench cache ls | verify | prune` ----------------------------------------------------------
+@dataclass
+class EntryState:
+    """One cache entry as found on disk."""
+
+    key: str
+    directory: Path
+    status: str  # ok | corrupt | partial (being written, or left by a killed run) | busy (locked by a live run)
+    detail: str = ""
+    extractor: str = ""
+    rows: int | None = None
+    dim: int | None = None
+    size: int = 0  # bytes on disk
+    created: str = ""
+
+
+def cache_entries(cache_root: Path) -> list[FeatureStore]:
+    folder = Path(cache_root) / "features"
+    if not folder.is_dir():
+        return []
+    return [FeatureStore(cache_root, p.name) for p in sorted(folder.iterdir()) if p.is_dir()]
+
+
+def _busy(store: FeatureStore) -> bool:
+    lock = FileLock(str(store.directory) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def entry_state(store: FeatureStore, full: bool = False) -> EntryState:
+    """The entry's status; ``full`` checks the sha256 of features.npy (else size and shape only)."""
+    size = sum(p.stat().st_size for p in store.directory.rglob("*") if p.is_file())
+    state = EntryState(store.key, store.directory, "ok", size=size)
+    try:
+        manifest = json.loads(store.manifest_path.read_text()) if store.is_complete() else None
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict):
+        state.extractor = str(((manifest.get("key_payload") or {}).get("extractor") or {}).get("name", ""))
+        state.rows, state.dim, state.created = manifest.get("rows"), manifest.get("dim"), str(manifest.get("created", ""))
+    if not store.is_complete():
+        state.status = "busy" if _busy(store) else "partial"
+        state.detail = f"{len(store.completed_shards())} complete shard(s)" if state.status == "partial" else ""
+        return state
+    try:
+        store.check(full=full)
+    except CacheError as exc:
+        state.status, state.detail = "corrupt", str(exc)
+    return state
+
+
+def prune(cache_root: Path, *, older_than_days: float | None = None, everything: bool = False,
+          dry_run: bool = False) -> list[EntryState]:
+    """Remove corrupt entries, partial ones no live run holds, and (``older_than_days``) complete entries
+    created longer ago than that, or (``everything``) every entry not in use; returns what was (or, with
+    ``dry_run``, would be) removed."""
+    import datetime as dt
+
+    removed = []
+    now = dt.datetime.now(dt.timezone.utc)
+    for store in cache_entries(cache_root):
+        state = entry_state(store, full=True)
+        if state.status == "busy":
+            continue
+        old = False
+        if older_than_days is not None and state.status == "ok":
+            try:
+                created = dt.datetime.fromisoformat(state.created)
+            except ValueError:
+                created = dt.datetime.fromtimestamp(store.manifest_path.stat().st_mtime, dt.timezone.utc)
+            old = (now - created).total_seconds() > older_than_days * 86400
+        if everything or old or state.status in ("corrupt", "partial"):
+            removed.append(state)
+            if not dry_run:
+                with store.lock():
+                    store.evict()
+                Path(str(store.directory) + ".lock").unlink(missing_ok=True)
+    return removed

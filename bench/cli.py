@@ -56,8 +56,19 @@ class BoardFormat(str, Enum):
 
 
 def _split(values: List[str] | None) -> List[str]:
-    """Repeated options and comma-separated lists both work: --extractor a --extractor b,c."""
-    return [part for value in values or [] for part in value.split(",") if part]
+    """Repeated options and comma-separated lists both work: --extractor a --extractor b,c.
+
+    A comma separates names only in a value that cannot hold a path: one with ``:`` (a scheme such as
+    ``imagefolder:/data/a,b`` or a ``file.py:Name``) or ``/`` is taken whole, so a path with a comma names
+    that path and never a different data set; to give several such names, repeat the option.
+    """
+    names = []
+    for value in values or []:
+        if any(mark in value for mark in (":", "/", "\\")):
+            names.append(value)
+        else:
+            names.extend(part.strip() for part in value.split(",") if part.strip())
+    return names
 
 
 def _log(message: str) -> None:
@@ -108,8 +119,8 @@ def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"
 
 @app.command()
 def run(
-    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat or comma-separate"),
-    task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat or comma-separate"),
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
+    task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
     protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="protocol(s); default: the task's"),
     test_task: Optional[str] = typer.Option(None, help="domain shift: train the probe on --task, test on this task"),
     data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
@@ -149,13 +160,22 @@ def run(
         for task_name in tasks:
             _log(f"{extractor_name} on {task_name}" + (f", tested on {test_task}" if test_task else ""))
             outcome = run_pair(extractor_name, task_name, protocols, options, log=_log, test_task=test_task)
+            if outcome.skipped_protocols:
+                _log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing: "
+                     "they match this run's features, data, splits and settings)")
             if outcome.status == "failed":
                 if outcome.bug or _state["debug"]:
                     _log(outcome.traceback or "")
-                _log(f"failed: {extractor_name} / {task_name}: {outcome.error}"
-                     + (" (a bug in hemabench or a plugin: the traceback is above)" if outcome.bug else ""))
-            elif outcome.skipped_protocols:
-                _log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing)")
+                failures = outcome.failed_protocols or [None]
+                for failure in failures:
+                    what = f" / {failure.protocol}" if failure else ""
+                    error = failure.error if failure else outcome.error
+                    bug = failure.bug if failure else outcome.bug
+                    _log(f"failed: {extractor_name} / {task_name}{what}: {error}"
+                         + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
+                if "," in extractor_name + task_name and not outcome.records:
+                    _log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
+                         "--extractor / --task")
             outcomes.append(outcome)
     _print_outcomes(outcomes)
     if any(o.status == "failed" for o in outcomes):
@@ -173,7 +193,10 @@ def _print_outcomes(outcomes) -> None:
             cells = [f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in LABEL_METRICS]
             status = "ok" + (f" ({len(record.warnings)} warning(s))" if record.warnings else "")
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record.protocol.name), *cells, status)
-        if outcome.status != "ok" or not outcome.records:
+        for failure in outcome.failed_protocols:
+            table.add_row(escape(outcome.extractor), escape(outcome.task), escape(failure.protocol),
+                          *([""] * len(LABEL_METRICS)), escape(f"failed: {failure.error}"))
+        if not outcome.records and not outcome.failed_protocols:
             table.add_row(escape(outcome.extractor), escape(outcome.task), "", *([""] * len(LABEL_METRICS)), outcome.status)
     out.print(table)
 
@@ -220,27 +243,44 @@ def leaderboard(
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
     check: bool = typer.Option(False, "--check", help="fail if the board at --out differs from the results"),
 ) -> None:
-    """Turn a results folder into tables: scores, bootstrap intervals, ranks (Borda) per protocol."""
+    """Turn a results folder into tables: scores, bootstrap intervals, ranks (Borda) per protocol.
+
+    A result file that cannot be read, results held twice (a copied folder) and predictions that cannot be read
+    are reported on stderr, one line each, and listed on the board; the board is still written (exit 0), and
+    --check fails on them. --out is replaced atomically: a failed build leaves the previous board as it was."""
+    from bench.core.files import atomic_write_bytes
     from leaderboard.tables import read_results, render
 
+    problems: list[str] = []
     with _user_errors():
-        text = render(read_results(results), format.value, n_boot=bootstrap)
+        text = render(read_results(results, problems), format.value, n_boot=bootstrap, problems=problems)
+    for line in problems:
+        _log(f"warning: {line}")
+    # a name UTF-8 cannot encode (a lone surrogate from a JSON escape in a result file) is shown escaped
+    data = text.encode("utf-8", "backslashreplace")
     if check:
         if out_path is None:
             _fail("--check compares with the board at --out PATH; name it")
-        current = out_path.read_text() if out_path.is_file() else None
-        if current != text:
+        current = out_path.read_bytes() if out_path.is_file() else None
+        if current != data:
             why = "does not exist" if current is None else "differs from what the results give"
             _fail(f"{out_path} {why}; regenerate it with `bench leaderboard --results {results} --format "
                   f"{format.value} --out {out_path}`", 1)
+        if problems:
+            _fail(f"{out_path} matches the results, but the results folder {results} has {len(problems)} "
+                  "problem(s) (warnings above); fix them and regenerate the board", 1)
         out.print(f"{out_path} matches the results", markup=False)
         return
     if out_path is None:
-        sys.stdout.write(text)
-    else:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(text)
-        out.print(f"wrote {out_path}", markup=False)
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    try:
+        with _user_errors():
+            atomic_write_bytes(out_path, data)
+    except OSError as exc:
+        _fail(f"cannot write the board to {out_path} ({exc}); name a file in a folder you can write, with --out", 1)
+    noted = f" ({len(problems)} problem(s) with the results folder, listed on the board)" if problems else ""
+    out.print(f"wrote {out_path}{noted}", markup=False)
 
 
 @app.command()
@@ -368,6 +408,80 @@ def data_info(task: str = typer.Argument(..., help="task name")) -> None:
     with _user_errors():
         text = describe_task(get_task(task), settings.data_dir())
     out.print(text, markup=False, highlight=False)
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The feature cache: list, verify, prune.")
+app.add_typer(cache_app, name="cache")
+
+
+def _cache_root(cache: Optional[Path]) -> Path:
+    from bench.core import settings
+
+    return cache or settings.cache_dir()
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:,.1f} MiB"
+
+
+@cache_app.command("ls")
+def cache_ls(cache: Optional[Path] = typer.Option(None, help="cache folder (default: $BENCH_HOME/cache)")) -> None:
+    """Every cache entry: extractor, rows x dim, size, created, status (size and shape checked)."""
+    from rich.markup import escape
+
+    from bench.cache import cache_entries, entry_state
+
+    root = _cache_root(cache)
+    table = Table("key", "extractor", "rows x dim", "size", "created", "status", box=None)
+    total = 0
+    for store in cache_entries(root):
+        state = entry_state(store, full=False)
+        total += state.size
+        shape = f"{state.rows} x {state.dim}" if state.rows is not None else ""
+        table.add_row(state.key[:12], escape(state.extractor), shape, _size(state.size), escape(state.created),
+                      escape(state.status + (f": {state.detail}" if state.detail else "")))
+    out.print(table)
+    out.print(f"{len(cache_entries(root))} entries, {_size(total)} in {root}", markup=False)
+
+
+@cache_app.command("verify")
+def cache_verify(cache: Optional[Path] = typer.Option(None, help="cache folder (default: $BENCH_HOME/cache)"),
+                 evict: bool = typer.Option(True, help="remove the entries that fail (they are re-extracted when next needed)")) -> None:
+    """Check every complete entry against its checksums (reads every file); exit code 1 if any fails."""
+    from bench.cache import cache_entries, entry_state
+
+    bad = 0
+    stores = cache_entries(_cache_root(cache))
+    for store in stores:
+        state = entry_state(store, full=True)
+        if state.status != "corrupt":
+            continue
+        bad += 1
+        if evict:
+            with store.lock():
+                store.evict()
+        _log(f"{state.detail}" + ("; evicted" if evict else ""))
+    out.print(f"{len(stores) - bad} of {len(stores)} entries verified" + (f", {bad} failed" if bad else ""), markup=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    cache: Optional[Path] = typer.Option(None, help="cache folder (default: $BENCH_HOME/cache)"),
+    older_than: Optional[float] = typer.Option(None, min=0, help="also remove complete entries created more than this many days ago"),
+    all_: bool = typer.Option(False, "--all", help="remove every entry no running process holds"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed"),
+) -> None:
+    """Remove corrupt and partial entries (never one a running process holds), and optionally old ones."""
+    from bench.cache import prune
+
+    removed = prune(_cache_root(cache), older_than_days=older_than, everything=all_, dry_run=dry_run)
+    for state in removed:
+        _log(f"{'would remove' if dry_run else 'removed'} {state.key[:12]} ({state.extractor or '?'}, {state.status}, "
+             f"{_size(state.size)})")
+    verb = "would free" if dry_run else "freed"
+    out.print(f"{len(removed)} entries, {verb} {_size(sum(s.size for s in removed))}", markup=False)
 
 
 weights_app = typer.Typer(no_args_is_help=True, help="Weight files: where they are, and fetching them.")

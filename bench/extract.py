@@ -9,10 +9,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from bench.cache import CachedFeatures, FeatureStore, feature_key
-from bench.core.errors import BadImageError, ExtractorError, UsageError
+from bench.core.errors import BadImageError, CacheError, ExtractorError, UsageError
+from bench.core.images import decode_rgb
+from bench.core.record import now_utc
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,13 @@ class ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                tensor = self.transform(image.convert("RGB"))
+            tensor = self.transform(decode_rgb(path))  # one decoding rule: 16-bit, float, alpha (bench.core.images)
             return tensor, index, True
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             if not self.skip_bad:
+                if isinstance(exc, BadImageError):  # already names the file and the fix
+                    raise BadImageError(f"{exc}; or pass --skip-bad-images to leave it out (it is then listed in "
+                                        "the result)") from None
                 raise BadImageError(
                     f"cannot read image {path}: {exc}. Remove or replace the file, or pass --skip-bad-images "
                     "to leave it out (it is then listed in the result)"
@@ -144,12 +148,16 @@ def extract_to_store(
     manifest: dict,
     progress: bool,
     description: str,
+    log: Callable[[str], None] = print,
 ) -> ExtractionStats:
     """Extract the rows not yet in complete shards, then finalise the entry. Call with the store's lock held."""
     n_rows = len(dataset)
     batches_per_shard = max(1, -(-shard_size // batch_size))
     shard_rows = batches_per_shard * batch_size  # shards end on batch boundaries: a resume re-forms the same batches
-    done = store.completed_shards()
+    problems: list[str] = []
+    done = store.completed_shards(problems)
+    for problem in problems:
+        log(problem)
     start = done[-1].stop if done else 0
     remaining = torch.utils.data.Subset(dataset, range(start, n_rows))
     loader = torch.utils.data.DataLoader(
@@ -182,6 +190,8 @@ def extract_to_store(
                 raise ExtractorError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim}); "
                                      "its forward must map (N, 3, H, W) images to (N, dim) features")
             out[~ok.numpy()] = 0.0
+            if not np.isfinite(out).all():
+                raise non_finite_error(description, model, out, [dataset.paths[int(i)] for i in indices], precision)
             pending.append(out)
             pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
             extracted += len(indices)
@@ -207,15 +217,19 @@ def cached_features(
     paths: Sequence[Path],
     content_sha256: str,
     settings: ExtractionSettings,
-    on_wait: Callable[[str], None] | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[CachedFeatures, ExtractionStats]:
-    """Features of ``paths`` (in that order) from the cache, extracting what is missing."""
+    """Features of ``paths`` (in that order) from the cache, extracting what is missing. A cache entry that
+    fails its checks (:meth:`FeatureStore.load`) is named, evicted and extracted again."""
     key, payload = feature_key(fingerprint, content_sha256)
     store = FeatureStore(settings.cache_root, key)
+    cached = _verified(store, log) if store.is_complete() else None
     stats = ExtractionStats(0, 0.0, 0, cached=True)
-    if not store.is_complete():
+    if cached is None:
+        on_wait = lambda path: log(f"waiting for another process extracting the same features (lock {path})")  # noqa: E731
         with store.lock(on_wait=on_wait):
-            if not store.is_complete():  # another process may have finished it while we waited
+            cached = _verified(store, log, evict=True) if store.is_complete() else None  # another process may have finished it
+            if cached is None:
                 dataset = ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad)
                 target = pick_device(settings.device)
                 stats = extract_to_store(
@@ -228,11 +242,12 @@ def cached_features(
                     device=target,
                     precision=entry.precision,
                     shard_size=settings.shard_size,
-                    manifest={"key_payload": payload, "paths_in_order": len(paths)},
+                    manifest={"key_payload": payload, "paths_in_order": len(paths), "created": now_utc()},
                     progress=settings.progress,
                     description=f"{entry.name}",
+                    log=log,
                 )
-    cached = store.load()
+                cached = store.load()
     if cached.bad_rows and not settings.skip_bad:
         names = ", ".join(str(paths[i]) for i in cached.bad_rows[:5])
         raise BadImageError(
@@ -240,3 +255,34 @@ def cached_features(
             "--skip-bad-images to leave them out"
         )
     return cached, stats
+
+
+def _verified(store: FeatureStore, log: Callable[[str], None], evict: bool = False) -> CachedFeatures | None:
+    """The entry's features if they pass their checks; else None, after saying why and (``evict``: the caller
+    holds the lock) removing the entry."""
+    try:
+        return store.load()
+    except CacheError as exc:
+        if evict:
+            log(f"{exc}; evicted, extracting again")
+            store.evict()
+        return None
+
+
+def non_finite_error(extractor: str, model: torch.nn.Module, out: np.ndarray, paths: list, precision: str) -> ExtractorError:
+    """The refusal of NaN/inf features, naming the extractor, the images and the likely cause."""
+    rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+    broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    broken += [name for name, b in model.named_buffers() if b.is_floating_point() and not torch.isfinite(b).all()]
+    if broken:
+        cause = (f"the model's weights hold NaN/inf ({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}): "
+                 "the weight file is damaged or was saved from a diverged run; use another file")
+    elif precision in ("fp16", "bf16"):
+        cause = (f"the model's weights are finite, so {precision} overflow is likely: run the extractor in fp32 "
+                 "(its precision setting)")
+    else:
+        cause = ("the model's weights are finite: its forward produces them (a division by zero, a log of 0, or "
+                 "an input it cannot handle); check it with `bench check-extractor`")
+    shown = ", ".join(str(paths[i]) for i in rows[:5]) + (" ..." if len(rows) > 5 else "")
+    return ExtractorError(f"extractor {extractor!r} returned NaN or inf features for {len(rows)} of {len(out)} images "
+                          f"in a batch ({shown}); nothing was cached. Likely cause: {cause}")

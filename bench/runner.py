@@ -24,8 +24,8 @@ import numpy as np
 
 from bench.core import settings
 from bench.core.design import CellDesign
-from bench.core.errors import HemabenchError, NotFoundError, ResultsExistError, UsageError
-from bench.core.files import sha256_file
+from bench.core.errors import HemabenchError, NotFoundError, ResultsError, ResultsExistError, UsageError
+from bench.core.files import digest, sha256_file
 from bench.core.record import (
     ExtractorInfo,
     ProtocolInfo,
@@ -84,6 +84,18 @@ class PairOutcome:
     skipped_protocols: list[str] = field(default_factory=list)
     traceback: str | None = None
     bug: bool = False  # the failure is not a HemabenchError: a defect to report, traceback included
+    failed_protocols: list["ProtocolFailure"] = field(default_factory=list)  # the pair ran, these protocols failed
+    recomputed: dict[str, str] = field(default_factory=dict)  # protocol -> why its existing result was not kept
+
+
+@dataclass
+class ProtocolFailure:
+    """One protocol that failed on a pair whose other protocols still ran."""
+
+    protocol: str
+    error: str
+    bug: bool
+    traceback: str
 
 
 # -- 1. plan ------------------------------------------------------------------------------------------------
@@ -94,7 +106,9 @@ class PairPlan:
     test_task: Any | None  # domain shift: the task tested on
     label: str  # the result's task name: TASK, TASK@split=..., or TRAIN=>TEST
     todo: list  # protocols to run
-    kept: list[str]  # protocols whose results exist and are kept (--overwrite only-missing)
+    kept: list[str]  # protocols whose results exist and are kept (--overwrite only-missing), once checked
+    existing: dict = field(default_factory=dict)  # protocol name -> (protocol, its existing ResultRecord)
+    reasons: dict = field(default_factory=dict)  # protocol name -> why its existing result is recomputed
 
 
 def resolve_entry(extractor_name: str, pooling: str | None):
@@ -145,19 +159,86 @@ def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | N
     if shifted is not None:
         label = shift_label(task.name, shifted.name)
     entry = resolve_entry(extractor_name, options.pooling)
-    todo, kept = [], []
+    plan = PairPlan(entry, task, shifted, label, [], [])
     for protocol in protocols:
         json_path, _ = result_paths(options.results_dir, entry.name, label, protocol.name)
-        if json_path.exists() and options.overwrite == "never":
+        if not json_path.exists() or options.overwrite == "always":
+            plan.todo.append(protocol)
+        elif options.overwrite == "never":
             raise ResultsExistError(
                 f"result {json_path} exists and --overwrite is 'never'; use --overwrite always to replace it "
                 "or --overwrite only-missing to keep it"
             )
-        if json_path.exists() and options.overwrite == "only-missing":
-            kept.append(protocol.name)
-        else:
-            todo.append(protocol)
-    return PairPlan(entry, task, shifted, label, todo, kept)
+        else:  # only-missing: kept if it reads and was computed from what this run would compute it from
+            try:
+                plan.existing[protocol.name] = (protocol, ResultRecord.read(json_path))
+            except (ResultsError, OSError) as exc:
+                plan.reasons[protocol.name] = f"the existing result cannot be read ({exc})"
+                plan.todo.append(protocol)
+    return plan
+
+
+def result_inputs(features: list[TaskFeaturesKey], task_settings: dict, protocol) -> dict:
+    """What a result is computed from, with its digest: the feature cache key and the identity of the data
+    (content, labels and folds) of each task involved, the task's split settings, the protocol and its
+    settings, and the evaluation code version. A kept result must match it (``--overwrite only-missing``)."""
+    from protocols.base import EVALUATION_CODE_VERSION
+
+    parts = {
+        "features": [f.as_dict() for f in features],
+        "task_settings": task_settings,
+        "protocol": {"name": protocol.name, "settings": protocol.settings()},
+        "evaluation_code_version": EVALUATION_CODE_VERSION,
+    }
+    identity = {**parts, "features": [{k: v for k, v in f.items() if k != "root"} for f in parts["features"]]}
+    return {"digest": digest(identity), **parts}  # the data's place is recorded, its content is what counts
+
+
+def why_not_current(stored: dict | None, current: dict) -> str | None:
+    """None when a stored result's inputs equal the current ones, else the first difference, in words."""
+    if not stored:
+        return "it was written before results recorded what they were computed from"
+    if stored.get("digest") == current["digest"]:
+        return None
+    old, new = stored.get("features") or [], current["features"]
+    for before, now in zip(old, new):
+        if (before.get("content_sha256"), before.get("split_sha256")) != (now["content_sha256"], now["split_sha256"]):
+            what = "images" if before.get("content_sha256") != now["content_sha256"] else "labels or folds"
+            return (f"the data set's {what} differ from the ones it was computed on ({before.get('n_samples')} "
+                    f"samples at {before.get('root')}; now {now['n_samples']} at {now['root']})")
+    if len(old) != len(new) or any(b.get("key") != n["key"] for b, n in zip(old, new)):
+        return "the extractor's features differ (weights, code, settings or library versions)"
+    if stored.get("task_settings") != current["task_settings"]:
+        return "the task's split settings differ"
+    if stored.get("protocol") != current["protocol"]:
+        return "the protocol's settings differ"
+    if stored.get("evaluation_code_version") != current["evaluation_code_version"]:
+        return (f"the evaluation code changed (version {stored.get('evaluation_code_version')} -> "
+                f"{current['evaluation_code_version']})")
+    return "what it was computed from differs"
+
+
+@dataclass(frozen=True)
+class TaskFeaturesKey:
+    """The feature cache key of one (extractor, data set), and the data set's identity."""
+
+    key: str
+    root: str
+    content_sha256: str
+    split_sha256: str
+    n_samples: int
+
+    @classmethod
+    def of(cls, built: "BuiltExtractor", dataset) -> "TaskFeaturesKey":
+        from bench.cache import feature_key
+
+        content = dataset.content_fingerprint()
+        return cls(feature_key(built.fingerprint, content)[0], str(dataset.root), content,
+                   dataset.split_fingerprint(), len(dataset))
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "root": self.root, "content_sha256": self.content_sha256,
+                "split_sha256": self.split_sha256, "n_samples": self.n_samples}
 
 
 # -- 2. load features ---------------------------------------------------------------------------------------
@@ -215,17 +296,19 @@ def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
     return BuiltExtractor(entry, model, fingerprint)
 
 
-def task_features(built: BuiltExtractor, task, options: RunOptions, log) -> TaskFeatures:
-    """Load the task's data set and get its features (cached)."""
+def load_dataset(task, options: RunOptions):
+    """The task's validated data set (every image hashed: its identity is part of the features' key)."""
+    return task.load(options.data_root, data_home=options.data_home or settings.data_dir(),
+                     split_file=options.split_file)
+
+
+def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset=None) -> TaskFeatures:
+    """The task's data set (``dataset``, or loaded now) and its features (cached)."""
     from bench.extract import cached_features
 
-    dataset = task.load(options.data_root, data_home=options.data_home or settings.data_dir(),
-                        split_file=options.split_file)
-    cached, stats = cached_features(
-        built.entry, built.model, built.fingerprint, dataset.absolute_paths(), dataset.content_fingerprint(),
-        options.extraction(),
-        on_wait=lambda path: log(f"waiting for another process extracting the same features (lock {path})"),
-    )
+    dataset = load_dataset(task, options) if dataset is None else dataset
+    cached, stats = cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
+                                    dataset.content_fingerprint(), options.extraction(), log=log)
     return TaskFeatures(built, task, dataset, cached, stats)
 
 
@@ -235,6 +318,11 @@ def load_pair(extractor_name: str, task_name: str, options: RunOptions, log) -> 
 
     return task_features(build_extractor(resolve_entry(extractor_name, options.pooling), options, log),
                          get_task(task_name), options, log)
+
+
+def test_options(options: RunOptions) -> RunOptions:
+    """A domain-shift run's test task is read from its own default folder, all of it."""
+    return replace(options, data_root=None, split_file=None)
 
 
 # -- 3. evaluate --------------------------------------------------------------------------------------------
@@ -251,7 +339,8 @@ class EvaluationInputs:
     warnings: list[str] = field(default_factory=list)
 
 
-def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions, log) -> EvaluationInputs:
+def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions, log,
+                      test_dataset=None) -> EvaluationInputs:
     """The design of the task's own kind, or (domain shift) training rows of one task and test rows of another."""
     info = primary.task_info(options.split_file)
     for note in info["notes"]:
@@ -262,7 +351,7 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
         classes = primary.dataset.classes  # the label map: the union over all rows
         return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
                                 primary.skipped_images, primary.stats.as_dict())
-    test = task_features(primary.extractor, plan.test_task, replace(options, data_root=None, split_file=None), log)
+    test = task_features(primary.extractor, plan.test_task, test_options(options), log, dataset=test_dataset)
     names = np.concatenate([primary.dataset.samples["label"].to_numpy(), test.dataset.samples["label"].to_numpy()])
     classes = sorted(set(names))
     n_train = len(primary.dataset)
@@ -288,7 +377,7 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
 
 # -- 4. record ----------------------------------------------------------------------------------------------
 def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInputs, protocol, evaluation,
-                  env: dict, results_dir: Path) -> tuple[ResultRecord, Path]:
+                  env: dict, results_dir: Path, result_inputs: dict | None = None) -> tuple[ResultRecord, Path]:
     """The record of one protocol, written with its predictions (and attention, for bag protocols)."""
     built = primary.extractor
     record = ResultRecord(
@@ -303,6 +392,7 @@ def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInput
         skipped_images=inputs.skipped_images,
         timings={**inputs.timings, "evaluation_seconds": round(evaluation.seconds, 3)},
         environment=env,
+        inputs=result_inputs,
     )
     classes = inputs.design.classes
     predictions = evaluation.predictions
@@ -334,25 +424,52 @@ def run_pair(
     outcome = PairOutcome(extractor_name, task_name, "ok")
     try:
         plan = plan_pair(extractor_name, task_name, protocol_names, options, test_task)
-        outcome.task, outcome.skipped_protocols = plan.label, plan.kept
+        outcome.task = plan.label
+        built = build_extractor(plan.entry, options, log)
+        dataset = load_dataset(plan.task, options)
+        test_dataset = None if plan.test_task is None else load_dataset(plan.test_task, test_options(options))
+        keys = [TaskFeaturesKey.of(built, d) for d in (dataset, test_dataset) if d is not None]
+        current = {p.name: result_inputs(keys, plan.task.settings(), p)
+                   for p in plan.todo + [p for p, _ in plan.existing.values()]}
+        for name, (protocol, record) in plan.existing.items():
+            why = why_not_current(record.inputs, current[name])
+            if why is None:
+                plan.kept.append(name)
+            else:
+                plan.reasons[name] = why
+                plan.todo.append(protocol)
+        for name, why in plan.reasons.items():
+            log(f"recomputing {plan.entry.name} / {plan.label} / {name}: {why}")
+        outcome.skipped_protocols, outcome.recomputed = plan.kept, dict(plan.reasons)
         if not plan.todo:
             outcome.status = "skipped"
             return outcome
-        built = build_extractor(plan.entry, options, log)
-        primary = task_features(built, plan.task, options, log)
-        inputs = evaluation_inputs(plan, primary, options, log)
+        primary = task_features(built, plan.task, options, log, dataset=dataset)
+        inputs = evaluation_inputs(plan, primary, options, log, test_dataset=test_dataset)
         env = environment(str(pick_device(options.device)))
-        for protocol in plan.todo:
-            evaluation = protocol.evaluate(inputs.features, inputs.design)
-            record, json_path = record_result(plan, primary, inputs, protocol, evaluation, env, options.results_dir)
-            outcome.records.append(record)
-            if record.warnings:
-                more = len(record.warnings) - 1
-                log(f"warning: {record.extractor.name} / {plan.label} / {protocol.name}: {record.warnings[0]}"
-                    + (f" (and {more} more in {json_path})" if more else ""))
     except Exception as exc:  # a failing pair is reported; the others still run
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.traceback = traceback.format_exc()
         outcome.bug = not isinstance(exc, HemabenchError)
+        return outcome
+    for protocol in plan.todo:  # each protocol succeeds or fails on its own
+        try:
+            evaluation = protocol.evaluate(inputs.features, inputs.design)
+            record, json_path = record_result(plan, primary, inputs, protocol, evaluation, env, options.results_dir,
+                                              current[protocol.name])
+        except Exception as exc:
+            outcome.failed_protocols.append(ProtocolFailure(protocol.name, f"{type(exc).__name__}: {exc}",
+                                                            not isinstance(exc, HemabenchError), traceback.format_exc()))
+            continue
+        outcome.records.append(record)
+        if record.warnings:
+            more = len(record.warnings) - 1
+            log(f"warning: {record.extractor.name} / {plan.label} / {protocol.name}: {record.warnings[0]}"
+                + (f" (and {more} more in {json_path})" if more else ""))
+    if outcome.failed_protocols:
+        outcome.status = "failed"
+        outcome.error = "; ".join(f"{f.protocol}: {f.error}" for f in outcome.failed_protocols)
+        outcome.bug = any(f.bug for f in outcome.failed_protocols)
+        outcome.traceback = "\n".join(f.traceback for f in outcome.failed_protocols)
     return outcome

@@ -51,8 +51,7 @@ def main(argv=None) -> int:
     import numpy as np
     import timm
     import torch
-    from PIL import Image
-
+    from bench.core.images import decode_rgb
     from bench.extract import ExtractionSettings, auto_workers, cached_features
     from extractors import get_extractor
     from tasks import get_task
@@ -75,8 +74,7 @@ def main(argv=None) -> int:
         transform = entry.transform()
         tensors = []
         for p in paths:
-            with Image.open(p) as image:
-                tensors.append(transform(image.convert("RGB")))
+            tensors.append(transform(decode_rgb(p)))  # decoded as the harness decodes
         batches = [torch.stack(tensors[i : i + args.batch_size]) for i in range(0, len(tensors), args.batch_size)]
         workers = auto_workers(torch.device("cpu")) if args.num_workers is None else args.num_workers
 

@@ -33,6 +33,7 @@ from torchvision import transforms as T
 
 from bench.core.errors import BadImageError, DataError, NotFoundError, UsageError
 from bench.core.files import IMAGE_EXTENSIONS
+from bench.core.images import decode_rgb, to_rgb
 from dinobloom_train.masking import BlockMaskGenerator
 
 __all__ = [
@@ -65,7 +66,12 @@ def _walk_images(root: Path) -> list[Path]:
     their POSIX path relative to ``root`` (stable across platforms)."""
     found: list[tuple[str, Path]] = []
     seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unreadable(error: OSError) -> None:  # os.walk would skip the folder silently
+        raise DataError(f"cannot list folder {error.filename} ({error.strerror}) in the image source {root}: make it "
+                        "readable or move it out of the image source") from None
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:  # a symlink cycle or a folder linked twice
             dirnames[:] = []
@@ -86,17 +92,25 @@ def _read_list(list_file: Path) -> tuple[list[Path], list[tuple[Path, int, str]]
     paths: list[Path] = []
     missing: list[tuple[Path, int, str]] = []
     base = list_file.parent
-    with open(list_file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            entry = line.strip()
-            if not entry or entry.startswith("#"):
-                continue
-            path = Path(entry)
-            if not path.is_absolute():
-                path = base / path
-            if not path.is_file():
-                missing.append((list_file, number, entry))
-            paths.append(path)
+    try:
+        with open(list_file, encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except UnicodeDecodeError as error:
+        raise DataError(f"image list {list_file} is not UTF-8 text ({error.reason} at byte {error.start}): save it as "
+                        "UTF-8, one image path per line") from None
+    except OSError as error:
+        raise DataError(f"cannot read image list {list_file} ({error.strerror or error}): make it readable or remove "
+                        "it from the image source") from None
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry)
+        if not path.is_absolute():
+            path = base / path
+        if not path.is_file():
+            missing.append((list_file, number, entry))
+        paths.append(path)
     return paths, missing
 
 
@@ -299,7 +313,7 @@ class DinoBloomAugmentation:
 
     def __call__(self, image: Image.Image) -> dict[str, list[torch.Tensor]]:
         if image.mode != "RGB":
-            image = image.convert("RGB")
+            image = to_rgb(image)  # bench.core.images: the one rule for 16-bit, float and alpha images
         if self.generator is None:
             return self._apply(image)
         seed = _draw_seed(self.generator)
@@ -329,13 +343,9 @@ class ImageListDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> Image.Image:
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                return image.convert("RGB")  # convert() decodes the whole file (truncated files fail here)
-        except Exception as error:  # PIL raises UnidentifiedImageError, OSError, ValueError, SyntaxError ...
-            raise BadImageError(
-                f"cannot read image {path} (index {index}): {type(error).__name__}: {error}. Replace the file or "
-                f"remove it from the image source."
-            ) from error
+            return decode_rgb(path)  # the whole file (truncated files fail here), by bench.core.images' rule
+        except BadImageError as error:  # names the file, the cause and the fix
+            raise BadImageError(f"{error} (image source index {index})") from None
 
     def __getitem__(self, index: int) -> Any:
         image = self.load(index)

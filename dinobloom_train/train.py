@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.core.errors import TrainError
-from bench.core.files import atomic_write, atomic_write_json
+from bench.core.errors import HemabenchError, NotFoundError, TrainError, WeightsError
+from bench.core.files import atomic_write, atomic_write_bytes, atomic_write_json
 from dinobloom_train.config import TrainConfig
 from dinobloom_train.model import build_student_teacher, ema_update, param_groups, teacher_export_state
 
@@ -75,7 +75,10 @@ class SeededImages(torch.utils.data.Dataset):
         index, sample_seed = item
         torch.manual_seed(sample_seed)
         random.seed(sample_seed)
-        return self.dataset[index], sample_seed
+        try:
+            return self.dataset[index], sample_seed
+        except HemabenchError as exc:  # an unreadable image: passed on as data, raised by the trainer as it is
+            return exc, sample_seed  # (raised in a loader worker, it would arrive as the text of a traceback)
 
     def __len__(self):
         return len(self.dataset)
@@ -108,15 +111,45 @@ def init_distributed(device: str = "auto") -> Distributed:
     return Distributed(rank, world, torch.device(device))
 
 
+INIT_FIX = ("pass a DINOv2 or DinoBloom checkpoint of this architecture with --set init=PATH, or start from random "
+            "weights with --set init=random")
+
+
 def _load_init(config: TrainConfig) -> dict | None:
+    """The timm-format backbone state of ``config.init``, checked against the architecture: every way the file
+    can be wrong (missing, truncated, a refused pickle, other keys or shapes) is a one-line error naming it."""
     if config.init == "random":
         return None
     from extractors.dinov2 import unwrap_dinov2
-    from extractors.weights import read_state_dict
+    from extractors.weights import read_state_dict, state_dict_mismatches
 
-    with torch.device("meta"):  # only its grid and prefix tokens are read: no memory, no initialisation
+    path = Path(config.init).expanduser()
+    if not path.is_file():
+        raise NotFoundError(f"init checkpoint {path} {'is a folder' if path.is_dir() else 'does not exist'}: {INIT_FIX}")
+    container = read_state_dict(path)  # a WeightsError naming the file when truncated, damaged or refused
+    stored = container
+    if isinstance(container, dict):  # where unwrap_dinov2 looks, in its order
+        stored = container.get("teacher", container.get("state_dict", container.get("model", container)))
+    if not (isinstance(stored, dict) and stored
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in stored.items())):
+        raise WeightsError(f"init checkpoint {path} does not hold a state dict of tensors (a DINOv2 hub or timm file, "
+                           f"or DinoBloom's {{'teacher': ...}}): {INIT_FIX}")
+    pos_embed = stored.get("pos_embed", stored.get("backbone.pos_embed"))
+    if pos_embed is not None and pos_embed.ndim != 3:
+        raise WeightsError(f"init checkpoint {path}: pos_embed has shape {tuple(pos_embed.shape)}, not (1, tokens, "
+                           f"dim): {INIT_FIX}")
+    with torch.device("meta"):  # only its names, shapes, grid and prefix tokens are read: no memory, no init
         vit = config.architecture.create()
-    return unwrap_dinov2(read_state_dict(config.init), config.init, vit)
+    try:
+        state = unwrap_dinov2(container, str(path), vit)
+    except WeightsError as exc:
+        message = str(exc) if str(path) in str(exc) else f"init checkpoint {path}: {exc}"
+        raise WeightsError(f"{message}; {INIT_FIX}") from exc
+    problems = state_dict_mismatches(vit.state_dict(), state, shown=5)
+    if problems:
+        raise WeightsError(f"init checkpoint {path} does not fit {config.timm_name} {list(config.arch_overrides)} "
+                           f"({'; '.join(problems)}): {INIT_FIX}")
+    return state
 
 
 def normalized_entropy(probs: torch.Tensor) -> float:
@@ -159,6 +192,8 @@ class Trainer:
         from dinobloom_train.schedules import Schedules
 
         self.config, self.out, self.dist, self.log = config, Path(out), dist or Distributed(), log
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainError(f"--out {self.out} is a file: name a folder for the run (checkpoint, log, exports)")
         self.out.mkdir(parents=True, exist_ok=True)
         self.paths = list_images(data)
         if len(self.paths) < config.global_batch:
@@ -205,32 +240,90 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict] = []
         self._resume_if_possible()
+        if self.dist.main and (self.history or (self.out / "log.jsonl").exists()):
+            # the log says what the checkpoint holds: steps a killed run took after its last checkpoint (taken again
+            # now) and a half-written last line are dropped
+            atomic_write_bytes(self.out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.history).encode())
 
     # -- state ------------------------------------------------------------------------------------------------
     def _resume_if_possible(self) -> None:
+        """Resume from ``checkpoint.pth`` when there is one. It is written atomically (a killed run leaves the
+        previous checkpoint whole, and at most a temporary file, removed here); a file that cannot be read or does
+        not fit this run is a TrainError naming it, never a traceback."""
         path = self.out / CHECKPOINT
-        if not path.is_file():
+        if self.dist.main:
+            stale = sorted(self.out.glob(f".{CHECKPOINT}.*.tmp")) + sorted(self.out.glob("exports/.teacher_*.tmp"))
+            for leftover in stale:
+                leftover.unlink(missing_ok=True)
+            if stale:
+                self.log(f"removed {len(stale)} half-written file(s) of a run that was killed while saving: "
+                         + ", ".join(p.name for p in stale))
+        if not path.exists():
             return
-        state = torch.load(path, map_location=self.dist.device, weights_only=True)
+        fix = f"start afresh with another --out folder, or delete {path} to restart this run from iteration 0"
+        if not path.is_file():
+            raise TrainError(f"{path} is not a file: {fix}")
+        state = self._read_checkpoint(path, fix)
         arch_keys = ("timm_name", "img_size", "arch_overrides", "out_dim", "hidden_dim", "bottleneck_dim")
         if any(state["config"].get(k) != self.config.as_dict()[k] for k in arch_keys):
             raise TrainError(
-                f"{path} is a checkpoint of another architecture ({state['config']['timm_name']}, "
-                f"{state['config']['arch_overrides']}); use another --out folder"
+                f"{path} is a checkpoint of another architecture ({state['config'].get('timm_name')}, "
+                f"{state['config'].get('arch_overrides')}); use another --out folder"
             )
+        from extractors.weights import state_dict_mismatches
+
+        for name, module in (("student", self.student), ("teacher", self.teacher)):
+            problems = state_dict_mismatches(module.state_dict(), state[name], shown=5)
+            if problems:
+                raise TrainError(f"{path}: its {name} does not fit this run's model ({'; '.join(problems)}); {fix}")
         try:
             self.student.load_state_dict(state["student"], strict=True)
             self.teacher.load_state_dict(state["teacher"], strict=True)
         except RuntimeError as exc:
-            raise TrainError(f"{path} does not fit this run's model: {exc}") from exc
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except ValueError as exc:
-            raise TrainError(f"{path}: its optimizer state does not fit this trainer's parameter groups ({exc}); "
-                             "it was written by another version of the trainer: use another --out folder") from exc
+            raise TrainError(f"{path} does not fit this run's model: {' '.join(str(exc).split())}; {fix}") from exc
+        self._load_optimizer(state["optimizer"], path, fix)
         self.iteration = int(state["iteration"])
         self.history = list(state.get("history", []))
-        self.log(f"resumed from {path} at iteration {self.iteration}")
+        saved, current = state["config"], self.config.as_dict()
+        changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in current.items() if k in saved and saved[k] != v]
+        self.log(f"resumed from {path} at iteration {self.iteration}"
+                 + (f"; settings changed since it was written: {', '.join(changed)}" if changed else ""))
+
+    def _read_checkpoint(self, path: Path, fix: str) -> dict:
+        from extractors.weights import READ_ERRORS, load_error_reason
+
+        try:
+            state = torch.load(path, map_location=self.dist.device, weights_only=True)
+        except READ_ERRORS as exc:
+            raise TrainError(f"cannot read checkpoint {path} ({load_error_reason(exc)}): it is truncated or damaged; "
+                             f"{fix}") from exc
+        except Exception as exc:  # pickle.UnpicklingError: weights_only=True refuses it
+            raise TrainError(f"refusing to load checkpoint {path} ({load_error_reason(exc)}): this trainer writes only "
+                             f"tensors and plain values, so the file is damaged or was not written by it; {fix}") from exc
+        expected = {"student": dict, "teacher": dict, "optimizer": dict, "iteration": int, "config": dict,
+                    "history": list}
+        if not isinstance(state, dict):
+            raise TrainError(f"{path} holds a {type(state).__name__}, not a checkpoint of this trainer; {fix}")
+        wrong = [k for k, kind in expected.items() if not isinstance(state.get(k, [] if k == "history" else None), kind)]
+        if wrong or isinstance(state["iteration"], bool) or state["iteration"] < 0:
+            keys = ", ".join(wrong or ["iteration"])
+            raise TrainError(f"{path} is not a checkpoint of this trainer ({keys}: missing or of the wrong type); {fix}")
+        return state
+
+    def _load_optimizer(self, saved: dict, path: Path, fix: str) -> None:
+        stale = f"it was written by another version of the trainer or is damaged: {fix}"
+        try:
+            self.optimizer.load_state_dict(saved)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrainError(f"{path}: its optimizer state does not fit this trainer's parameter groups "
+                             f"({type(exc).__name__}: {exc}); {stale}") from exc
+        names = {id(p): n for n, p in self.student.named_parameters()}
+        for group in self.optimizer.param_groups:
+            for parameter in group["params"]:
+                for key, value in self.optimizer.state.get(parameter, {}).items():
+                    if key != "step" and isinstance(value, torch.Tensor) and value.shape != parameter.shape:
+                        raise TrainError(f"{path}: the optimizer's {key} of {names[id(parameter)]} has shape "
+                                         f"{tuple(value.shape)}, the parameter {tuple(parameter.shape)}; {stale}")
 
     def save_checkpoint(self) -> Path:
         path = self.out / CHECKPOINT
@@ -263,6 +356,9 @@ class Trainer:
 
         def collate(samples):
             images, seeds = zip(*samples)
+            failed = [image for image in images if isinstance(image, HemabenchError)]
+            if failed:
+                return {"error": failed[0]}
             # the mask draw: a function of the batch's first sample only, whichever worker collates it
             return collate_crops(list(images), generator, self.config.mask_probability,
                                  (self.config.mask_ratio_min, self.config.mask_ratio_max), self.grid, seed=seeds[0])
@@ -277,6 +373,8 @@ class Trainer:
         return iter(loader)
 
     def step(self, batch: dict) -> dict:
+        if "error" in batch:  # an image of the batch could not be read (BadImageError naming it)
+            raise batch["error"]
         config, device = self.config, self.dist.device
         values = self.schedules.at(self.iteration)
         for group in self.optimizer.param_groups:
@@ -366,7 +464,6 @@ def main_cli(preset: str, data: str, out: str, overrides: list[str], max_steps: 
     if max_steps is not None:
         config = config.override([f"max_steps={max(max_steps, 1)}"]) if max_steps > config.max_steps else config
     dist = init_distributed()
-    Path(out).mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, data, out, dist, log if dist.main else (lambda m: None))
     if config.init == "random" and config.preset != "tiny-cpu" and dist.main:
         log(f"note: preset {config.preset!r} starts from random weights. DinoBloom fine-tunes a DINOv2 checkpoint "

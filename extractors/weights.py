@@ -12,6 +12,25 @@ from torch import nn
 
 from bench.core.errors import WeightsError
 
+# what torch.load raises for a truncated or damaged file; anything else (pickle.UnpicklingError first) is a pickle
+# that weights_only=True refuses, or one too damaged to tell
+READ_ERRORS = (EOFError, OSError, RuntimeError, zipfile.BadZipFile, ValueError)
+
+
+def load_error_reason(exc: BaseException, limit: int = 200) -> str:
+    """One line from an error of ``torch.load(weights_only=True)``, whose own message spans a dozen lines: the
+    unpickler's reason (e.g. "Unsupported global: GLOBAL mymodule.MyClass was not an allowed global by default")
+    for a refused pickle, else the exception's type and first sentence."""
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        reason = text.split(marker, 1)[1].strip().split("\n\n", 1)[0]
+        reason = " ".join(reason.split()).split(". Please use", 1)[0].rstrip(".")
+    else:
+        first = text.splitlines()[0].strip().split(". ", 1)[0] if text else ""  # its first sentence
+        reason = f"{type(exc).__name__}: {first}" if first else f"{type(exc).__name__} (the file ends early)"
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` file, or a pickled ``.pth/.pt/.bin`` with ``weights_only=True``.
@@ -31,34 +50,45 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise WeightsError(f"cannot read safetensors file {path}: {exc}. Is it truncated? Download it again.") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
+    except READ_ERRORS as exc:
         raise WeightsError(
-            f"cannot read weight file {path}: {exc}. The file may be truncated or not a PyTorch checkpoint; "
-            "download it again"
+            f"cannot read weight file {path}: {load_error_reason(exc)}. The file may be truncated or not a PyTorch "
+            "checkpoint; download it again"
         ) from exc
     except Exception as exc:  # pickle.UnpicklingError for files that need arbitrary code to load
         raise WeightsError(
-            f"refusing to load {path}: it is not a plain tensor checkpoint ({exc}). hemabench loads pickled "
-            "files with weights_only=True only; convert it to safetensors or a plain state dict"
+            f"refusing to load {path}: it is not a plain tensor checkpoint ({load_error_reason(exc)}). hemabench "
+            "loads pickled files with weights_only=True only; convert it to safetensors or a plain state dict"
         ) from exc
+
+
+def state_dict_mismatches(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, object],
+                          shown: int = 20) -> list[str]:
+    """What keeps ``state_dict`` from loading strictly into a module whose state is ``own`` (only names and shapes
+    of ``own`` are read: a module on the meta device will do): one line per kind of problem, [] when it fits."""
+    missing = sorted(set(own) - set(state_dict), key=str)
+    unexpected = sorted(set(state_dict) - set(own), key=str)
+    shared = set(own) & set(state_dict)
+    not_tensors = sorted((k for k in shared if not isinstance(state_dict[k], torch.Tensor)), key=str)
+    clashes = sorted(
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in shared
+        if k not in not_tensors and tuple(own[k].shape) != tuple(state_dict[k].shape)
+    )
+    lines = []
+    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("values that are not tensors",
+                        not_tensors), ("shape mismatches", clashes)):
+        if keys:
+            listed = ", ".join(map(str, keys[:shown])) + (f", ... ({len(keys) - shown} more)" if len(keys) > shown else "")
+            lines.append(f"{len(keys)} {title}: {listed}")
+    return lines
 
 
 def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path) -> None:
     """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys and shape clashes."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    clashes = sorted(
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if tuple(own[k].shape) != tuple(state_dict[k].shape)
-    )
-    if missing or unexpected or clashes:
-        parts = [f"weights in {source} do not fit {type(module).__name__}:"]
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", clashes)):
-            if keys:
-                shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
-                parts.append(f"  {len(keys)} {title}: {shown}")
+    problems = state_dict_mismatches(module.state_dict(), state_dict)
+    if problems:
+        parts = [f"weights in {source} do not fit {type(module).__name__}:", *(f"  {line}" for line in problems)]
         parts.append("  Check that --weights names a checkpoint of this extractor's architecture.")
         raise WeightsError("\n".join(parts))
     module.load_state_dict(dict(state_dict), strict=True)

@@ -96,10 +96,23 @@ def _training_curve(rows: pd.DataFrame, title: str, width: int = 420, height: in
             f'{_pct(y_max)}</text></svg>')
 
 
-def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str) -> str:
-    """``results``: ``tables.with_confidence(read_results(...))``; ``reported``: protocol -> extractors x tasks."""
+def _problems(problems) -> list[str]:
+    if not problems:
+        return []
+    items = "".join(f"<li>{escape(line)}</li>" for line in problems)
+    return [f'<h2>Problems with the results folder ({len(problems)})</h2><ul class="problems">{items}</ul>']
+
+
+def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str,
+                problems: list[str] = ()) -> str:
+    """``results``: ``tables.with_confidence(read_results(...))`` (with ``task_label``: the task, marked when the
+    result is on a subset); ``reported``: protocol -> extractors x tasks; ``problems``: lines about files that
+    were skipped, clashed or had unreadable predictions, listed at the top."""
+    subset = results["subset"].fillna("") if "subset" in results else pd.Series("", index=results.index)
     results = results.assign(main_mean=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()],
-                             main_std=[r[f"{r['main_metric']}_std"] for _, r in results.iterrows()])
+                             main_std=[r[f"{r['main_metric']}_std"] for _, r in results.iterrows()],
+                             subset=subset,
+                             task_label=results["task_label"] if "task_label" in results else results["task"])
     header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",
               "dim", "parameters", "weights / state sha256", "iteration", "run date"]
     body = []
@@ -107,7 +120,8 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
         interval = "—" if pd.isna(r.get("ci_low")) else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
         body.append("<tr class=\"result\">" + "".join([
             _cell(r["extractor"]), _cell(r["task"]), _cell(r["protocol"]), _cell(r["main_metric"]),
-            _cell(r["main_mean"], True, _pct(r["main_mean"])), _cell(r["main_std"], True, _pct(r["main_std"])),
+            _cell(r["main_mean"], True, _pct(r["main_mean"]) + (f" ({r['subset']})" if r["subset"] else "")),
+            _cell(r["main_std"], True, _pct(r["main_std"])),
             _cell(r.get("ci_low"), True, interval), _cell(r["n_folds"], True), _cell(r["warnings"], True),
             _cell(r.get("dim"), True), _cell(r.get("n_parameters"), True, _millions(r.get("n_parameters"))),
             _cell(str(r.get("weights_sha256") or "")[:16]),
@@ -116,17 +130,20 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
              f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
              "<p>Main metric per task (weighted F1 unless the task says otherwise), percent: mean ± std over folds; "
-             "95 % interval: bootstrap over all stored predictions. Click a column header to sort.</p>",
+             "95 % interval: bootstrap over all stored predictions. Click a column header to sort. A mean marked "
+             "\"subset: n of N images\" is on part of a data set whose full set has N images: not comparable with "
+             "full-set results (charted apart) nor with the paper's reported numbers.</p>",
+             *_problems(problems),
              '<table class="sortable" id="results"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in header)
              + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>", "<h2>Per task</h2>"]
-    for (task, protocol), rows in results.groupby(["task", "protocol"], sort=True):
+    for (task, protocol), rows in results.groupby(["task_label", "protocol"], sort=True):
         parts.append(_bar_chart(rows, f"{task} / {protocol}"))
     trained = results[results["training_iteration"].notna()] if "training_iteration" in results else results.iloc[:0]
     if len(trained):
         parts.append("<h2>Training curves (trainer exports)</h2>")
-        for (run, task, protocol), rows in trained.groupby(["training_run", "task", "protocol"], sort=True):
+        for (run, task, protocol), rows in trained.groupby(["training_run", "task_label", "protocol"], sort=True):
             parts.append(_training_curve(rows, f"{run}: {task} / {protocol}"))
-    parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1, not ranked</h2>')
+    parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1 on the full data sets, not ranked</h2>')
     for protocol, table in reported.items():
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
         rows = "".join("<tr>" + _cell(name) + "".join(_cell(v, True, "—" if pd.isna(v) else f"{v:.1f}") for v in values)

@@ -1,6 +1,7 @@
 """Leaderboard statistics from stored per-sample predictions: bootstrap confidence intervals, paired bootstrap of
 the difference between two extractors, and ranks across tasks (Borda), never averaging over what happens to be
-there (a mean over tasks is missing when any task is missing)."""
+there (a mean over tasks is missing when any task is missing), and never counting Borda points over different task
+sets (only the extractors with every task of a table are ranked)."""
 
 from __future__ import annotations
 
@@ -67,15 +68,21 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, metric: str = MAIN_METRIC
 
 
 def rank_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """``scores``: extractors x tasks (NaN = not run). Adds per-task ranks (1 = best, ties share the best rank),
-    ``mean`` over tasks (NaN when any task is missing: never an average over what happens to be there) and a Borda
-    count (for each task, the number of extractors with a score that this one beats), sorted by Borda."""
+    """``scores``: extractors x tasks (NaN = not run). Adds per-task ranks among the extractors with a result on
+    that task (1 = best, ties share the best rank); and, only among the extractors with a result on every task
+    (``ranked``), the ``mean`` over tasks and a Borda count (for each task, the number of those extractors with a
+    strictly lower score). The others get neither (NaN): a Borda count over different task sets would reward
+    running fewer, easier tasks, and a mean over what happens to be there is no mean over the tasks. Sorted:
+    the ranked extractors by Borda count, then mean, then name; then the others by name."""
+    scores = scores.sort_index()
     ranks = scores.rank(axis=0, ascending=False, method="min")
-    beaten = scores.rank(axis=0, ascending=True, method="min") - 1  # extractors with a strictly lower score
+    complete = scores.notna().all(axis=1)
+    beaten = scores[complete].rank(axis=0, ascending=True, method="min") - 1  # complete rows with a lower score
     out = scores.copy()
     out["mean"] = scores.mean(axis=1, skipna=False)
-    borda = beaten.sum(axis=1, skipna=True)
-    out["borda"] = borda
+    out["borda"] = beaten.sum(axis=1).reindex(scores.index)  # NaN where incomplete
+    out["ranked"] = complete
     for task in scores.columns:
         out[f"rank {task}"] = ranks[task]
-    return out.sort_values(["borda", "mean"], ascending=False)
+    ranked = out[complete].sort_values(["borda", "mean"], ascending=False, kind="stable")
+    return pd.concat([ranked, out[~complete]])

@@ -1,7 +1,15 @@
-"""The leaderboard as a pure function of the results folder (no torch: reading JSON and pandas only)."""
+"""The leaderboard as a pure function of the results folder (no torch: reading JSON and pandas only).
+
+Nothing is silently wrong: a result file that cannot be read, two files holding the same (extractor, task,
+protocol), and predictions that cannot be read are each reported as one line naming the file and the fix (and
+listed on the board); a result on a subset of a data set with a published size is marked as such and kept apart
+from full-set results; Borda counts and means over tasks compare only extractors that share the same tasks;
+names (which come from users' files and plugins) are escaped in Markdown and HTML.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from pathlib import Path
 
@@ -11,46 +19,122 @@ from bench.core.errors import ResultsError, UsageError
 from bench.core.metrics import LABEL_METRICS, METRICS
 from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
-COLUMNS = ["extractor", "task", "protocol", "main_metric", "n_folds", "warnings", "created", "predictions", "dim",
-           "n_parameters", "weights_sha256", "training_iteration", "training_run"] + [
+COLUMNS = ["extractor", "task", "protocol", "subset", "main_metric", "n_folds", "warnings", "created", "predictions",
+           "n_images", "full_set_images", "dim", "n_parameters", "weights_sha256", "training_iteration",
+           "training_run", "record"] + [
     f"{m}_{s}" for m in METRICS for s in ("mean", "std")
 ]
+_KEY = ["extractor", "task", "protocol"]
 
 
-def read_results(results_dir: str | Path) -> pd.DataFrame:
-    """One row per result record: extractor, task, protocol, <metric>_mean/_std, n_folds, warnings, created."""
+def read_results(results_dir: str | Path, problems: list[str] | None = None) -> pd.DataFrame:
+    """One row per result record: extractor, task, protocol, <metric>_mean/_std, n_folds, warnings, created, ...
+
+    With ``problems`` (a list), a file that cannot be read (not JSON, not a valid record, a newer schema) is
+    skipped and reported there, and records of the same (extractor, task, protocol) in several files (a copied
+    folder) give one row, the newest ``created``, with the clash reported: one line each, naming the files and
+    the fix. Without it, the first such problem raises :class:`ResultsError`.
+    """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ResultsError(f"results folder {results_dir} does not exist; run `bench run` first or pass --results DIR")
+    found = [] if problems is None else problems
     rows = []
     for path in sorted(results_dir.rglob("*.json")):
         try:
-            payload = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"result file {path} is not valid JSON ({exc}); delete it and run again") from exc
-        if not looks_like_record(payload):
-            continue  # not a result record (e.g. a user's own JSON next to the results)
-        rows.append(_row(ResultRecord.from_dict(payload, path), path))
-    table = pd.DataFrame(rows, columns=COLUMNS)
+            try:
+                payload = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ResultsError(f"result file {path} is not valid JSON ({exc}); delete it and run again") from exc
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ResultsError(f"result file {path} cannot be read ({exc}); fix its permissions or delete it "
+                                   "and run again") from exc
+            if not looks_like_record(payload):
+                continue  # not a result record (e.g. a user's own JSON next to the results)
+            rows.append(_row(ResultRecord.from_dict(payload, path), path))
+        except ResultsError as exc:
+            if problems is None:
+                raise
+            found.append(f"skipped: {exc}")
+    rows = _without_duplicates(rows, found)
+    if problems is None and found:
+        raise ResultsError(found[0])
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"n_images": "Int64", "full_set_images": "Int64"})
     return table.sort_values(["task", "protocol", "extractor"], ignore_index=True)
+
+
+def _created(row: dict) -> _dt.datetime:
+    """The record's creation time for choosing among copies; missing or unreadable ones count as oldest."""
+    try:
+        moment = _dt.datetime.fromisoformat(str(row["created"]))
+    except (TypeError, ValueError):
+        return _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+
+
+def _without_duplicates(rows: list[dict], problems: list[str]) -> list[dict]:
+    """One row per (extractor, task, protocol): the newest ``created`` (the first file in path order among
+    equals); each clash is reported with every file it involves."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in _KEY), []).append(row)
+    kept = []
+    for key, group in groups.items():
+        newest = max(group, key=_created)  # max keeps the first of equals, and rows come in path order
+        kept.append(newest)
+        if len(group) > 1:
+            others = ", ".join(r["record"] for r in group if r is not newest)
+            problems.append(
+                f"duplicate: {len(group)} result files hold {' / '.join(map(str, key))}: {newest['record']} "
+                f"(created {newest['created'] or 'unknown'}) is shown, {others} not; delete or move the copies "
+                "out of the results folder"
+            )
+    return kept
+
+
+def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
+    """(images found, published full-set size, mark) of a record's task section: the mark reads
+    "subset: 4,000 of 17,092 images" when the data held fewer images than the task's published full set
+    (``full_set_images``, recorded by tasks that have one). Images found: ``n_images_found`` (image files in
+    the data folder, including those a task leaves out on purpose) where recorded, else ``n_samples``. A
+    domain-shift record marks its train and test sides."""
+    if isinstance(task.get("train"), dict) or isinstance(task.get("test"), dict):
+        marks = []
+        for side in ("train", "test"):
+            mark = subset_mark(task[side])[2] if isinstance(task.get(side), dict) else ""
+            if mark:
+                marks.append(f"{side} {mark}")
+        return None, None, "; ".join(marks)
+    full = task.get("full_set_images")
+    found = task.get("n_images_found", task.get("n_samples"))
+    full = full if isinstance(full, int) and not isinstance(full, bool) and full > 0 else None
+    found = found if isinstance(found, int) and not isinstance(found, bool) else None
+    if full is not None and found is not None and found < full:
+        return found, full, f"subset: {found:,} of {full:,} images"
+    return found, full, ""
 
 
 def _row(record: ResultRecord, path: Path) -> dict:
     extractor, training = record.extractor, record.extractor.training
+    n_images, full_set, mark = subset_mark(record.task.model_extra or {})
     row = {
         "extractor": extractor.name,
         "task": record.task.name,
         "protocol": record.protocol.name,
+        "subset": mark,
         "main_metric": record.metrics.main,
         "n_folds": len(record.metrics.per_fold),
         "warnings": len(record.warnings) + len(training.get("warnings") or []),  # e.g. the trainer's collapse warning
         "created": record.created,
         "predictions": str(predictions_path(path)),
+        "n_images": n_images,
+        "full_set_images": full_set,
         "dim": extractor.dim,
         "n_parameters": extractor.n_parameters,
         "weights_sha256": extractor.weights_sha256,
         "training_iteration": training.get("iteration"),
         "training_run": training.get("run"),
+        "record": str(path),
     }
     for metric in METRICS:
         row[f"{metric}_mean"] = record.metrics.mean.get(metric)
@@ -58,12 +142,23 @@ def _row(record: ResultRecord, path: Path) -> dict:
     return row
 
 
+def task_label(task: str, subset: str) -> str:
+    """The task as a column of the tables: a subset result is its own column, never beside full-set ones."""
+    return f"{task} ({subset})" if subset else task
+
+
+def _labels(results: pd.DataFrame) -> pd.Series:
+    subset = results["subset"].fillna("") if "subset" in results else [""] * len(results)
+    return pd.Series([task_label(t, s) for t, s in zip(results["task"], subset)], index=results.index, dtype=object)
+
+
 def main_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Extractors x (task / protocol): the main metric as "mean ± std" over folds in percent, name order."""
+    """Extractors x (task / protocol): the main metric as "mean ± std" over folds in percent, name order. A
+    result on a subset of a data set with a published size has its own column, "task (subset: n of N images)"."""
     if results.empty:
         return pd.DataFrame()
     cells = results.assign(
-        column=results["task"] + " / " + results["protocol"],
+        column=_labels(results) + " / " + results["protocol"],
         value=[
             _fmt(row[f"{row['main_metric']}_mean"], row[f"{row['main_metric']}_std"]) for _, row in results.iterrows()
         ],
@@ -77,83 +172,157 @@ def _fmt(mean, std) -> str:
     return "—" if mean is None or pd.isna(mean) else f"{_pct(mean)} ± {_pct(std)}"
 
 
-def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Add the main metric over all stored predictions (``main_pooled``) and its bootstrap 95 % interval."""
+def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+                    problems: list[str] | None = None) -> pd.DataFrame:
+    """Add the main metric over all stored predictions (``main_pooled``) and its bootstrap 95 % interval.
+
+    A predictions file that is missing or cannot be read leaves its row with its score and no interval, and
+    is reported in ``problems`` (one line naming the file and the fix)."""
     from leaderboard.stats import bootstrap_ci
 
+    problems = [] if problems is None else problems
     results = results.copy()
     pooled, low, high = [], [], []
     for _, row in results.iterrows():
         path = Path(row["predictions"])
-        if n_boot <= 0 or not path.is_file() or row["main_metric"] not in LABEL_METRICS:
-            pooled.append(None), low.append(None), high.append(None)
-            continue
-        point, lo, hi = bootstrap_ci(pd.read_csv(path), row["main_metric"], n_boot=n_boot, seed=seed)
+        point = lo = hi = None
+        if n_boot > 0 and row["main_metric"] in LABEL_METRICS:
+            what = f"{row['extractor']} / {row['task']} / {row['protocol']}"
+            fix = (f"{what} is shown without its 95 % interval; run it again with `bench run ... --overwrite always` "
+                   "to write its predictions")
+            if not path.is_file():
+                problems.append(f"no interval: predictions file {path} is missing; {fix}")
+            else:
+                try:
+                    point, lo, hi = bootstrap_ci(pd.read_csv(path), row["main_metric"], n_boot=n_boot, seed=seed)
+                except (OSError, ValueError, KeyError, IndexError) as exc:  # parse errors, bad columns, empty
+                    problems.append(f"no interval: predictions file {path} cannot be read "
+                                    f"({type(exc).__name__}: {_one_line(exc)}); {fix}")
         pooled.append(point), low.append(lo), high.append(hi)
     results["main_pooled"], results["ci_low"], results["ci_high"] = pooled, low, high
     return results
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
 def ranking(results: pd.DataFrame, protocol: str) -> pd.DataFrame:
-    """Extractors x tasks for one protocol: main-metric mean over folds, the mean over tasks (missing when any
-    task is missing), Borda count and per-task ranks (``leaderboard.stats.rank_table``)."""
+    """Extractors x tasks for one protocol (a subset result is its own task column): main-metric mean over
+    folds, per-task ranks, and the mean over tasks and Borda count among the extractors that have every task of
+    the table (``leaderboard.stats.rank_table``)."""
     from leaderboard.stats import rank_table
 
     rows = results[results["protocol"] == protocol]
-    scores = rows.assign(score=[r[f"{r['main_metric']}_mean"] for _, r in rows.iterrows()]).pivot(
-        index="extractor", columns="task", values="score")
+    scores = rows.assign(task_label=_labels(rows), score=[r[f"{r['main_metric']}_mean"] for _, r in rows.iterrows()]
+                         ).pivot(index="extractor", columns="task_label", values="score")
     scores.columns.name = None
     return rank_table(scores.astype(float))
 
 
-def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000) -> str:
+def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[str] | None = None) -> str:
+    """The board in ``fmt`` (md, csv, html). ``problems``: what reading the results reported
+    (:func:`read_results`); problems with predictions are added to it. The md and html boards list them all."""
+    problems = [] if problems is None else problems
     if fmt == "csv":
-        return with_confidence(results, n_boot).to_csv(index=False)
+        return with_confidence(results, n_boot, problems=problems).drop(columns=["record"]).to_csv(index=False)
     if fmt == "md":
-        if results.empty:
-            return "_No results yet._\n"
-        parts = [main_table(results).to_markdown(),
-                 "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
-        scored = with_confidence(results, n_boot)
-        for protocol in sorted(results["protocol"].unique()):
-            table = ranking(results, protocol)
-            cells = scored[scored["protocol"] == protocol].set_index(["extractor", "task"])
-            shown = pd.DataFrame(index=table.index)
-            for task in [c for c in table.columns if c not in ("mean", "borda") and not c.startswith("rank ")]:
-                shown[task] = [_with_ci(table.loc[e, task], cells, e, task) for e in table.index]
-            shown["mean over tasks"] = [_pct(v) for v in table["mean"]]
-            shown["Borda"] = table["borda"].astype(int)
-            parts += [f"\n### {protocol}: ranked (Borda count over tasks)\n", shown.to_markdown()]
-        parts.append("\nIn brackets: bootstrap 95 % interval of the metric over all stored predictions (resampling "
-                     "images, or patients for MIL). A mean over tasks is shown only where every task has a result.")
-        parts += _reported_sections()
-        return "\n".join(parts) + "\n"
+        return _render_md(results, n_boot, problems)
     if fmt == "html":
         from leaderboard.html import render_html
         from leaderboard.paper import CITATION, paper_rows, reported_table
 
         reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
-        return render_html(with_confidence(results, n_boot), reported, CITATION)
+        scored = with_confidence(results, n_boot, problems=problems)
+        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems)
     raise UsageError(f"--format must be md, csv or html, got {fmt!r}")
+
+
+def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str]) -> str:
+    if results.empty:
+        return "\n".join(["_No results yet._", *_problems_md(problems)]) + "\n"
+    scored = with_confidence(results, n_boot, problems=problems)
+    scored = scored.assign(task_label=_labels(scored))
+    parts = [_md_table(main_table(results)),
+             "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
+    if (scored["task_label"] != scored["task"]).any():
+        parts.append("A column marked \"subset: n of N images\" holds results on part of a data set whose full set "
+                     "has N images: they are not comparable with full-set results (nor with the paper's reported "
+                     "numbers below) and are never ranked with them.")
+    for protocol in sorted(results["protocol"].unique()):
+        table = ranking(results, protocol)
+        cells = scored[scored["protocol"] == protocol].set_index(["extractor", "task_label"])
+        tasks = [c for c in table.columns if c not in ("mean", "borda", "ranked") and not c.startswith("rank ")]
+        shown = pd.DataFrame(index=table.index)
+        for task in tasks:
+            shown[task] = [_with_ci(table.loc[e, task], cells, e, task, table.loc[e, f"rank {task}"])
+                           for e in table.index]
+        shown["mean over tasks"] = [_pct(v) for v in table["mean"]]
+        shown["Borda"] = ["—" if pd.isna(v) else str(int(v)) for v in table["borda"]]
+        unranked = int((~table["ranked"]).sum())
+        parts += [f"\n### {md_text(protocol)}: ranked (Borda count over tasks)\n", _md_table(shown)]
+        if unranked:
+            parts.append(f"\nNot ranked: {unranked} extractor(s), listed last by name, lack a result on some task of "
+                         "this table; they keep their per-task ranks, without a mean over tasks or a Borda count.")
+    parts.append("\nIn brackets: bootstrap 95 % interval of the metric over all stored predictions (resampling "
+                 "images, or patients for MIL); (#n): rank on that task among every extractor with a result on it. "
+                 "The mean over tasks and the Borda count (per task, the number of those extractors with a strictly "
+                 "lower score) compare only the extractors that have a result on every task of the table, sorted "
+                 "first by Borda count.")
+    parts += _problems_md(problems)
+    parts += _reported_sections()
+    return "\n".join(parts) + "\n"
+
+
+def _problems_md(problems: list[str]) -> list[str]:
+    if not problems:
+        return []
+    return [f"\n## Problems with the results folder ({len(problems)})\n",
+            *[f"- {md_text(line)}" for line in problems]]
+
+
+# Characters that make Markdown structure (tables, links, code, emphasis, raw HTML); "_" is left alone: inside
+# a word it never makes emphasis, and names such as teacher_0001000.pth stay readable in the raw board.
+_MD_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "|": "\\|",
+                             "&": "&amp;", "<": "&lt;", ">": "&gt;", "\t": " "})
+
+
+def md_text(value) -> str:
+    """A name (extractor, task, protocol, path: they come from users' files) as inert Markdown text: ``|`` and
+    the characters that make links, code or emphasis backslash-escaped, HTML characters as entities, line breaks
+    as spaces."""
+    return " ".join(str(value).splitlines()).translate(_MD_ESCAPES)
+
+
+def _md_table(table: pd.DataFrame) -> str:
+    """``table.to_markdown()`` with its index (extractors) and columns (tasks) escaped; cells are our own
+    formatted numbers. Numbers are never re-parsed (a name such as "1e3" stays as written)."""
+    shown = table.copy()
+    shown.index = [md_text(i) for i in shown.index]
+    shown.index.name = "extractor"
+    shown.columns = [md_text(c) for c in shown.columns]
+    return shown.to_markdown(disable_numparse=True)
 
 
 def _pct(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
 
 
-def _with_ci(value, cells: pd.DataFrame, extractor: str, task: str) -> str:
+def _with_ci(value, cells: pd.DataFrame, extractor: str, task: str, rank=None) -> str:
     if value is None or pd.isna(value):
         return "—"
+    rank = "" if rank is None or pd.isna(rank) else f" (#{int(rank)})"
     row = cells.loc[(extractor, task)] if (extractor, task) in cells.index else None
     if row is None or pd.isna(row["ci_low"]):
-        return _pct(value)
-    return f"{_pct(value)} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
+        return _pct(value) + rank
+    return f"{_pct(value)} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]{rank}"
 
 
 def _reported_sections() -> list[str]:
     from leaderboard.paper import CITATION, paper_rows, reported_table
 
-    parts = [f"\n## Reported in the paper ({CITATION}): weighted F1, percent; not ranked with measured rows"]
+    parts = [f"\n## Reported in the paper ({CITATION}): weighted F1, percent, on the full data sets; not ranked "
+             "with measured rows"]
     for protocol in sorted(paper_rows()["protocol"].unique()):
         parts += [f"\n### {protocol} (reported)\n", reported_table(protocol).to_markdown()]
     return parts

@@ -20,6 +20,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+# Recorded with every result (``inputs``): bump it when a change to the protocols or to the evaluation loop
+# changes results, so that `bench run --overwrite only-missing` recomputes the results of the older code.
+# 2: ABMIL standardises features on the training bags; results record what they were computed from.
+EVALUATION_CODE_VERSION = 2
+
 
 @dataclass
 class Prediction:

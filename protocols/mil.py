@@ -110,9 +110,45 @@ def _gated_head(dim: int, n_classes: int, attention_dim: int):
     return GatedHead()
 
 
+def standardization(bags: list, index: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) such that ``(x - shift) * scale`` has mean 0 and std 1 per feature over all cells of
+    ``bags[i]`` for i in ``index`` (float64 statistics). A feature constant over those cells gets scale 0: it
+    carries nothing the model could learn, and is set to 0 everywhere. No bags: shift 0, scale 1."""
+    if len(index) == 0:
+        return np.zeros(dim), np.ones(dim)
+    cells = np.concatenate([np.asarray(bags[i], dtype=np.float64) for i in index.tolist()])
+    shift, std = cells.mean(axis=0), cells.std(axis=0)
+    constant = cells.max(axis=0) == cells.min(axis=0)
+    scale = np.zeros(dim)
+    scale[~constant] = 1.0 / std[~constant]
+    return shift, scale
+
+
+def _standardized(head, shift: np.ndarray, scale: np.ndarray):
+    import torch
+    from torch import nn
+
+    class Standardized(nn.Module):
+        """``head((x - shift) * scale)``: the model maps raw cell features; shift/scale are buffers (saved and
+        restored with the state dict)."""
+
+        def __init__(self):
+            super().__init__()
+            self.head = head
+            self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
+            self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+        def forward(self, x):
+            return self.head((x - self.shift) * self.scale)
+
+    return Standardized()
+
+
 @dataclass
 class FitResult:
-    """What one training run did (``ABMILProtocol.fit``): the model holds the restored best state."""
+    """What one training run did (``ABMILProtocol.fit``): the model holds the restored best state; with
+    ``standardize`` it is the head wrapped with the training cells' statistics (``model.head``, ``model.shift``,
+    ``model.scale``) and, either way, maps raw cell features to (logits, attention)."""
 
     model: object
     train_index: np.ndarray  # positions into the training bags actually trained on
@@ -137,6 +173,9 @@ class ABMILProtocol(BagProtocol):
     schedule: str = "cosine"  # cosine (over `epochs`, per epoch) | constant
     patience: int = 20  # epochs without a strict improvement of the validation loss before stopping
     val_fraction: float = 0.2
+    # standardise every feature with the mean and std over the cells of the bags trained on (a deviation from
+    # the authors' code, see docs/protocols.md); False reproduces the authors' raw features
+    standardize: bool = True
 
     head = "abstract"  # class attribute, recorded by settings()
 
@@ -197,6 +236,8 @@ class ABMILProtocol(BagProtocol):
         with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws from the global RNG: undo it
             model = self.build(dim, n_classes)
         _uniform_init(model, generator)
+        if self.standardize:
+            model = _standardized(model, *standardization(bags, train_idx, dim))
         optimizer = torch.optim.SGD(
             model.parameters(), lr=self._lr(0), momentum=self.momentum, nesterov=self.nesterov,
             weight_decay=self.weight_decay,

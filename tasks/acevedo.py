@@ -29,6 +29,7 @@ ACEVEDO_11_CLASSES = tuple(sorted(
 ))
 
 DATA_DIR = "PBC_dataset_normal_DIB"
+FULL_SET_IMAGES = 17_092  # Acevedo et al. 2020: the published data set's JPEG images in the 8 class folders
 LICENCE = "CC BY 4.0"
 CITATION = (
     "A. Acevedo, A. Merino, S. Alférez, Á. Molina, L. Boldú, J. Rodellar: A dataset of microscopic peripheral "
@@ -57,6 +58,7 @@ class AcevedoTask(CellTask):
     """The Acevedo layout with 8 folder classes, or (``fine_labels``) the 11 prefix classes."""
 
     fine_labels: bool = False
+    full_set_images: int | None = FULL_SET_IMAGES  # acevedo-11 too: images in the folders, before it leaves any out
     licence: str = LICENCE
     citation: str = CITATION
     layout: ClassVar[str] = f"{DATA_DIR}/<class>/<PREFIX>_<id>.jpg, class in {{{', '.join(ACEVEDO_CLASSES)}}}"
@@ -88,12 +90,14 @@ class AcevedoTask(CellTask):
                     f"{len(ACEVEDO_11_CLASSES)}-class label (unspecified stage/subtype): {detail}"
                 )
                 inv.left_out = dropped["path"].tolist()
+                inv.reasons.update({path: f"its file-name prefix names no {self.name} class (unspecified stage)"
+                                    for path in inv.left_out})
             inv.samples = samples[keep.to_numpy()].assign(label=[x for x in labels if x is not None])
             inv.samples = inv.samples.reset_index(drop=True)
         return inv
 
     def settings(self) -> dict:
-        return {**super().settings(),
+        return {**super().settings(), **self.size_settings(),
                 "labels": "file-name prefix (11 classes)" if self.fine_labels else "class folder (8 classes)"}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -46,6 +47,7 @@ class TaskCard:
     licence: str = ""
     citation: str = ""
     classes: tuple[str, ...] = ()  # the expected classes; empty: whatever the data holds
+    full_set_images: int | None = None  # the published size of the full data set (None: no such thing)
 
 
 @dataclass
@@ -55,13 +57,26 @@ class Inventory:
 
     root: Path
     samples: pd.DataFrame
-    ignored: list[str] = field(default_factory=list)  # files that are not images by extension, or out of layout
-    left_out: list[str] = field(default_factory=list)  # images deliberately not used (reason in ``notes``)
+    ignored: list[str] = field(default_factory=list)  # files (folders end in "/") outside the layout or not images
+    left_out: list[str] = field(default_factory=list)  # images deliberately not used (detail in ``notes``)
     empty_classes: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # folders that are not part of the layout
     missing_classes: list[str] = field(default_factory=list)  # classes the task expects but the folder lacks
     missing_files: list[str] = field(default_factory=list)  # listed in a manifest but absent
     notes: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # why a path in ``ignored`` or ``left_out`` is not used
+
+    def ignore(self, path: str, reason: str) -> None:
+        """List ``path`` (relative to ``root``) as not used, for ``reason`` (a few words: "hidden", ...)."""
+        self.ignored.append(path)
+        self.reasons[path] = reason
+
+    def not_used(self) -> dict[str, str]:
+        """Every path in ``ignored`` and ``left_out`` -> why it is not used (paths without a reason in
+        ``reasons`` get a generic one)."""
+        out = {path: self.reasons.get(path, "outside the task's layout") for path in self.ignored}
+        out.update({path: self.reasons.get(path, "left out by the task (see notes)") for path in self.left_out})
+        return out
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,9 @@ class Task(ABC):
     prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
     fixed_root: Path | None = None
     protocols: tuple[str, ...] = ()  # run when --protocol is not given
+    # The published size of the full data set, in image files (e.g. 17,092 for Acevedo); recorded with every
+    # result (``size_settings``) so that the leaderboard marks a result on fewer images as a subset.
+    full_set_images: int | None = None
     kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
     layout: ClassVar[str] = ""
     expected_classes: ClassVar[tuple[str, ...]] = ()
@@ -93,6 +111,7 @@ class Task(ABC):
             name=self.name, summary=self.summary, kind=self.kind, protocols=tuple(self.protocols),
             main_metric=self.main_metric, obtain=self.obtain, layout=self.layout, evaluation=self.evaluation,
             licence=self.licence, citation=self.citation, classes=tuple(self.expected_classes),
+            full_set_images=self.full_set_images,
         )
 
     @property
@@ -124,7 +143,13 @@ class Task(ABC):
 
     @abstractmethod
     def settings(self) -> dict:
-        """The split settings, recorded with every result."""
+        """The split settings, recorded with every result (with ``size_settings()`` where the task has a
+        published size)."""
+
+    def size_settings(self) -> dict:
+        """``{"full_set_images": N}`` for a task with a published full-set size, else ``{}``: what the result
+        record needs, beside the data set's counts, to tell a subset from the full set."""
+        return {} if self.full_set_images is None else {"full_set_images": int(self.full_set_images)}
 
 
 @dataclass
@@ -132,15 +157,25 @@ class CellDataset:
     """A labelled set of cell images. ``samples``: path (relative, POSIX), label, fold, sha256 [, patient].
 
     ``fold`` holds the test-fold number for k-fold tasks, or "train"/"test" for fixed splits. ``classes`` is
-    the label map: the sorted union of all labels, train and test alike.
+    the label map: the sorted union of all labels, train and test alike. ``ignored_files``: every file (or
+    folder, ending in "/") under ``root`` that is not used -> why (a list is accepted: reason "not used").
     """
 
     task: str
     root: Path
     samples: pd.DataFrame
     split_kind: str  # "kfold" | "fixed" | "patients"
-    ignored_files: list[str] = field(default_factory=list)
+    ignored_files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # findings worth recording with results (duplicates, bad files)
+    # Files named like images that the task's folders hold, used or not (left out by the task, or not images by
+    # their signature): what a published full-set size counts. None: the samples are all there is.
+    n_images_found: int | None = None
+
+    MAX_IGNORED_LISTED: ClassVar[int] = 200  # in ``describe()`` (the result record); the count is always complete
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ignored_files, dict):
+            self.ignored_files = {str(path): "not used" for path in self.ignored_files}
 
     @property
     def classes(self) -> list[str]:
@@ -192,6 +227,19 @@ class CellDataset:
             "split_kind": self.split_kind,
             "content_sha256": self.content_fingerprint(),
             "split_sha256": self.split_fingerprint(),
+            "n_images_found": len(self) if self.n_images_found is None else int(self.n_images_found),
+            **self.describe_ignored(),
+        }
+
+    def describe_ignored(self) -> dict:
+        """The files under the root that are not used, for the result record: their complete count, the count
+        per reason, and the first ``MAX_IGNORED_LISTED`` of them (in path order) with their reason."""
+        per_reason = Counter(self.ignored_files.values())
+        first = sorted(self.ignored_files)[: self.MAX_IGNORED_LISTED]
+        return {
+            "n_ignored_files": len(self.ignored_files),
+            "ignored_by_reason": dict(sorted(per_reason.items())),
+            "ignored_files": [{"path": path, "reason": self.ignored_files[path]} for path in first],
         }
 
 

@@ -73,6 +73,7 @@ TEST_FRACTION = 0.2
 AUTHORS_COLUMNS = ("Image Path", "Label")
 
 DATA_DIR = "BM_cytomorphology_data"
+FULL_SET_IMAGES = 171_374  # Matek et al. 2021 (TCIA collection): JPEG images in the 21 class folders
 LICENCE = "CC BY 4.0"
 CITATION = (
     "C. Matek, S. Krappe, C. Münzenmayer, T. Haferlach, C. Marr: Highly accurate differentiation of bone marrow "
@@ -225,6 +226,7 @@ class BMCTask(CellTask):
     """BMC: 21 class folders (flat or one sub-folder level), one fixed per-class 80/20 split."""
 
     test_fraction: float = TEST_FRACTION
+    full_set_images: int | None = FULL_SET_IMAGES
     licence: str = LICENCE
     citation: str = CITATION
     layout: ClassVar[str] = (f"{DATA_DIR}/<CLASS>/<CLASS>_<nnnnn>.jpg or "
@@ -264,7 +266,8 @@ class BMCTask(CellTask):
 
     def settings(self) -> dict:
         return {"split": "fixed", "test_fraction": self.test_fraction, "split_seed": self.split_seed,
-                "split_key": "sha256(seed, CLASS/file name)", "main_metric": self.main_metric}
+                "split_key": "sha256(seed, CLASS/file name)", "main_metric": self.main_metric,
+                **self.size_settings()}
 
 
 BMC = BMCTask(name="bmc", data_dir=DATA_DIR, obtain=OBTAIN)

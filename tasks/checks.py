@@ -2,8 +2,9 @@
 the data comes from.
 
 * :func:`check_dataset` -> :class:`DataReport`: class counts, empty classes, byte-identical duplicates (pairs,
-  and the ones that cross classes), files named like images that are not images (magic bytes), images PIL
-  cannot read (``verify``), files that are ignored. It reads the folder through the task's own
+  and the ones that cross classes), files named like images that are not images (no image signature), images
+  that cannot be decoded (``verify``: the whole file, by the rule of ``bench.core.images.decode_rgb``), and
+  every other file under the root that is not used, with the reason. It reads the folder through the task's own
   ``inventory``; it never writes, never generates data and never raises for a defect (only for a data folder
   that does not exist).
 * :func:`describe_task` -> str: the task's card (where to obtain the data, licence, citation, layout,
@@ -15,9 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.core.errors import DataError
+from bench.core.errors import BadImageError, DataError
+from bench.core.images import to_rgb
 from tasks.base import Task
-from tasks.validation import duplicate_groups, hash_and_sniff, listed
+from tasks.validation import duplicate_groups, hash_and_sniff, is_defect, listed
 
 
 @dataclass
@@ -35,7 +37,7 @@ class DataReport:
     cross_class_duplicates: list[list[str]] = field(default_factory=list)  # "path [label]" entries
     non_images: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "path: error"
-    ignored_files: list[str] = field(default_factory=list)
+    ignored_files: dict[str, str] = field(default_factory=dict)  # path (folders end in "/") -> why it is not used
     left_out: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -59,6 +61,9 @@ class DataReport:
             out.append(f"{len(self.non_images)} file(s) named like images are not images: {listed(self.non_images, 5)}")
         if self.unreadable:
             out.append(f"{len(self.unreadable)} image(s) cannot be read: {listed(self.unreadable, 5)}")
+        broken = [f"{p} ({r})" for p, r in self.ignored_files.items() if is_defect(r)]
+        if broken:
+            out.append(f"{len(broken)} broken symlink(s), symlink loop(s) or unreadable entries: {listed(broken, 5)}")
         if self.duplicate_groups:
             out.append(
                 f"{len(self.duplicate_pairs)} pair(s) of byte-identical images in {len(self.duplicate_groups)} set(s)"
@@ -83,7 +88,13 @@ class DataReport:
         lines += [f"  {c:<{width}}  {n:>7}" for c, n in self.class_counts.items()]
         lines += [f"note: {n}" for n in self.notes]
         if self.ignored_files:
-            lines.append(f"ignored (not images by name, or outside the layout): {listed(self.ignored_files, 10)}")
+            lines.append(f"not used: {len(self.ignored_files)} file(s) or folder(s)")
+            by_reason: dict[str, list[str]] = {}
+            for path, reason in self.ignored_files.items():
+                by_reason.setdefault(reason, []).append(path)
+            lines += [f"  {reason} ({len(paths)}): {listed(paths, 10)}" for reason, paths in sorted(by_reason.items())]
+        if self.left_out:
+            lines.append(f"left out by the task ({len(self.left_out)}): {listed(self.left_out, 10)}")
         for group in self.cross_class_duplicates:
             lines.append(f"cross-class duplicate: {' = '.join(group)}")
         problems = self.problems()
@@ -94,8 +105,10 @@ class DataReport:
 def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, verify: bool = True) -> DataReport:
     """Inspect the task's data folder and report, without changing or generating anything.
 
-    ``verify``: open every image with PIL and ``verify()`` it (header and structure; cheap). Raises
-    :class:`~tasks.base.DataError` only when the data folder does not exist (with the task's ``obtain`` text).
+    ``verify``: decode every image completely, as a run does (:func:`bench.core.images.decode_rgb`'s rule), so a
+    truncated file or a refused mode is reported here (PIL's ``verify()`` checks the structure only and passes
+    a truncated JPEG). Raises :class:`~tasks.base.DataError` only when the data folder does not exist (with the
+    task's ``obtain`` text).
     """
     root = Path(task.resolve_root(data_root, Path(data_home) if data_home is not None else Path.cwd()))
     if not root.exists():
@@ -116,11 +129,15 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
                 continue
             try:
                 with Image.open(inv.root / path) as image:
-                    image.verify()
+                    image.load()  # the whole file, as a run decodes it
+                    to_rgb(image, path)
+            except BadImageError as exc:  # a mode or range the decoding rule refuses
+                unreadable.append(f"{path}: {exc}")
             except Exception as exc:  # PIL raises many types for broken files
                 unreadable.append(f"{path}: {type(exc).__name__}: {exc}")
     groups = duplicate_groups(samples)
     paths, labels = samples["path"], samples["label"]
+    left_out = set(inv.left_out)
     counts = samples.loc[~samples["path"].isin(non_images), "label"].value_counts()
     return DataReport(
         task=task.name,
@@ -136,7 +153,7 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
         ],
         non_images=non_images,
         unreadable=unreadable,
-        ignored_files=list(inv.ignored),
+        ignored_files={p: r for p, r in inv.not_used().items() if p not in left_out},
         left_out=list(inv.left_out),
         missing_files=list(inv.missing_files),
         notes=list(inv.notes),

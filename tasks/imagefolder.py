@@ -1,5 +1,6 @@
 """Cell classification on a class-folder layout, ``<root>/<class>/<image>``: :class:`CellTask`, the base of every
-cell task, and the ``imagefolder:<path>`` scheme.
+cell task, and the ``imagefolder:<path>`` scheme. As in torchvision's ``ImageFolder``, images in sub-folders of
+a class folder belong to that class; any format PIL decodes is an image (:mod:`bench.core.images`).
 
 Loading takes the one validation path of every cell task (:func:`tasks.validation.finish_dataset`): files
 that are not images by their signature are left out and reported, byte-identical files are grouped into one
@@ -16,7 +17,6 @@ from typing import ClassVar
 
 import pandas as pd
 
-from bench.core.files import IMAGE_EXTENSIONS
 from tasks.base import CELL_PROTOCOLS, CellDataset, Inventory, Task
 from tasks.splits import read_fixed_split, stratified_group_folds
 from tasks.validation import checked_inventory, finish_dataset, walk_class_folders
@@ -30,7 +30,8 @@ class CellTask(Task):
     split_seed: int = 0
     protocols: tuple[str, ...] = CELL_PROTOCOLS
     kind: ClassVar[str] = "cells"
-    layout: ClassVar[str] = "<root>/<class>/<image> (" + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
+    layout: ClassVar[str] = ("<root>/<class>/<image> (images in sub-folders belong to the class; any format PIL "
+                             "decodes: jpg, png, tif, bmp, gif, webp, ...)")
     groups: ClassVar[str] = "sha256 (byte-identical files share a fold)"
     class_folders: ClassVar[str] = "class folders"  # what the folders under the root must be, for errors
 
@@ -40,7 +41,7 @@ class CellTask(Task):
                 "into one fold; mean over folds")
 
     def inventory(self, root: Path) -> Inventory:
-        return walk_class_folders(root)
+        return walk_class_folders(root, depth=None)
 
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
         """The data set with its folds; ``split_file`` (``path,split`` CSV) replaces k-fold by a fixed split."""

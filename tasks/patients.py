@@ -39,16 +39,21 @@ class BagTask(Task):
         if split_file is not None:
             raise DataError(f"task {self.name!r} draws patient-level folds itself; --split-file does not apply")
         root = self.existing_root(data_root, data_home)
+        ignored: dict[str, str] = {}
         if root.is_file() and root.suffix.lower() == ".csv":
             root, samples = read_bag_manifest(root)
         elif root.is_dir():
             samples = scan_patient_folder(root)
+            walked = walk_class_folders(root, depth=1)  # what is under the root and not used, with the reason
+            ignored = walked.not_used()
+            used = set(samples["path"])
+            ignored.update({p: "not in a patient folder" for p in walked.samples["path"] if p not in used})
         else:
             raise DataError(f"task {self.name!r}: {root} is neither a data folder nor a .csv manifest. {self.obtain}")
         check_classes(samples, root)
         samples["fold"] = ""
         samples["sha256"] = [sha256_file(root / p) for p in samples["path"]]
-        return BagDataset(self.name, root, samples, "patients", [], n_folds=self.n_folds, seeds=tuple(self.seeds))
+        return BagDataset(self.name, root, samples, "patients", ignored, n_folds=self.n_folds, seeds=tuple(self.seeds))
 
     def settings(self) -> dict:
         return {"n_folds": self.n_folds, "seeds": list(self.seeds), "main_metric": self.main_metric, "unit": "patient"}

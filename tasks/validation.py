@@ -6,46 +6,52 @@ reported, duplicates reported and grouped as the task's split says, every file n
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from bench.core.errors import DataError
-from bench.core.files import IMAGE_EXTENSIONS, sha256_and_head
+from bench.core.files import sha256_and_head
+from bench.core.images import identify, image_extensions, sniff_format
 from tasks.base import CellDataset, Inventory
 
-# First bytes of the image formats the loaders accept (IMAGE_EXTENSIONS), and GIF/WebP for the report.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"II+\x00", "tiff"),  # BigTIFF
-    (b"MM\x00+", "tiff"),
-    (b"BM", "bmp"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-)
 MAX_LISTED = 50  # per kind of defect in a note; the counts are always complete
 
+# Why a file under a data folder is not used (Inventory.reasons, CellDataset.ignored_files, bench data check).
+HIDDEN = "hidden"
+BROKEN_SYMLINK = "broken symlink"
+SYMLINK_LOOP = "symlink loop"
+NOT_UNDER_CLASS = "not under a class folder"
+NO_SIGNATURE = "not an image (no image signature)"
+TOO_DEEP = "folder deeper than the layout"
+NOT_REGULAR = "not a regular file"
+UNREADABLE = "cannot be read"  # followed by the system's reason
+DEFECTS = (BROKEN_SYMLINK, SYMLINK_LOOP, UNREADABLE)  # reasons that ``bench data check`` counts as problems
 
-def sniff_image_format(head: bytes) -> str | None:
-    """The image format the first bytes announce, or None (not an image: HTML error page, text, empty...)."""
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
+
+def is_defect(reason: str) -> bool:
+    return reason.startswith(DEFECTS)
+
+
+def not_image_by_name(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return f"not an image by name ({suffix or 'no extension'})"
+
+
+sniff_image_format = sniff_format  # the format the first bytes announce (common formats only), or None
 
 
 def hash_and_sniff(path: Path) -> tuple[str, str | None]:
-    """(sha256 hex digest, image format from the magic bytes or None) in a single read of the file."""
+    """(sha256 hex digest, image format or None) in one read of the file: the format from the magic bytes of
+    the common formats, else (rare: a second look, at the header only) the one PIL recognises (any format PIL
+    decodes: TGA, PCX, ...); None means not an image (an HTML error page, text, an empty file...)."""
     sha, head = sha256_and_head(path, 16)
-    return sha, sniff_image_format(head)
+    return sha, sniff_format(head) or identify(path)
 
 
 def listed(items: list[str], limit: int = MAX_LISTED) -> str:
@@ -68,36 +74,79 @@ def duplicate_groups(samples: pd.DataFrame) -> list[list[int]]:
     return sorted(groups, key=lambda g: samples["path"].iat[g[0]])
 
 
-def walk_class_folders(root: Path, depth: int = 0) -> Inventory:
-    """Generic ``<root>/<class>/[<sub>/ x depth]<file>`` inventory; the class is the first path component."""
+def walk_class_folders(root: Path, depth: int | None = None) -> Inventory:
+    """Generic ``<root>/<class>/[<sub>/...]<file>`` inventory; the class is the first path component.
+
+    ``depth``: how many folder levels below a class folder hold images (``None``: any, like torchvision's
+    ``ImageFolder``; 0: files directly in the class folder). Every entry under ``root`` that is not a sample is
+    listed in ``ignored`` with its reason in ``reasons``: hidden files and folders (``.name``, listed as one entry,
+    not walked), files that are not images by name, files outside a class folder, folders deeper than
+    ``depth``, broken symlinks and symlink loops (never followed), and what is not a regular file or cannot be
+    read. Symlinks to files and folders are followed.
+    """
     if not root.is_dir():
         raise DataError(f"data folder {root} is not a folder; expected the layout <root>/<class>/<image>")
-    rows, ignored, empty = [], [], []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        n_before = len(rows)
-        level = [class_dir]
-        for d in range(depth + 1):
-            below = []
-            for folder in level:
-                for entry in sorted(folder.iterdir()):
-                    if entry.name.startswith("."):
-                        continue
-                    relative = entry.relative_to(root).as_posix()
-                    if entry.is_dir():
-                        if d < depth:
-                            below.append(entry)
-                        else:
-                            ignored.append(relative + "/")
-                    elif entry.suffix.lower() in IMAGE_EXTENSIONS:
-                        rows.append((relative, class_dir.name))
-                    else:
-                        ignored.append(relative)
-            level = below
-        if len(rows) == n_before:
-            empty.append(class_dir.name)
-    ignored += sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    samples = pd.DataFrame(rows, columns=["path", "label"]).sort_values("path", ignore_index=True)
-    return Inventory(root, samples, ignored=ignored, empty_classes=empty)
+    extensions = image_extensions()
+    rows: list[tuple[str, str]] = []
+    inv = Inventory(root, pd.DataFrame(columns=["path", "label"]))
+
+    def walk(folder: Path, level: int, ancestors: frozenset, label: str | None) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            inv.ignore(folder.relative_to(root).as_posix() + "/", f"{UNREADABLE} ({exc.strerror or exc})")
+            return
+        for entry in entries:
+            relative = Path(entry.path).relative_to(root).as_posix()
+            kind, key, reason = _entry_kind(entry)
+            if entry.name.startswith("."):
+                inv.ignore(relative + ("/" if kind == "dir" else ""), HIDDEN)
+            elif reason:
+                inv.ignore(relative, reason)
+            elif kind == "dir":
+                if key in ancestors:
+                    inv.ignore(relative + "/", SYMLINK_LOOP)
+                elif label is None:
+                    n_before = len(rows)
+                    walk(Path(entry.path), 0, ancestors | {key}, entry.name)
+                    if len(rows) == n_before:
+                        inv.empty_classes.append(entry.name)
+                elif depth is not None and level >= depth:
+                    inv.ignore(relative + "/", TOO_DEEP)
+                else:
+                    walk(Path(entry.path), level + 1, ancestors | {key}, label)
+            elif label is None:
+                inv.ignore(relative, NOT_UNDER_CLASS)
+            elif Path(entry.name).suffix.lower() in extensions:
+                rows.append((relative, label))
+            else:
+                inv.ignore(relative, not_image_by_name(entry.name))
+
+    walk(root, 0, frozenset({_dir_key(os.stat(root))}), None)
+    inv.samples = pd.DataFrame(rows, columns=["path", "label"]).sort_values("path", ignore_index=True)
+    return inv
+
+
+def _dir_key(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _entry_kind(entry: os.DirEntry) -> tuple[str, tuple[int, int] | None, str | None]:
+    """("dir" | "file" | "other", the folder's (device, inode) for loop detection, reason it cannot be used or
+    None), following symlinks."""
+    try:
+        stat = os.stat(entry.path)  # follows symlinks
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "other", None, SYMLINK_LOOP
+        if entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "other", None, BROKEN_SYMLINK
+        return "other", None, f"{UNREADABLE} ({exc.strerror or exc})"
+    if S_ISDIR(stat.st_mode):
+        return "dir", _dir_key(stat), None
+    if S_ISREG(stat.st_mode):
+        return "file", None, None
+    return "other", None, NOT_REGULAR
 
 
 def class_inventory(root: Path, depth: int, known: Iterable[str], expected: Iterable[str], what: str) -> Inventory:
@@ -105,7 +154,7 @@ def class_inventory(root: Path, depth: int, known: Iterable[str], expected: Iter
     and a note on ignored files (``what`` says which)."""
     inv = walk_class_folders(root, depth=depth)
     known = set(known)
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(set(inv.samples["label"]) | set(inv.empty_classes))
     inv.unexpected = [f for f in folders if f not in known]
     inv.missing_classes = [c for c in expected if c not in folders]
     if inv.ignored:
@@ -145,7 +194,7 @@ def finish_dataset(
     """
     root, samples = inventory.root, inventory.samples.reset_index(drop=True).copy()
     notes = list(inventory.notes)
-    ignored = list(inventory.ignored) + list(inventory.left_out)
+    ignored = inventory.not_used()
     facts = [hash_and_sniff(root / p) for p in samples["path"]]
     samples["sha256"] = [sha for sha, _ in facts]
     not_images = [p for p, (_, fmt) in zip(samples["path"], facts) if fmt is None]
@@ -154,7 +203,7 @@ def finish_dataset(
             f"{len(not_images)} file(s) named like images are not images (no image signature in their first "
             f"bytes) and are not used: {listed(not_images)}"
         )
-        ignored.extend(not_images)
+        ignored.update({p: NO_SIGNATURE for p in not_images})
         samples = samples[~samples["path"].isin(not_images)].reset_index(drop=True)
     if samples.empty:
         raise DataError(f"task {task!r}: no usable images under {root}")
@@ -190,7 +239,8 @@ def finish_dataset(
                 + listed([" = ".join(f"{paths.iat[i]} [{fold.iat[i]}]" for i in g) for g in split])
             )
     columns = ["path", "label"] + (["patient"] if "patient" in samples else []) + ["fold", "sha256"]
-    return CellDataset(task, root, samples[columns], split_kind, ignored, notes)
+    n_found = len(inventory.samples) + len(inventory.left_out)  # before non-images were dropped
+    return CellDataset(task, root, samples[columns], split_kind, ignored, notes, n_images_found=n_found)
 
 
 def scan_patient_folder(root: Path) -> pd.DataFrame:
@@ -200,7 +250,8 @@ def scan_patient_folder(root: Path) -> pd.DataFrame:
     rows = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for patient_dir in sorted(p for p in label_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            cells = [f for f in sorted(patient_dir.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+            cells = [f for f in sorted(patient_dir.iterdir())
+                     if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in image_extensions()]
             if not cells:
                 raise DataError(f"patient folder {patient_dir} holds no images; remove it or add the patient's cells")
             rows.extend((f.relative_to(root).as_posix(), label_dir.name, patient_dir.name) for f in cells)

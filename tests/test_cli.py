@@ -83,7 +83,7 @@ def test_leaderboard_and_extract(synthetic_results, synthetic_root, tmp_path):
 
 
 def test_failing_pair_is_reported_and_others_still_run(image_folder, tmp_path):
-    done = _run("run", "-e", f"{TINY},vit-s14-randm", "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
+    done = _run("run", "-e", TINY, "-e", "vit-s14-randm", "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
                 "--results", tmp_path / "r", "--no-progress")
     assert done.exit_code == 1
     assert "Did you mean 'vit-s14-random'" in done.output

@@ -124,7 +124,7 @@ def test_check_dataset_reports_planted_defects(tmp_path):
     assert report.cross_class_duplicates == [["a/a_000.png [a]", "a/a_dup.png [a]", "b/b_from_a.png [b]"]]
     assert report.non_images == ["b/b_html.jpg"]
     assert [u.split(":")[0] for u in report.unreadable] == ["c/c_truncated.jpg"]
-    assert report.ignored_files == ["c/readme.txt"]
+    assert report.ignored_files == {"c/readme.txt": "not an image by name (.txt)"}
     assert not report.ok and len(report.problems()) == 4
     text = report.format()
     assert "b/b_html.jpg" in text and "cross-class duplicate" in text and "class folder(s) without images: empty" in text

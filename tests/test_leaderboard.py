@@ -1,5 +1,8 @@
+import io
 import json
+import re
 
+import pandas as pd
 import pytest
 
 from leaderboard.tables import ResultsError, main_table, read_results, render
@@ -74,14 +77,15 @@ def test_reported_rows_are_shown_apart_and_check_detects_drift(tmp_path):
     _write(tmp_path / "r", _record("mine", "acevedo", "knn-20", 0.5))
     board = tmp_path / "board.md"
     runner = CliRunner()
-    assert runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board)]).exit_code == 0
+    args = ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--bootstrap", "0"]
+    assert runner.invoke(app, args).exit_code == 0
     text = board.read_text()
     measured, reported = text.split("## Reported in the paper")
     assert "dinobloom-g" not in measured and "| dinobloom-g" in reported and "91.4" in reported
-    ok = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--check"])
+    ok = runner.invoke(app, args + ["--check"])
     assert ok.exit_code == 0, ok.output
     _write(tmp_path / "r", _record("other", "acevedo", "knn-20", 0.6))
-    stale = runner.invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--check"])
+    stale = runner.invoke(app, args + ["--check"])
     assert stale.exit_code == 1 and "differs" in stale.output
 
 
@@ -140,3 +144,172 @@ def test_training_warnings_count_in_the_warnings_column(tmp_path):
     results = read_results(tmp_path).set_index("extractor")
     assert results.loc["trained:run/exports/teacher_0001000.pth", "warnings"] == 2
     assert results.loc["plain", "warnings"] == 0
+
+
+# -- issue 11: nothing silently wrong ----------------------------------------------------------------------
+def _section(text, protocol):
+    return text.split(f"### {protocol}: ranked")[1].split("\n### ")[0].split("\n## ")[0]
+
+
+def _rows(section):
+    """The data rows of the first Markdown table in ``section``, as lists of cells."""
+    lines = [line for line in section.splitlines() if line.startswith("|")][2:]
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+
+
+def test_borda_ranks_only_extractors_that_share_every_task(tmp_path):
+    # "only-synthetic" ran one easy task and is best there: it must not rank above the best acevedo model
+    for name, acevedo, synthetic in (("best-acevedo", 0.9, 0.5), ("second", 0.8, 0.55), ("only-synthetic", None, 0.99)):
+        if acevedo is not None:
+            _write(tmp_path, _record(name, "acevedo", "knn-20", acevedo))
+        _write(tmp_path, _record(name, "synthetic-wbc", "knn-20", synthetic))
+    rows = _rows(_section(render(read_results(tmp_path), "md", n_boot=0), "knn-20"))
+    assert [r[0] for r in rows] == ["best-acevedo", "second", "only-synthetic"]
+    borda = {r[0]: r[-1] for r in rows}
+    assert borda == {"best-acevedo": "1", "second": "1", "only-synthetic": "—"}
+    only = rows[-1]
+    assert "99.0 (#1)" in only and only[-2] == "—"  # its per-task rank is shown, no mean, no Borda
+
+
+def _sized(record, **task):
+    record["task"].update(task)
+    return record
+
+
+def test_a_subset_result_is_marked_and_never_ranked_with_full_set_results(tmp_path):
+    import pandas as pd
+
+    _write(tmp_path / "a", _sized(_record("on-subset", "acevedo", "knn-20", 0.95), n_samples=4000,
+                                  full_set_images=17092))
+    _write(tmp_path / "b", _sized(_record("on-full", "acevedo", "knn-20", 0.90), n_samples=17092,
+                                  full_set_images=17092))
+    # acevedo-11 keeps fewer samples than the folders hold: the images found decide, not the samples kept
+    _write(tmp_path / "c", _sized(_record("on-full", "acevedo-11", "knn-20", 0.8), n_samples=16900,
+                                  n_images_found=17092, full_set_images=17092))
+    _write(tmp_path / "d", _sized(_record("on-subset", "acevedo-11", "knn-20", 0.8), n_samples=3969,
+                                  n_images_found=4000, full_set_images=17092))
+    results = read_results(tmp_path)
+    mark = "subset: 4,000 of 17,092 images"
+    assert dict(zip(results["extractor"] + "/" + results["task"], results["subset"])) == {
+        "on-full/acevedo": "", "on-subset/acevedo": mark, "on-full/acevedo-11": "", "on-subset/acevedo-11": mark}
+    text = render(results, "md", n_boot=0)
+    table = main_table(results)
+    assert table.loc["on-subset", f"acevedo ({mark}) / knn-20"] == "95.0 ± 1.0"
+    assert table.loc["on-subset", "acevedo / knn-20"] == "—" and table.loc["on-full", "acevedo / knn-20"] == "90.0 ± 1.0"
+    # in the ranked table the subset is its own task: neither extractor has every task, so neither gets Borda
+    rows = _rows(_section(text, "knn-20"))
+    assert {r[0]: r[-1] for r in rows} == {"on-full": "—", "on-subset": "—"}
+    assert f"acevedo ({mark})" in _section(text, "knn-20").splitlines()[2]
+    csv = pd.read_csv(io.StringIO(render(results, "csv", n_boot=0)))
+    assert csv.set_index(["extractor", "task"])["subset"].fillna("").to_dict()[("on-subset", "acevedo")] == mark
+    page = render(results, "html", n_boot=0)
+    assert f"95.0 ({mark})" in page and f"acevedo ({mark}) / knn-20" in page
+
+
+def test_tasks_with_a_published_size_record_it():
+    from tasks import get_task
+
+    for name, size in (("acevedo", 17092), ("acevedo-11", 17092), ("bmc", 171374)):
+        task = get_task(name)
+        assert task.card.full_set_images == size and task.settings()["full_set_images"] == size
+    assert "full_set_images" not in get_task("synthetic-wbc").settings()
+
+
+def test_markdown_escapes_hostile_names(tmp_path):
+    names = ("imagefolder:/data/a|b", "x<script>alert(1)</script>", "two\nlines", "[link](javascript:alert(1))")
+    for i, name in enumerate(names):
+        _write(tmp_path, _record(name, "imagefolder:/d|x<b>", "knn|20", 0.5 + i / 10))
+    text = render(read_results(tmp_path), "md", n_boot=0)
+    assert "<script>" not in text and "<b>" not in text and "&lt;script&gt;" in text
+    assert not re.search(r"(?<!\\)\]\(javascript", text) and "\\[link\\](javascript" in text  # no link
+    for block in text.split("\n\n"):
+        table = [line for line in block.splitlines() if line.startswith("|")]
+        widths = {len(re.split(r"(?<!\\)\|", line)) for line in table}
+        assert len(widths) <= 1, block  # every row of every table has as many cells as its header
+    rows = _rows(_section(text, "knn\\|20"))
+    assert sorted(r[0] for r in rows) == sorted(["imagefolder:/data/a\\|b", "x&lt;script&gt;alert(1)&lt;/script&gt;",
+                                                 "two lines", "\\[link\\](javascript:alert(1))"])
+
+
+def test_out_is_replaced_atomically(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    _write(tmp_path / "r", _record("mine", "t1", "knn-20", 0.5))
+    board = tmp_path / "board.md"
+    board.write_text("the previous board\n")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the disk fills while the board is written
+    args = ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(board), "--bootstrap", "0"]
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 1 and "no space left" in failed.output and "Traceback" not in failed.output
+    assert board.read_text() == "the previous board\n"
+    assert not list(tmp_path.glob(".board.md*"))  # no half-written temporary left behind
+    monkeypatch.undo()
+    # a name UTF-8 cannot encode (a lone surrogate from a JSON escape) is written escaped, not half a board
+    (tmp_path / "r" / "odd.json").write_text(json.dumps(_record("bad\udc80name", "t1", "knn-20", 0.4)))
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "bad\\udc80name" in board.read_text() and "| mine" in board.read_text()
+
+
+def test_unreadable_files_are_reported_and_the_board_still_builds(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    results = tmp_path / "r"
+    for name, score in (("good", 0.8), ("no-csv", 0.7), ("bad-csv", 0.6)):
+        _write(results, _record(name, "t1", "knn-20", score))
+    pd.DataFrame({"path": ["a.png", "b.png"], "label": [0, 1], "prediction": [0, 1]}).to_csv(
+        results / "good" / "t1" / "knn-20.predictions.csv", index=False)
+    (results / "bad-csv" / "t1" / "knn-20.predictions.csv").write_bytes(b"\xff\xfe\x00garbage")
+    (results / "broken" / "t1").mkdir(parents=True)
+    (results / "broken" / "t1" / "knn-20.json").write_text("{")
+    future = _record("future", "t1", "knn-20", 0.9) | {"schema_version": 7}
+    _write(results, future)
+    board = tmp_path / "board.md"
+    args = ["leaderboard", "--results", str(results), "--out", str(board), "--bootstrap", "20"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+    warnings = [line for line in done.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 4, done.output
+    for culprit in ("broken/t1/knn-20.json", "future/t1/knn-20.json", "no-csv/t1/knn-20.predictions.csv",
+                    "bad-csv/t1/knn-20.predictions.csv"):
+        assert sum(culprit in line for line in warnings) == 1, culprit
+    text = board.read_text()
+    rows = {r[0]: r for r in _rows(_section(text, "knn-20"))}
+    assert set(rows) == {"good", "no-csv", "bad-csv"}
+    assert rows["no-csv"][1] == "70.0 (#2)" and rows["bad-csv"][1] == "60.0 (#3)"  # score kept, no interval
+    assert rows["good"][1].startswith("80.0 [")
+    assert "## Problems with the results folder (4)" in text and "broken/t1/knn-20.json" in text
+    checked = CliRunner().invoke(app, args + ["--check"])
+    assert checked.exit_code == 1 and "has 4 problem(s)" in checked.output
+
+
+def test_the_same_result_in_two_folders_is_one_row_and_reported(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    old, new = _record("x", "t1", "knn-20", 0.5), _record("x", "t1", "knn-20", 0.7)
+    old["created"], new["created"] = "2024-01-01T00:00:00+00:00", "2025-01-01T00:00:00+00:00"
+    _write(tmp_path / "r", old)
+    _write(tmp_path / "r" / "backup", new)
+    problems = []
+    results = read_results(tmp_path / "r", problems)
+    assert len(results) == 1 and results.loc[0, "weighted_f1_mean"] == 0.7
+    assert len(problems) == 1 and "backup/x/t1/knn-20.json" in problems[0] and "r/x/t1/knn-20.json" in problems[0]
+    with pytest.raises(ResultsError, match="duplicate"):
+        read_results(tmp_path / "r")
+    done = CliRunner().invoke(app, ["leaderboard", "--results", str(tmp_path / "r"), "--bootstrap", "0"])
+    assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+    assert sum(line.startswith("warning: duplicate") for line in done.output.splitlines()) == 1
+    assert "70.0 ± 1.0" in done.output and "50.0" not in done.output.split("## Reported")[0]

@@ -48,6 +48,17 @@ def test_ranks_borda_and_the_missing_task_rule():
     table = rank_table(scores)
     assert np.isnan(table.loc["c", "mean"])  # c lacks t2: no mean over tasks
     assert table.loc["a", "mean"] == pytest.approx(0.7)
-    # Borda: a beats 2 on t1 and 0 on t2; b beats 1 and 1; c beats 0 (t2 missing)
-    assert table["borda"].to_dict() == {"a": 2.0, "b": 2.0, "c": 0.0}
-    assert table.loc["a", "rank t1"] == 1 and table.loc["b", "rank t2"] == 1
+    # Borda among a and b only (c lacks t2): a beats b on t1, b beats a on t2; c gets no Borda count
+    assert table.loc[["a", "b"], "borda"].to_dict() == {"a": 1.0, "b": 1.0} and np.isnan(table.loc["c", "borda"])
+    assert table["ranked"].to_dict() == {"a": True, "b": True, "c": False}
+    assert table.loc["a", "rank t1"] == 1 and table.loc["b", "rank t2"] == 1 and table.loc["c", "rank t1"] == 3
+
+
+def test_an_extractor_with_fewer_tasks_gets_no_borda_points_over_the_others():
+    # "only" ran the easy task and is best there; it must not rank above extractors that ran both
+    scores = pd.DataFrame({"acevedo": [0.9, 0.8, np.nan], "synthetic-wbc": [0.5, 0.55, 0.99]},
+                          index=["best-acevedo", "second", "only"])
+    table = rank_table(scores)
+    assert list(table.index) == ["best-acevedo", "second", "only"]  # ranked rows first, the rest after
+    assert table.loc["best-acevedo", "borda"] == 1 and table.loc["second", "borda"] == 1
+    assert np.isnan(table.loc["only", "borda"]) and table.loc["only", "rank synthetic-wbc"] == 1

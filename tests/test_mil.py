@@ -1,16 +1,18 @@
-"""ABMIL protocols (protocols.mil): planted signal, shuffled labels, attention, best state, determinism."""
+"""ABMIL protocols (protocols.mil): planted signal (at any feature scale, and in real cells), shuffled labels,
+attention, best state, standardisation, determinism."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from bench.core.design import BagDesign
-from protocols.mil import ABMIL_GATED, ABMIL_PAPER, validation_split
+from protocols.mil import ABMIL_GATED, ABMIL_PAPER, standardization, validation_split
 from tasks.splits import patient_splits
 
 CLASSES = ["A", "B", "C", "D"]
@@ -47,10 +49,26 @@ def planted_bags(n_classes=4, per_class=10, dim=16, seed=0, shift=4.0):
     return np.concatenate(features).astype(np.float32), rows, np.array(labels), np.concatenate(markers)
 
 
-def evaluate_bags(protocol, features, rows, labels, ids, seeds):
+def marker_filler_bags(n_classes=5, per_class=8, n_markers=10, n_filler=20, dim=16, scale=1.0, seed=0):
+    """Issue 11's layout on synthetic cells: cell types are prototypes + N(0, 0.5^2) noise; a bag of class c holds
+    ``n_markers`` fresh cells of type c and the same ``n_filler`` cells of a filler type (shared by every bag).
+    Features are multiplied by ``scale``. Returns (features, bag_rows, labels)."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.normal(size=(n_classes + 1, dim))
+    filler = prototypes[n_classes] + 0.5 * rng.normal(size=(n_filler, dim))
+    features, rows, labels, start = [], [], [], 0
+    for c in range(n_classes):
+        for _ in range(per_class):
+            features.append(np.concatenate([prototypes[c] + 0.5 * rng.normal(size=(n_markers, dim)), filler]))
+            rows.append(np.arange(start, start + n_markers + n_filler)), labels.append(c)
+            start += n_markers + n_filler
+    return (scale * np.concatenate(features)).astype(np.float32), rows, np.array(labels)
+
+
+def evaluate_bags(protocol, features, rows, labels, ids, seeds, classes=CLASSES):
     """Patient-level 5-fold CV per seed, as a bag task's data set designs it."""
     labels = np.asarray(labels)
-    return protocol.evaluate(features, BagDesign(CLASSES, ids, labels, rows, patient_splits(ids, labels, 5, seeds)))
+    return protocol.evaluate(features, BagDesign(classes, ids, labels, rows, patient_splits(ids, labels, 5, seeds)))
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +93,57 @@ def bags_of(features, rows):
 def test_planted_signal_is_learned(planted_runs, name):
     evaluation = planted_runs[name]
     assert len(evaluation.per_fold) == 10  # 5 folds x 2 seeds
-    # measured: paper 0.99-1.0, gated 0.96-1.0 over five data sets x two seeds
+    # measured over five data sets x two seeds: paper 0.99-1.00, gated 0.975-1.00 (standardize=False: 0.99-1.0,
+    # 0.96-1.0; these features are N(0, 1) already)
     assert evaluation.mean["balanced_accuracy"] >= 0.9, evaluation.per_fold
     assert not evaluation.warnings
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+@pytest.mark.parametrize("protocol", [PAPER, GATED], ids=lambda p: p.name)
+def test_marker_and_filler_signal_is_learned_at_any_feature_scale(protocol, scale):
+    """Issue 11: 10 marker cells of the bag's type + 20 filler cells shared by all bags, 5 classes, features of a
+    tiny or a large scale (colour histograms are ~1/32 per value). Without standardisation (the authors' raw
+    features) both heads stay near chance at both scales (measured 0.20-0.32: at 1e-3 the logits barely move
+    from their initial values, at 1e3 SGD overshoots); with it, 1.00 at both scales."""
+    features, rows, labels = marker_filler_bags(scale=scale)
+    ids = [f"patient{i:03d}" for i in range(len(labels))]
+    evaluation = evaluate_bags(protocol, features, rows, labels, ids, seeds=(0,), classes=list("ABCDE"))
+    assert evaluation.mean["balanced_accuracy"] >= 0.9, evaluation.per_fold  # chance 0.2
+
+
+@pytest.mark.parametrize("protocol", [ABMIL_PAPER, ABMIL_GATED], ids=lambda p: p.name)
+def test_standardized_fit_does_not_depend_on_feature_scale(protocol):
+    features, rows, labels = marker_filler_bags(seed=1)
+    train, test = np.arange(0, 40, 2), np.arange(1, 40, 2)
+    quick = dataclasses.replace(protocol, epochs=10, lr=5e-3)
+    outputs = []
+    for scale in (1e-3, 1.0, 1e3):
+        bags = bags_of((features * np.float32(scale)), rows)
+        outputs.append(quick.fit_predict_bags([bags[i] for i in train], labels[train], [bags[i] for i in test], 5, 0))
+    for other in outputs[1:]:
+        np.testing.assert_allclose(other.proba, outputs[0].proba, atol=1e-4)
+        assert np.array_equal(other.labels, outputs[0].labels)
+    # it learned something (measured: mean top probability 0.73 paper, 0.87 gated; all 20 test bags right)
+    assert outputs[0].proba.max(axis=1).mean() > 0.5 and (outputs[0].labels == labels[test]).mean() >= 0.9
+
+
+def test_standardization_statistics():
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(3.0, 5.0, size=(n, 4)) for n in (10, 20, 30)]
+    for bag in bags:
+        bag[:, 2] = 7.0  # constant over the cells used: scale 0 (the feature is ignored, as it carries nothing)
+    bags[2][:, 3] = 1e6  # outside the index: must not count
+    shift, scale = standardization(bags, np.array([0, 1]), 4)
+    cells = np.concatenate(bags[:2])
+    np.testing.assert_allclose(shift, cells.mean(axis=0))
+    np.testing.assert_allclose(scale[[0, 1, 3]], 1 / cells.std(axis=0)[[0, 1, 3]])
+    assert scale[2] == 0.0
+    standardized = (cells - shift) * scale
+    np.testing.assert_allclose(standardized.std(axis=0), [1, 1, 0, 1])
+    np.testing.assert_allclose(standardized.mean(axis=0), 0, atol=1e-12)
+    shift, scale = standardization(bags, np.array([], dtype=np.int64), 4)  # no bags: the identity
+    assert (shift == 0).all() and (scale == 1).all()
 
 
 @pytest.mark.parametrize("protocol", [PAPER, GATED], ids=lambda p: p.name)
@@ -85,7 +151,7 @@ def test_shuffled_labels_give_chance(planted, protocol):
     features, rows, labels, _, ids = planted
     shuffled = np.random.default_rng(100).permutation(labels)
     evaluation = evaluate_bags(protocol, features, rows, shuffled, ids, seeds=(0, 1))
-    # chance is 0.25; measured 0.15-0.31 over five data sets x two seeds
+    # chance is 0.25; measured 0.19-0.28 over five data sets x two seeds (standardize=False: 0.15-0.31)
     assert evaluation.mean["balanced_accuracy"] < 0.5, evaluation.per_fold
 
 
@@ -130,7 +196,8 @@ def test_best_state_is_restored_not_the_last():
     assert fitted.epochs_run == 40 and len(losses) == 40 and len(snapshots) == 40
     best = int(np.argmin(losses))
     assert fitted.best_epoch == best
-    # preconditions (measured: minimum 0.89 at epoch 6, last 2.59): an interior minimum, a clearly worse end
+    # preconditions (measured: minimum 0.88 at epoch 6, last 2.24; 0.89 and 2.59 with standardize=False): an
+    # interior minimum, a clearly worse end
     assert 0 < best < 39 and losses[-1] > losses[best] + 0.5 and losses[0] > losses[best]
     final = fitted.model.state_dict()
     for key, value in final.items():
@@ -158,10 +225,12 @@ def test_early_stopping_stops_after_patience(planted):
     assert min(fitted.val_losses[fitted.best_epoch + 1 :]) >= fitted.val_losses[fitted.best_epoch]
 
 
-def test_validation_bags_are_never_trained_on(planted):
+@pytest.mark.parametrize("standardize", [True, False])
+def test_validation_bags_are_never_trained_on(planted, standardize):
+    """The head sees exactly the training bags (standardised with the statistics of their cells only)."""
     features, rows, labels, _, _ = planted
-    bags = [np.ascontiguousarray(features[r]) for r in rows]  # float32, contiguous: the tensors share memory
-    seen = set()
+    bags = [np.ascontiguousarray(features[r]) for r in rows]  # float32, contiguous
+    seen = []
 
     class Spy(type(PAPER)):
         def build(self, dim, n_classes):
@@ -170,18 +239,32 @@ def test_validation_bags_are_never_trained_on(planted):
 
             def spying(x):
                 if head.training:
-                    seen.add(x.data_ptr())
+                    seen.append(x.detach().clone())
                 return forward(x)
 
             head.forward = spying
             return head
 
-    spy = Spy(**{f.name: getattr(PAPER, f.name) for f in dataclasses.fields(PAPER)} | {"epochs": 3})
+    fields = {f.name: getattr(PAPER, f.name) for f in dataclasses.fields(PAPER)}
+    spy = Spy(**fields | {"epochs": 3, "standardize": standardize})
     fitted = spy.fit(bags, labels, 4, seed=3)
-    pointers = [b.ctypes.data for b in bags]
-    assert seen == {pointers[i] for i in fitted.train_index}
-    assert not seen & {pointers[i] for i in fitted.val_index}
     assert len(fitted.val_index) == 8  # 20 % of 10 bags per class, 4 classes
+    inputs = [torch.from_numpy(b) for b in bags]
+    if standardize:  # the model keeps the statistics of the training cells (not of the validation bags)
+        cells = np.concatenate([bags[i] for i in fitted.train_index]).astype(np.float64)
+        np.testing.assert_allclose(fitted.model.shift.numpy(), cells.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(fitted.model.scale.numpy(), 1 / cells.std(axis=0), rtol=1e-6)
+        inputs = [(x - fitted.model.shift) * fitted.model.scale for x in inputs]
+    else:
+        assert not hasattr(fitted.model, "shift")  # the authors' raw features
+
+    def which(x):
+        return [i for i, y in enumerate(inputs) if y.shape == x.shape and torch.equal(x, y)]
+
+    trained = [which(x) for x in seen]
+    assert all(len(found) == 1 for found in trained)
+    assert len(seen) == 3 * len(fitted.train_index)
+    assert {found[0] for found in trained} == set(fitted.train_index.tolist())
 
 
 def test_validation_split_is_stratified_and_seeded():
@@ -268,8 +351,72 @@ def test_settings_record_every_hyper_parameter():
     json.dumps([paper, gated])
     assert ABMIL_PAPER.name == "abmil-paper" and ABMIL_GATED.name == "abmil-gated"
     expected = {"epochs": 150, "lr": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0, "patience": 20,
-                "schedule": "cosine", "val_fraction": 0.2, "attention_dim": 128}
+                "schedule": "cosine", "val_fraction": 0.2, "attention_dim": 128, "standardize": True}
     for settings in (paper, gated):
         assert expected.items() <= settings.items()
     assert paper["classifier_hidden"] == 64 and "classifier_hidden" not in gated
     assert "DinoBloom" in paper["head"] and "Ilse" in gated["head"]
+
+
+PBC = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc" / "labeled"
+PBC_MARKERS = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte")  # label L's marker cell type
+
+
+@pytest.fixture(scope="module")
+def pbc_planted():
+    """Issue 11's layout in real cells, as ``benchmarks/bench_mil_planted.py`` builds it: 40 patients, 5 labels
+    (8 each); label L's patients get 10 distinct PBC cells of type PBC_MARKERS[L] and the same 20 filler cells
+    (monocyte, neutrophil, platelet); ``color-histogram`` features as the harness computes them."""
+    if not (PBC / "basophil").is_dir():
+        pytest.skip(f"real PBC images not found at {PBC} (see shared/data/README.md)")
+    from PIL import Image
+
+    from extractors.classical import COLOR_HISTOGRAM
+
+    rng = np.random.default_rng(0)
+    files = {c: sorted((PBC / c).glob("*.jpg")) for c in PBC_MARKERS + ("monocyte", "neutrophil", "platelet")}
+    pool = [f for c in ("monocyte", "neutrophil", "platelet") for f in files[c]]
+    filler = [pool[i] for i in rng.choice(len(pool), 20, replace=False)]
+    paths, rows, labels = [], [], []
+    for label, cell_type in enumerate(PBC_MARKERS):
+        picks = rng.choice(len(files[cell_type]), 80, replace=False)
+        for j in range(8):
+            rows.append(np.arange(len(paths), len(paths) + 30)), labels.append(label)
+            paths += [files[cell_type][k] for k in picks[10 * j:10 * j + 10]] + filler
+    model, transform = COLOR_HISTOGRAM.build().eval(), COLOR_HISTOGRAM.transform()
+    distinct = sorted(set(paths))
+    with torch.inference_mode():
+        histograms = model(torch.stack([transform(Image.open(f).convert("RGB")) for f in distinct])).numpy()
+    found = dict(zip(distinct, histograms))
+    features = np.stack([found[f] for f in paths]).astype(np.float32)
+    ids = [f"patient{label}{j:02d}" for label in range(5) for j in range(8)]
+    return features, rows, np.array(labels), ids
+
+
+@pytest.mark.slow
+def test_pbc_planted_reference_finds_the_signal(pbc_planted):
+    """Precondition of the test below: the signal is in the pooled colour histograms (measured 0.940)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, rows, labels, ids = pbc_planted
+    assert features.shape == (1200, 96) and features.max() < 1  # the tiny scale of a histogram
+    pooled = np.stack([features[r].mean(axis=0) for r in rows])
+    scores = []
+    for _, _, train, test in patient_splits(ids, labels, 5, (0, 1, 2)):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(pooled[train], labels[train])
+        scores.append(balanced_accuracy_score(labels[test], model.predict(pooled[test])))
+    assert np.mean(scores) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", [ABMIL_PAPER, ABMIL_GATED], ids=lambda p: p.name)
+def test_pbc_planted_signal_is_learned(pbc_planted, protocol):
+    """Issue 11 with the registered defaults (150 epochs, lr 1e-3, patience 20) and aml-hehr's folds (seeds 0,
+    1, 2 x 5): measured gated 0.900, paper 0.740 (0.193 and 0.200 with standardize=False; chance 0.20). The
+    paper head's gap to the reference is early stopping on 5 validation bags (0.860 with val_fraction=0)."""
+    features, rows, labels, ids = pbc_planted
+    evaluation = evaluate_bags(protocol, features, rows, labels, ids, seeds=(0, 1, 2), classes=list(PBC_MARKERS))
+    assert evaluation.mean["balanced_accuracy"] >= 0.6, evaluation.per_fold

@@ -186,3 +186,133 @@ def test_weight_decay_groups_follow_dinov2():
     assert seen["backbone.vit.blocks.1.attn.qkv.weight"] == (1.0, 1.0, False)
     assert seen["dino_head.last_layer.weight_v"] == (1.0, 1.0, True)
     assert seen["ibot_head.mlp.0.bias"] == (0.0, 1.0, False)
+
+
+# -- bad files: one line naming the file and the fix, exit code 1, never a traceback ------------------------------
+class _NotATensor:  # pickled by reference: torch.load(weights_only=True) refuses it
+    pass
+
+
+def _train_cli(images, out, *settings, max_steps=2):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    args = ["train", "--preset", "tiny-cpu", "--data", str(images), "--out", str(out), "--max-steps", str(max_steps)]
+    return CliRunner().invoke(app, args + [a for item in SMALL + list(settings) for a in ("--set", item)])
+
+
+def _one_error_line(result, *expected) -> str:
+    """The command failed as a user error: exit code 1, its whole output one `error:` line holding ``expected``."""
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (result.output, result.exc_info)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def test_bad_checkpoints_are_one_line_errors_naming_the_file(images, tmp_path):
+    config = get_preset("tiny-cpu").override(SMALL)
+    Trainer(config, images, tmp_path / "good", log=lambda m: None).train(2)
+    good = tmp_path / "good" / "checkpoint.pth"
+    state = torch.load(good, weights_only=True)
+
+    def bad(name, write):
+        out = tmp_path / name
+        out.mkdir()
+        write(out / "checkpoint.pth")
+        return out
+
+    wrong_shape = {**state, "student": {**state["student"], "backbone.vit.pos_embed": torch.zeros(1, 5, 48)}}
+    optimizer = {"state": {**state["optimizer"]["state"], 0: {**state["optimizer"]["state"][0],
+                                                               "exp_avg": torch.zeros(3)}},
+                 "param_groups": state["optimizer"]["param_groups"]}
+    cases = {
+        "truncated": (lambda p: p.write_bytes(good.read_bytes()[: good.stat().st_size // 2]),
+                      ["cannot read checkpoint", "truncated"]),
+        "empty": (lambda p: p.write_bytes(b""), ["cannot read checkpoint"]),
+        "refused": (lambda p: torch.save({**state, "student": _NotATensor()}, p),
+                    ["refusing to load checkpoint", "_NotATensor"]),
+        "keys": (lambda p: torch.save({"student": state["student"]}, p),
+                 ["not a checkpoint of this trainer", "teacher", "optimizer", "iteration"]),
+        "shapes": (lambda p: torch.save(wrong_shape, p),
+                   ["its student does not fit", "backbone.vit.pos_embed: file (1, 5, 48) vs model (1, 17, 48)"]),
+        "optimizer": (lambda p: torch.save({**state, "optimizer": optimizer}, p), ["exp_avg", "shape (3,)"]),
+        "folder": (lambda p: p.mkdir(), ["is not a file"]),
+    }
+    for name, (write, expected) in cases.items():
+        out = bad(name, write)
+        line = _one_error_line(_train_cli(images, out), str(out / "checkpoint.pth"), *expected)
+        assert "another --out folder" in line and "delete" in line, line
+        assert not (out / "exports").exists()  # refused before anything was written
+
+    resumed = _train_cli(images, tmp_path / "good", max_steps=3)  # the good checkpoint still resumes
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed from" in resumed.output and "at iteration 2" in resumed.output
+
+
+def test_bad_init_files_are_one_line_errors_naming_the_file(images, tmp_path):
+    from dinobloom_train.train import _load_init
+
+    config = get_preset("tiny-cpu").override(SMALL)
+    own = config.architecture.create().state_dict()
+    torch.save(own, tmp_path / "fits.pth")
+    assert set(_load_init(config.override([f"init={tmp_path / 'fits.pth'}"]))) == set(own)
+    torch.save({**own, "blocks.0.attn.qkv.weight": torch.zeros(3, 3), "extra": torch.zeros(1)}, tmp_path / "shapes.pth")
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "fits.pth").read_bytes()[:5000])
+    torch.save({"model": _NotATensor()}, tmp_path / "refused.pth")
+    torch.save({"model": {"pos_embed": "text"}}, tmp_path / "strings.pth")
+    cases = {
+        "absent.pth": ["does not exist"],
+        "shapes.pth": ["does not fit", "1 unexpected keys: extra",
+                       "blocks.0.attn.qkv.weight: file (3, 3) vs model (144, 48)"],
+        "truncated.pth": ["cannot read weight file", "truncated"],
+        "refused.pth": ["refusing to load", "_NotATensor"],
+        "strings.pth": ["does not hold a state dict of tensors"],
+    }
+    for name, expected in cases.items():
+        line = _one_error_line(_train_cli(images, tmp_path / f"out-{name}", f"init={tmp_path / name}"),
+                               str(tmp_path / name), *expected)
+        if name != "truncated.pth" and name != "refused.pth":  # read_state_dict's own advice for those
+            assert "--set init=PATH" in line and "--set init=random" in line, line
+
+
+def test_unreadable_images_and_lists_are_one_line_errors(images, tmp_path):
+    for path in sorted((images / "b").iterdir()):  # half the images are truncated: the first batch holds some
+        path.write_bytes(path.read_bytes()[:60])
+    _one_error_line(_train_cli(images, tmp_path / "run", "num_workers=1"), str(images / "b"))  # from a worker
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_bytes(b"a/\xff\xfe.png\n")
+    _one_error_line(_train_cli(lists, tmp_path / "run2"), str(lists / "train.txt"), "not UTF-8")
+    (tmp_path / "file").write_text("x")
+    _one_error_line(_train_cli(images, tmp_path / "file"), str(tmp_path / "file"), "is a file")
+
+
+def test_a_checkpoint_half_written_by_a_killed_process_is_never_read(images, tmp_path):
+    """checkpoint.pth is replaced atomically: a run killed while saving leaves the previous checkpoint whole (and a
+    temporary file, removed on resume); its log is cut back to what the checkpoint holds."""
+    config = get_preset("tiny-cpu").override(SMALL)
+    out = tmp_path / "run"
+    Trainer(config, images, out, log=lambda m: None).train(2)
+    checkpoint = out / "checkpoint.pth"
+    before = checkpoint.read_bytes()
+    with open(out / "log.jsonl", "a") as fh:  # the killed run had taken step 3 and was writing step 4's line
+        fh.write(json.dumps({"iteration": 3, "loss": 1.0}) + '\n{"iteration": 4, "lo')
+    kill = ("import os, signal, sys\nfrom bench.core.files import atomic_write\n"
+            "def half(fh):\n    fh.write(b'PK' * 100000)\n    fh.flush()\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "atomic_write(__import__('pathlib').Path(sys.argv[1]), half)\n")
+    done = subprocess.run([sys.executable, "-c", kill, str(checkpoint)], cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == -9
+    leftovers = list(out.glob(".checkpoint.pth.*.tmp"))
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size == 200000 and checkpoint.read_bytes() == before
+    messages = []
+    resumed = Trainer(config, images, out, log=messages.append)
+    assert resumed.iteration == 2 and not list(out.glob(".checkpoint.pth.*.tmp"))
+    assert any("removed 1 half-written file" in m for m in messages)
+    assert [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
+    resumed.train(3)
+    assert [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]

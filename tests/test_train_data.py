@@ -114,6 +114,33 @@ def test_list_images_errors_name_the_path_and_the_fix(tmp_path):
         list_images(lists / "ok.png")
 
 
+
+def test_unreadable_lists_and_folders_are_errors_naming_them(tmp_path, monkeypatch):
+    import os
+
+    from bench.core.errors import DataError
+
+    _save(tmp_path / "ok.png")
+    (tmp_path / "latin1.txt").write_bytes("ok.png\nd\xe9j\xe0.png\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8") as err:
+        list_images(tmp_path / "latin1.txt")
+    assert str(tmp_path / "latin1.txt") in str(err.value)
+
+    root = tmp_path / "imgs"  # a folder that cannot be listed: os.walk alone would skip it without a word
+    _save(root / "a" / "1.png")
+    _save(root / "locked" / "2.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataError, match="cannot list folder") as err:
+        list_images(root)
+    assert str(root / "locked") in str(err.value) and "Permission denied" in str(err.value)
+
 # ------------------------------------------------------------------------------------------------ augmentation
 def test_augmentation_on_a_real_pbc_image():
     if not PBC_UNLABELED.is_dir():

@@ -67,5 +67,17 @@ class ResultsExistError(ResultsError):
     """A result exists and the overwrite policy forbids replacing it."""
 
 
+class CacheError(HemabenchError, RuntimeError):
+    """A feature cache entry whose files do not match its checksums (edited, truncated or flipped on disk)."""
+
+
+class DiskFullError(HemabenchError, OSError):
+    """No space left where hemabench writes (cache, results, weights): the message names the folder and the
+    space needed."""
+
+    def __str__(self) -> str:  # OSError would prefix "[Errno ...]" when given two arguments
+        return str(self.args[0]) if self.args else ""
+
+
 class TrainError(HemabenchError, RuntimeError):
     """Bad training input: no images, fewer images than a batch, a checkpoint of another architecture."""

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from bench.core.errors import DiskFullError
+
 CHUNK = 1 << 20
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})  # image files by name
+
+
+def __getattr__(name: str):
+    """``IMAGE_EXTENSIONS``: image files by name, every extension of a format PIL decodes
+    (:func:`bench.core.images.image_extensions`), computed on first use so that importing this module stays
+    free of PIL."""
+    if name == "IMAGE_EXTENSIONS":
+        from bench.core.images import image_extensions
+
+        return image_extensions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sha256_and_head(path: str | Path, head: int = 0) -> tuple[str, bytes]:
@@ -46,8 +60,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path.parent, f"writing {path.name}") from None
         raise
 
 
@@ -57,3 +73,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+# -- a full disk: one clear error instead of a half-written file or a SIGBUS ---------------------------------
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _FULL
+
+
+def _mib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def disk_full(folder: Path, doing: str, needed: int | None = None) -> DiskFullError:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    need = f"; {_mib(needed)} needed" if needed is not None else ""
+    have = f", {_mib(free)} free" if free is not None else ""
+    return DiskFullError(
+        f"no space left in {folder} while {doing}{need}{have}. Free space there, or point BENCH_HOME (cache, "
+        "weights, data) or --results at a larger disk; what was half-written is discarded, never used"
+    )
+
+
+def ensure_space(folder: Path, needed: int, doing: str) -> None:
+    """Refuse, before writing, what cannot fit: ``needed`` bytes in ``folder`` (a memory map of a file on a
+    full disk would die of SIGBUS instead of raising)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(folder).free < needed:
+        raise disk_full(folder, doing, needed)

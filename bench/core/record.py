@@ -120,10 +120,16 @@ class ResultRecord(_Section):
     skipped_images: list[str] = Field(default_factory=list)
     timings: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
+    # What the result was computed from (feature keys, data identity, task and protocol settings, evaluation
+    # code version) and its digest; ``--overwrite only-missing`` keeps a result only when these still match.
+    inputs: Optional[dict[str, Any]] = None
 
     # -- JSON ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True)
+        payload = self.model_dump(by_alias=True)
+        if payload.get("inputs") is None:  # records written before it existed read and write back unchanged
+            payload.pop("inputs", None)
+        return payload
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"

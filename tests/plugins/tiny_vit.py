@@ -50,3 +50,21 @@ class WrongShape(TinyViT):
 
     def forward(self, x):
         return super().forward(x)[:, :5]
+
+
+class NaNWeights(nn.Module):
+    """Weights damaged by a diverged run: one NaN in the head, so every feature is NaN."""
+
+    dim = 8
+    input_size = 28
+
+    def __init__(self):
+        super().__init__()
+        import torch
+
+        self.head = nn.Linear(3, 8)
+        with torch.no_grad():
+            self.head.weight[0, 0] = float("nan")
+
+    def forward(self, x):
+        return self.head(x.mean(dim=(2, 3)))
