@@ -308,7 +308,16 @@ def compare(
                 _fail(f"no predictions for {name} on {task} / {protocol} at {path}; run `bench run` first", 1)
             if metric is None and record_path.is_file():
                 metric = ResultRecord.read(record_path).metrics.main
-            frames.append(pd.read_csv(path))
+            redo = f"delete it and its record and run `bench run -e {name} -t {task} -p {protocol}` again"
+            try:
+                frame = pd.read_csv(path)
+            except (OSError, ValueError, pd.errors.ParserError) as exc:
+                _fail(f"predictions file {path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                      + redo, 1)
+            lacking = sorted({"label", "prediction"} - set(frame.columns))
+            if lacking:
+                _fail(f"predictions file {path} lacks column(s) {lacking}; {redo}", 1)
+            frames.append(frame)
         metric = check_metric(metric or MAIN_METRIC)
         r = paired_bootstrap(frames[0], frames[1], metric, n_boot=bootstrap)
     out.print(

@@ -132,6 +132,10 @@ def test_compare_command(tmp_path):
     assert "a - b = +27.78 points" in done.output
     missing = CliRunner().invoke(app, ["compare", "a", "zz", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path)])
     assert missing.exit_code == 1 and "no predictions for zz" in missing.output
+    (tmp_path / "b" / "t1" / "knn-20.predictions.csv").write_text("garbage\n")
+    broken = CliRunner().invoke(app, ["compare", "a", "b", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path)])
+    assert broken.exit_code == 1 and "lacks column(s) ['label', 'prediction']" in broken.output
+    assert "Traceback" not in broken.output
 
 
 def test_training_warnings_count_in_the_warnings_column(tmp_path):
