@@ -62,3 +62,46 @@ def test_an_extractor_with_fewer_tasks_gets_no_borda_points_over_the_others():
     assert list(table.index) == ["best-acevedo", "second", "only"]  # ranked rows first, the rest after
     assert table.loc["best-acevedo", "borda"] == 1 and table.loc["second", "borda"] == 1
     assert np.isnan(table.loc["only", "borda"]) and table.loc["only", "rank synthetic-wbc"] == 1
+
+
+def _loop_bootstrap(predictions, metric, n_boot, seed=0):
+    """The reference: every resample's rows concatenated and scored by scikit-learn (``metric_value``)."""
+    unit = "bag" if "bag" in predictions else "path"
+    rows_of = predictions.groupby(unit).indices
+    units = np.array(sorted(rows_of))
+    labels, preds = predictions["label"].to_numpy(), predictions["prediction"].to_numpy()
+    draws = np.random.default_rng(seed).integers(0, len(units), size=(n_boot, len(units)))
+    values = []
+    for draw in draws:
+        rows = np.concatenate([rows_of[units[i]] for i in draw])
+        values.append(metric_value(labels[rows], preds[rows], metric))
+    return np.array(values)
+
+
+@pytest.mark.parametrize("metric", ["weighted_f1", "accuracy", "balanced_accuracy"])
+@pytest.mark.parametrize("layout", ["images", "bags"])
+def test_bulk_resampled_metrics_equal_scikit_learn_on_every_resample(metric, layout):
+    from leaderboard.stats import _resampled_metrics
+
+    rng = np.random.default_rng(3)
+    if layout == "images":  # 7 classes, two rare, one never predicted, one predicted but absent from the labels
+        labels = rng.choice(list("ABCDEFG"), size=300, p=[0.3, 0.25, 0.2, 0.15, 0.06, 0.02, 0.02])
+        preds = np.where(rng.random(300) < 0.3, rng.choice(list("ABCDH"), size=300), labels)
+        preds[labels == "G"] = "A"
+        frame = pd.DataFrame({"path": [f"{i}.png" for i in range(300)], "label": labels, "prediction": preds})
+    else:  # MIL: every bag appears once per seed, resampled as one unit
+        bags = [f"P{i:02d}" for i in range(40)]
+        labels = rng.choice(["inv16", "npm1", "pml"], size=40)
+        rows = [{"bag": b, "seed": s, "label": y, "prediction": y if rng.random() < 0.7 else "pml"}
+                for b, y in zip(bags, labels) for s in (0, 1, 2)]
+        frame = pd.DataFrame(rows)
+    reference = _loop_bootstrap(frame, metric, 200, seed=5)
+    unit = "bag" if layout == "bags" else "path"
+    (bulk,), (whole,), n_units = _resampled_metrics(frame[unit], frame["label"].to_numpy(),
+                                                    [frame["prediction"].to_numpy()], metric, 200, 5)
+    np.testing.assert_allclose(bulk, reference, rtol=0, atol=1e-12)
+    assert n_units == (40 if layout == "bags" else 300)
+    point, low, high = bootstrap_ci(frame, metric, n_boot=200, seed=5)
+    assert point == whole == pytest.approx(metric_value(frame["label"], frame["prediction"], metric), abs=1e-12)
+    assert low == pytest.approx(np.quantile(reference, 0.025), abs=1e-12)
+    assert high == pytest.approx(np.quantile(reference, 0.975), abs=1e-12)
