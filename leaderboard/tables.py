@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -194,13 +195,52 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                 problems.append(f"no interval: predictions file {path} is missing; {fix}")
             else:
                 try:
-                    point, lo, hi = bootstrap_ci(pd.read_csv(path), row["main_metric"], n_boot=n_boot, seed=seed)
+                    point, lo, hi = cached_interval(path, row["main_metric"], n_boot, seed)
                 except (OSError, ValueError, KeyError, IndexError) as exc:  # parse errors, bad columns, empty
                     problems.append(f"no interval: predictions file {path} cannot be read "
                                     f"({type(exc).__name__}: {_one_line(exc)}); {fix}")
         pooled.append(point), low.append(lo), high.append(hi)
     results["main_pooled"], results["ci_low"], results["ci_high"] = pooled, low, high
     return results
+
+
+INTERVALS_VERSION = 1  # bump when the interval computation changes its numbers
+
+
+def intervals_path(predictions: Path) -> Path:
+    """``<protocol>.intervals.json`` beside ``<protocol>.predictions.csv``: the intervals computed from it."""
+    return predictions.with_name(predictions.name.replace(".predictions.csv", ".intervals.json"))
+
+
+def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
+    """``bootstrap_ci`` of a predictions file, kept beside it keyed by the file's sha256 and the settings, so a
+    board rebuilt from the same results reads its intervals instead of resampling again. A cache that does not
+    match (other predictions, settings or code) is recomputed; one that cannot be written (a read-only results
+    folder) is skipped: it only saves time."""
+    from bench.core.files import sha256_file
+    from leaderboard.stats import bootstrap_ci
+
+    cache, sha = intervals_path(predictions), sha256_file(predictions)
+    key = f"{metric}|n_boot={n_boot}|seed={seed}|level=0.95"
+    try:
+        stored = json.loads(cache.read_text())
+        if stored.get("predictions_sha256") == sha and stored.get("version") == INTERVALS_VERSION:
+            point, lo, hi = stored["intervals"][key]
+            return float(point), float(lo), float(hi)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        stored = None
+    interval = bootstrap_ci(pd.read_csv(predictions), metric, n_boot=n_boot, seed=seed)
+    keep = stored if isinstance(stored, dict) and stored.get("predictions_sha256") == sha \
+        and stored.get("version") == INTERVALS_VERSION and isinstance(stored.get("intervals"), dict) else \
+        {"predictions_sha256": sha, "version": INTERVALS_VERSION, "intervals": {}}
+    keep["intervals"][key] = list(interval)
+    try:  # renamed into place, but not fsynced: a cache lost in a crash is only recomputed
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(keep, sort_keys=True))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only results folder: the board is still right, only slower next time
+    return interval
 
 
 def _one_line(exc: BaseException) -> str:

@@ -105,3 +105,19 @@ def test_bulk_resampled_metrics_equal_scikit_learn_on_every_resample(metric, lay
     assert point == whole == pytest.approx(metric_value(frame["label"], frame["prediction"], metric), abs=1e-12)
     assert low == pytest.approx(np.quantile(reference, 0.025), abs=1e-12)
     assert high == pytest.approx(np.quantile(reference, 0.975), abs=1e-12)
+
+
+def test_intervals_are_kept_beside_the_predictions_and_recomputed_when_they_change(tmp_path, monkeypatch):
+    import leaderboard.stats as stats
+    from leaderboard.tables import cached_interval, intervals_path
+
+    path = tmp_path / "knn-20.predictions.csv"
+    _predictions(400, 0.2).to_csv(path, index=False)
+    first = cached_interval(path, "accuracy", 300)
+    assert first == bootstrap_ci(pd.read_csv(path), "accuracy", n_boot=300)
+    assert intervals_path(path).is_file()
+    calls = []
+    monkeypatch.setattr(stats, "bootstrap_ci", lambda *a, **k: calls.append(1) or (0.0, 0.0, 0.0))
+    assert cached_interval(path, "accuracy", 300) == first and not calls  # read, not recomputed
+    _predictions(400, 0.5).to_csv(path, index=False)  # other predictions: the cache no longer matches
+    assert cached_interval(path, "accuracy", 300) == (0.0, 0.0, 0.0) and calls == [1]
