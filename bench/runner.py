@@ -35,6 +35,7 @@ from bench.core.record import (
     attention_path,
     environment,
     now_utc,
+    predictions_path,
     result_paths,
     write_table,
 )
@@ -410,6 +411,15 @@ def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInput
     return record, json_path
 
 
+def set_aside(json_path: Path) -> Path:
+    """Move a result that is not current (and its predictions and attention) to ``*.stale`` beside it: out of
+    the leaderboard, even if its recomputation fails, but not deleted. Returns the record's new path."""
+    for path in (json_path, predictions_path(json_path), attention_path(json_path)):
+        if path.exists():
+            path.replace(path.with_name(path.name + ".stale"))
+    return json_path.with_name(json_path.name + ".stale")
+
+
 def run_pair(
     extractor_name: str,
     task_name: str,
@@ -439,7 +449,9 @@ def run_pair(
                 plan.reasons[name] = why
                 plan.todo.append(protocol)
         for name, why in plan.reasons.items():
-            log(f"recomputing {plan.entry.name} / {plan.label} / {name}: {why}")
+            stale = set_aside(result_paths(options.results_dir, plan.entry.name, plan.label, name)[0])
+            log(f"recomputing {plan.entry.name} / {plan.label} / {name}: {why} (the old result is moved to {stale}, "
+                "out of the leaderboard)")
         outcome.skipped_protocols, outcome.recomputed = plan.kept, dict(plan.reasons)
         if not plan.todo:
             outcome.status = "skipped"

@@ -171,6 +171,18 @@ def test_result_is_recomputed_after_images_are_added(image_folder, tmp_path):
     assert json.loads(record.read_text())["task"]["n_samples"] == 39
 
 
+def test_a_stale_result_leaves_the_board_even_when_its_recomputation_fails(image_folder, tmp_path):
+    results = tmp_path / "r"
+    assert _bench_run(results, f"imagefolder:{image_folder}").exit_code == 0
+    (record,) = results.rglob("knn-1.json")
+    good = (image_folder / "a" / "a_000.png").read_bytes()
+    (image_folder / "a" / "broken.png").write_bytes(good[: len(good) // 2])  # a PNG cut short: cannot be decoded
+    failed = _bench_run(results, f"imagefolder:{image_folder}")
+    assert failed.exit_code == 1 and "images differ" in failed.output and "moved to" in failed.output
+    assert not list(results.rglob("*.json")) and not list(results.rglob("*.predictions.csv"))
+    assert (record.parent / "knn-1.json.stale").is_file() and (record.parent / "knn-1.predictions.csv.stale").is_file()
+
+
 def test_kept_results_are_checked_against_the_data_folder(tmp_path):
     from tasks.acevedo import ACEVEDO_CLASSES
 
