@@ -224,15 +224,17 @@ def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) 
     key = f"{metric}|n_boot={n_boot}|seed={seed}|level=0.95"
     try:
         stored = json.loads(cache.read_text())
-        if stored.get("predictions_sha256") == sha and stored.get("version") == INTERVALS_VERSION:
-            point, lo, hi = stored["intervals"][key]
-            return float(point), float(lo), float(hi)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError):
         stored = None
+    current = (isinstance(stored, dict) and stored.get("predictions_sha256") == sha
+               and stored.get("version") == INTERVALS_VERSION and isinstance(stored.get("intervals"), dict))
+    keep = stored if current else {"predictions_sha256": sha, "version": INTERVALS_VERSION, "intervals": {}}
+    try:
+        point, lo, hi = keep["intervals"][key]
+        return float(point), float(lo), float(hi)
+    except (KeyError, TypeError, ValueError):
+        pass  # not computed yet with these settings (or damaged): compute it
     interval = bootstrap_ci(pd.read_csv(predictions), metric, n_boot=n_boot, seed=seed)
-    keep = stored if isinstance(stored, dict) and stored.get("predictions_sha256") == sha \
-        and stored.get("version") == INTERVALS_VERSION and isinstance(stored.get("intervals"), dict) else \
-        {"predictions_sha256": sha, "version": INTERVALS_VERSION, "intervals": {}}
     keep["intervals"][key] = list(interval)
     try:  # renamed into place, but not fsynced: a cache lost in a crash is only recomputed
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
