@@ -12,8 +12,9 @@ import pandas as pd
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3;cursor:pointer}
-td.num{text-align:right;font-variant-numeric:tabular-nums}.chart{display:inline-block;margin:1em 2em 1em 0}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.chart{display:inline-block;margin:1em 2em 1em 0}
 .reported{color:#555}h2{margin-top:2em}
+.scroll{overflow-x:auto;max-width:100%}td:first-child{overflow-wrap:anywhere;min-width:10em}
 """
 
 # Sorting by clicking a header; written here because the page must work offline with no library.
@@ -134,8 +135,9 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
              "\"subset: n of N images\" is on part of a data set whose full set has N images: not comparable with "
              "full-set results (charted apart) nor with the paper's reported numbers.</p>",
              *_problems(problems),
-             '<table class="sortable" id="results"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in header)
-             + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>", "<h2>Per task</h2>"]
+             '<div class="scroll"><table class="sortable" id="results"><thead><tr>'
+             + "".join(f"<th>{escape(h)}</th>" for h in header)
+             + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>", "<h2>Per task</h2>"]
     for (task, protocol), rows in results.groupby(["task_label", "protocol"], sort=True):
         parts.append(_bar_chart(rows, f"{task} / {protocol}"))
     trained = results[results["training_iteration"].notna()] if "training_iteration" in results else results.iloc[:0]
@@ -148,7 +150,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
         rows = "".join("<tr>" + _cell(name) + "".join(_cell(v, True, "—" if pd.isna(v) else f"{v:.1f}") for v in values)
                        + "</tr>" for name, values in zip(table.index, table.to_numpy()))
-        parts.append(f'<h3>{escape(protocol)}</h3><table class="sortable reported"><thead><tr>{head}</tr></thead>'
-                     f"<tbody>{rows}</tbody></table>")
+        parts.append(f'<h3>{escape(protocol)}</h3><div class="scroll"><table class="sortable reported"><thead><tr>'
+                     f"{head}</tr></thead><tbody>{rows}</tbody></table></div>")
     parts.append(f"<script>{_JS}</script></body></html>\n")
     return "".join(parts)
