@@ -13,7 +13,6 @@ on the values.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from measure import CpuMeter, fmt, log, md_table, parser, run_benchmark, wait_quiet

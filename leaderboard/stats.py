@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import ResultsError
-from bench.core.metrics import ACCURACY, MAIN_METRIC, WEIGHTED_F1, check_metric, metric_value  # noqa: F401
+from bench.core.metrics import ACCURACY, MAIN_METRIC, WEIGHTED_F1, check_metric
 
 
 def _units(predictions: pd.DataFrame) -> str:

@@ -179,8 +179,6 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
 
     A predictions file that is missing or cannot be read leaves its row with its score and no interval, and
     is reported in ``problems`` (one line naming the file and the fix)."""
-    from leaderboard.stats import bootstrap_ci
-
     problems = [] if problems is None else problems
     results = results.copy()
     pooled, low, high = [], [], []

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leaderboard.stats import bootstrap_ci, metric_value, paired_bootstrap, rank_table
+from bench.core.metrics import metric_value
+from leaderboard.stats import bootstrap_ci, paired_bootstrap, rank_table
 
 
 def _predictions(n, error_rate, seed=0, n_classes=3):
