@@ -49,6 +49,28 @@ class Pooling(str, Enum):
     cls_mean = "cls+mean"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+PRECISION_HELP = ("forward precision, part of the features' identity: auto (bf16 on CUDA, else fp32), fp32, tf32 "
+                  "(CUDA), bf16, fp16")
+class Decode(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    auto = "auto"
+
+
+DECODE_HELP = ("where JPEGs are decoded and resized: cpu (PIL, in the loader workers), gpu (nvJPEG and resize on "
+               "the CUDA device; within one 8-bit level of PIL's pixels, part of the features' identity), auto "
+               "(gpu on CUDA)")
+BATCH_HELP = "images per forward pass (default: 256 on CUDA, halved if memory runs out; 32 elsewhere)"
+
+
 class BoardFormat(str, Enum):
     md = "md"
     csv = "csv"
@@ -131,8 +153,10 @@ def run(
     results: Path = typer.Option(Path("results"), help="results folder"),
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
-    batch_size: int = typer.Option(32, min=1),
-    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA up to 8)"),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
+    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max 16)"),
     skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -153,7 +177,8 @@ def run(
         options = RunOptions(
             results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
             pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
-            batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
+            precision=precision.value, decode=decode.value, batch_size=batch_size, num_workers=num_workers,
+            skip_bad_images=skip_bad_images, progress=progress,
         )
     outcomes = []
     for extractor_name in extractors:
@@ -212,7 +237,9 @@ def extract(
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
     pooling: Optional[Pooling] = typer.Option(None, help="token pooling (default: the entry's)"),
     device: str = typer.Option("auto"),
-    batch_size: int = typer.Option(32, min=1),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
     num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
     skip_bad_images: bool = typer.Option(False),
     progress: bool = typer.Option(True),
@@ -225,6 +252,7 @@ def extract(
     with _user_errors():
         options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, offline=offline,
                              pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
+                             precision=precision.value, decode=decode.value,
                              num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
         pair = load_pair(extractor, task, options, log=_log)
     export.mkdir(parents=True, exist_ok=True)
@@ -331,15 +359,20 @@ def check_extractor_cmd(
     name: str = typer.Argument(..., help="extractor name or path/to/file.py:Name"),
     weights: Optional[Path] = typer.Option(None),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """Build the extractor (finding its weights as `bench run` does) and check its contract on a tiny batch."""
     from bench.checks import check_extractor
+    from bench.extract import pick_device
     from bench.runner import RunOptions, build_extractor, resolve_entry
 
     with _user_errors():
-        entry = resolve_entry(name, None)
-        model = build_extractor(entry, RunOptions(weights=weights, offline=offline), log=_log).model
-    checks = check_extractor(entry, model)
+        options = RunOptions(weights=weights, offline=offline, device=device, precision=precision.value)
+        built = build_extractor(resolve_entry(name, None), options, log=_log)
+        entry = built.entry
+        checks = check_extractor(entry, built.model, device=pick_device(device))
+    out.print(f"{entry.name} in {entry.precision} on {pick_device(device)}", markup=False)
     from rich.markup import escape
 
     table = Table("check", "result", "detail", box=None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,22 +16,27 @@ from bench.cache import CachedFeatures, FeatureStore, feature_key
 from bench.core.errors import BadImageError, CacheError, ExtractorError, UsageError
 from bench.core.images import decode_rgb
 from bench.core.record import now_utc
+from bench.decode import EncodedFiles, collate_encoded, decode_batch, resolve_decode
+from bench.precision import resolve_precision
 
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    """How features are extracted and cached; none of these change the features (the cache key ignores them)."""
+    """How features are extracted and cached. None of these change the features beyond float rounding, and the
+    cache key ignores them, except ``decode``: decoding on the GPU gives other pixels (within a few 8-bit levels)
+    and is part of the key (``bench.runner.build_extractor``)."""
 
     cache_root: Path
-    batch_size: int = 32
+    batch_size: int | None = None  # None: default_batch_size(device)
     num_workers: int | None = None  # None: auto_workers(device)
     device: str = "auto"
     shard_size: int = 1024
     skip_bad: bool = False  # leave unreadable images out (listed) instead of failing
     progress: bool = True
+    decode: str = "cpu"  # cpu (PIL in the workers) | gpu (nvJPEG + resize on the device) | auto: bench.decode
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.num_workers is not None and self.num_workers < 0:
             raise UsageError(f"--num-workers must be 0 or more, got {self.num_workers}")
@@ -49,18 +55,27 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Images per forward pass when the user gives none: 256 on CUDA (an H100/H200 is busy from ~128 ViT-g/14
+    images at 224 px; a smaller GPU that runs out of memory halves it, see ``_Forward``), 32 elsewhere (a CPU
+    gains nothing from larger batches and a progress bar that moves is worth more)."""
+    return 256 if device.type == "cuda" else 32
+
+
 def auto_workers(device: torch.device) -> int:
     """DataLoader workers when the user gives none: decoding overlaps the forward pass in a worker.
 
     On CPU the model needs the cores too: one worker per two cores (at most 4). Measured on 2 cores with
     ViT-S/14 (docs/benchmarks.md), one worker vs none: +3.5 % img/s on PNGs, -0.3 % on JPEGs; decoding is
-    ~2 % of a ViT-S forward there, more for small models and on GPUs. On CUDA up to 8.
+    ~2 % of a ViT-S forward there, more for small models and on GPUs. On CUDA every core but one (at most 16):
+    PIL's decode and resize of PBC JPEGs was the limit of dinobloom-s on an H200 at 704 img/s with 14 workers
+    (issue 12), and with ``--decode gpu`` the workers only read files, which costs little.
     """
     import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cuda":
-        return min(8, cpus)
+        return max(1, min(16, cpus - 1))
     return min(4, max(1, cpus // 2))
 
 
@@ -102,6 +117,7 @@ class ExtractionStats:
     batch_size: int | None = None
     num_workers: int | None = None
     attention: str | None = None  # sdpa (PyTorch) or xformers
+    precision: str | None = None  # the resolved forward precision (bench.precision)
 
     @property
     def images_per_second(self) -> float | None:
@@ -117,6 +133,7 @@ class ExtractionStats:
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
             "attention": self.attention,
+            "precision": self.precision,
         }
 
 
@@ -134,6 +151,54 @@ def _progress(enabled: bool):
     return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=False)
 
 
+class _Forward:
+    """The model's forward on a batch, split into halves when CUDA runs out of memory (the smaller size is kept
+    for the rest of the run, and said once): a default batch that fills one GPU must not fail on a smaller one."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, log: Callable[[str], None]):
+        self.model, self.size, self.log = model, batch_size, log
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        while True:
+            try:
+                return torch.cat([self.model(part) for part in images.split(self.size)])
+            except torch.cuda.OutOfMemoryError:
+                if self.size == 1:
+                    raise ExtractorError("the GPU runs out of memory on a single image: use a GPU with more "
+                                         "memory or --device cpu") from None
+                self.size = max(1, self.size // 2)
+                torch.cuda.empty_cache()
+                self.log(f"out of GPU memory: forward passes of {self.size} images from now on (pass "
+                         f"--batch-size {self.size} to start there)")
+
+
+@dataclass
+class _InFlight:
+    """A batch whose features are on their way to the host (CUDA: a non-blocking copy into pinned memory that
+    ``event`` marks done), so the GPU computes the next batch meanwhile; no synchronisation per batch."""
+
+    features: torch.Tensor
+    indices: torch.Tensor
+    ok: torch.Tensor
+    event: Any = None
+
+    @classmethod
+    def start(cls, out: torch.Tensor, indices: torch.Tensor, ok: torch.Tensor) -> "_InFlight":
+        out = out.float()
+        if out.device.type != "cuda":
+            return cls(out, indices, ok)
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return cls(host, indices, ok, event)
+
+    def numpy(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.features.numpy()
+
+
 def extract_to_store(
     model: torch.nn.Module,
     store: FeatureStore,
@@ -149,8 +214,19 @@ def extract_to_store(
     progress: bool,
     description: str,
     log: Callable[[str], None] = print,
+    overlap: bool | None = None,
+    on_device: Callable[[list, Sequence], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> ExtractionStats:
-    """Extract the rows not yet in complete shards, then finalise the entry. Call with the store's lock held."""
+    """Extract the rows not yet in complete shards, then finalise the entry. Call with the store's lock held.
+
+    ``precision`` is a resolved value (:func:`bench.precision.resolve_precision`). ``overlap`` (default: on CUDA)
+    hands a batch's features to the host while the device computes the next batch; on a CPU there is nothing
+    to overlap, and an interrupted run then loses no finished batch. ``on_device`` (GPU decoding): ``dataset`` is a
+    :class:`bench.decode.EncodedFiles` and ``on_device(encoded, paths)`` turns a batch of it into (images on the
+    device, ok)."""
+    overlap = device.type == "cuda" if overlap is None else overlap
+    from bench.precision import forward_precision
+
     n_rows = len(dataset)
     batches_per_shard = max(1, -(-shard_size // batch_size))
     shard_rows = batches_per_shard * batch_size  # shards end on batch boundaries: a resume re-forms the same batches
@@ -167,45 +243,60 @@ def extract_to_store(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+        collate_fn=None if on_device is None else collate_encoded,
     )
-    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-    use_autocast = device.type == "cuda" and autocast_dtype is not None  # fp32 on CPU: bf16 is slower there
     model = model.to(device)
     from extractors.attention import use_xformers, xformers_available
 
     attention = "xformers" if xformers_available(device) and use_xformers(model) else "sdpa"
+    forward = _Forward(model, batch_size, log)
     pending: list[np.ndarray] = []
     pending_bad: list[int] = []
     shard_start = start
     t0 = time.perf_counter()
     extracted = 0
-    with _progress(progress) as bar, torch.inference_mode():
+
+    def finish(batch: _InFlight) -> None:
+        nonlocal shard_start, pending, pending_bad, extracted
+        out = batch.numpy()
+        indices, ok = batch.indices, batch.ok.numpy()
+        if out.shape != (len(indices), dim):
+            raise ExtractorError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim}); "
+                                 "its forward must map (N, 3, H, W) images to (N, dim) features")
+        out[~ok] = 0.0
+        if not np.isfinite(out).all():
+            raise non_finite_error(description, model, out, [dataset.paths[int(i)] for i in indices], precision)
+        pending.append(out)
+        pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
+        extracted += len(indices)
+        bar.update(task, advance=len(indices), rate=f"{extracted / max(time.perf_counter() - t0, 1e-9):.1f}")
+        rows_pending = sum(len(p) for p in pending)
+        if rows_pending >= shard_rows or shard_start + rows_pending == n_rows:
+            store.write_shard(shard_start, np.concatenate(pending), pending_bad)
+            shard_start += rows_pending
+            pending, pending_bad = [], []
+
+    with _progress(progress) as bar, torch.inference_mode(), forward_precision(precision, device):
         task = bar.add_task(description, total=n_rows, completed=start, rate="-")
+        in_flight = None
         for images, indices, ok in loader:
-            images = images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
-                out = model(images)
-            out = out.float().cpu().numpy()
-            if out.shape != (len(indices), dim):
-                raise ExtractorError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim}); "
-                                     "its forward must map (N, 3, H, W) images to (N, dim) features")
-            out[~ok.numpy()] = 0.0
-            if not np.isfinite(out).all():
-                raise non_finite_error(description, model, out, [dataset.paths[int(i)] for i in indices], precision)
-            pending.append(out)
-            pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
-            extracted += len(indices)
-            rate = extracted / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=len(indices), rate=f"{rate:.1f}")
-            rows_pending = sum(len(p) for p in pending)
-            if rows_pending >= shard_rows or shard_start + rows_pending == n_rows:
-                store.write_shard(shard_start, np.concatenate(pending), pending_bad)
-                shard_start += rows_pending
-                pending, pending_bad = [], []
+            if on_device is None:
+                images = images.to(device, non_blocking=True)
+            else:
+                images, ok = on_device(images, [dataset.paths[int(i)] for i in indices])
+            current = _InFlight.start(forward(images), indices, ok)
+            if in_flight is not None:
+                finish(in_flight)  # the previous batch, while the device computes this one
+            in_flight = current
+            if not overlap:
+                finish(in_flight)
+                in_flight = None
+        if in_flight is not None:
+            finish(in_flight)
     seconds = time.perf_counter() - t0
-    stats = ExtractionStats(
-        extracted, seconds, start, cached=False, batch_size=batch_size, num_workers=num_workers, attention=attention
-    )
+    stats = ExtractionStats(extracted, seconds, start, cached=False, batch_size=batch_size, num_workers=num_workers,
+                            attention=attention, precision=precision)
     store.finalise(n_rows, dim, {**manifest, "extraction": stats.as_dict()})
     return stats
 
@@ -230,22 +321,29 @@ def cached_features(
         with store.lock(on_wait=on_wait):
             cached = _verified(store, log, evict=True) if store.is_complete() else None  # another process may have finished it
             if cached is None:
-                dataset = ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad)
                 target = pick_device(settings.device)
+                on_device = None
+                if resolve_decode(settings.decode, target, entry.interpolation) == "gpu":
+                    dataset = EncodedFiles(paths, settings.skip_bad)
+                    on_device = partial(decode_batch, device=target, size=entry.input_size, mean=entry.mean,
+                                        std=entry.std, interpolation=entry.interpolation, skip_bad=settings.skip_bad)
+                else:
+                    dataset = ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad)
                 stats = extract_to_store(
                     model,
                     store,
                     dataset,
                     dim=entry.dim,
-                    batch_size=settings.batch_size,
+                    batch_size=settings.batch_size or default_batch_size(target),
                     num_workers=auto_workers(target) if settings.num_workers is None else settings.num_workers,
                     device=target,
-                    precision=entry.precision,
+                    precision=resolve_precision(entry.precision, target),  # resolved already by bench.runner
                     shard_size=settings.shard_size,
                     manifest={"key_payload": payload, "paths_in_order": len(paths), "created": now_utc()},
                     progress=settings.progress,
                     description=f"{entry.name}",
                     log=log,
+                    on_device=on_device,
                 )
                 cached = store.load()
     if cached.bad_rows and not settings.skip_bad:
@@ -278,8 +376,8 @@ def non_finite_error(extractor: str, model: torch.nn.Module, out: np.ndarray, pa
         cause = (f"the model's weights hold NaN/inf ({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}): "
                  "the weight file is damaged or was saved from a diverged run; use another file")
     elif precision in ("fp16", "bf16"):
-        cause = (f"the model's weights are finite, so {precision} overflow is likely: run the extractor in fp32 "
-                 "(its precision setting)")
+        cause = (f"the model's weights are finite, so {precision} overflow is likely: run it with "
+                 "--precision fp32")
     else:
         cause = ("the model's weights are finite: its forward produces them (a division by zero, a log of 0, or "
                  "an input it cannot handle); check it with `bench check-extractor`")

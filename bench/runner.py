@@ -53,7 +53,9 @@ class RunOptions:
     pooling: str | None = None  # override the entry's token pooling (cls, mean, cls+mean)
     overwrite: str = "only-missing"
     device: str = "auto"
-    batch_size: int = 32
+    precision: str = "auto"  # bench.precision: auto | fp32 | tf32 | bf16 | fp16
+    decode: str = "cpu"  # bench.decode: cpu | gpu | auto
+    batch_size: int | None = None  # None: bench.extract.default_batch_size
     num_workers: int | None = None  # None: bench.extract.auto_workers
     skip_bad_images: bool = False
     progress: bool = True
@@ -62,8 +64,12 @@ class RunOptions:
     data_home: Path | None = None  # default: $BENCH_HOME/data
 
     def __post_init__(self) -> None:
+        from bench.precision import PRECISION_CHOICES
+
         if self.overwrite not in OVERWRITE_POLICIES:
             raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, got {self.overwrite!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
 
     def extraction(self):
         from bench.extract import ExtractionSettings
@@ -71,7 +77,7 @@ class RunOptions:
         return ExtractionSettings(
             cache_root=self.cache_root or settings.cache_dir(), batch_size=self.batch_size,
             num_workers=self.num_workers, device=self.device, shard_size=self.shard_size,
-            skip_bad=self.skip_bad_images, progress=self.progress,
+            skip_bad=self.skip_bad_images, progress=self.progress, decode=self.decode,
         )
 
 
@@ -286,12 +292,21 @@ class TaskFeatures:
 
 
 def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
-    """Find the entry's weights (explicit, weights folder, caches, download) and build the model."""
+    """Find the entry's weights (explicit, weights folder, caches, download) and build the model. The entry's
+    precision is resolved for the run's device first: it is part of the fingerprint."""
+    from bench.decode import resolve_decode
+    from bench.extract import pick_device
+    from bench.precision import resolve_precision
     from extractors.sources import resolve
 
+    device = pick_device(options.device)
+    entry = entry.replace(precision=resolve_precision(options.precision, device, entry.precision))
+    decode = resolve_decode(options.decode, device, entry.interpolation)
     resolved = resolve(entry, explicit=options.weights, weights_home=settings.weights_dir(), offline=options.offline, log=log)
     model = entry.build(resolved.path)
     fingerprint = entry.fingerprint(model, resolved.path)
+    if decode == "gpu":  # other pixels than PIL's (within a few levels): other features; PIL's keys stay as they were
+        fingerprint["transform"]["decode"] = "gpu (torchvision nvJPEG, resize on the device)"
     fingerprint["weights"]["origin"] = resolved.origin
     fingerprint["n_parameters"] = sum(p.numel() for p in model.parameters())
     return BuiltExtractor(entry, model, fingerprint)
@@ -465,9 +480,12 @@ def run_pair(
         outcome.traceback = traceback.format_exc()
         outcome.bug = not isinstance(exc, HemabenchError)
         return outcome
+    from protocols.base import evaluation_device
+
     for protocol in plan.todo:  # each protocol succeeds or fails on its own
         try:
-            evaluation = protocol.evaluate(inputs.features, inputs.design)
+            with evaluation_device(env["device"]):
+                evaluation = protocol.evaluate(inputs.features, inputs.design)
             record, json_path = record_result(plan, primary, inputs, protocol, evaluation, env, options.results_dir,
                                               current[protocol.name])
         except Exception as exc:

@@ -58,7 +58,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     init: str = "random"  # random | path to a DINOv2 checkpoint (hub or timm format)
-    num_workers: int = 2
+    num_workers: int = -1  # DataLoader workers per process; -1: dinobloom_train.train.loader_workers decides
     precision: str = "bf16"  # autocast dtype on CUDA; CPU always trains in fp32
     adamw_betas: tuple = (0.9, 0.999)
 

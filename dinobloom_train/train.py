@@ -84,6 +84,20 @@ class SeededImages(torch.utils.data.Dataset):
         return len(self.dataset)
 
 
+def loader_workers(requested: int, device: torch.device) -> int:
+    """DataLoader workers of one training process: ``requested`` when >= 0; else, on CUDA, the CPU cores this
+    process may use shared among the processes of the node (torchrun's LOCAL_WORLD_SIZE), all but one of
+    them: the PIL augmentations of two 224-px crops per image are the limit of a ViT-S step on an H200 (768 img/s
+    with 14 workers against 37 with none, docs/benchmarks.md); on a CPU, 2 (the model needs the cores)."""
+    if requested >= 0:
+        return requested
+    if device.type != "cuda":
+        return 2
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, per_process - 1)
+
+
 @dataclass
 class Distributed:
     rank: int = 0
@@ -365,10 +379,11 @@ class Trainer:
 
         sampler = SampleStream(len(self.paths), self.config.seed, self.iteration * self.config.global_batch,
                                self.dist.rank, self.dist.world)
+        workers = loader_workers(self.config.num_workers, self.dist.device)
         loader = torch.utils.data.DataLoader(
             self.images, batch_size=self.batch, sampler=sampler, collate_fn=collate,
-            num_workers=self.config.num_workers, pin_memory=self.dist.device.type == "cuda",
-            persistent_workers=self.config.num_workers > 0,
+            num_workers=workers, pin_memory=self.dist.device.type == "cuda",
+            persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
         )
         return iter(loader)
 

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 from bench.core.errors import ExtractorError, MissingWeightsError, UsageError, WeightsError
-from bench.core.files import sha256_file
+from bench.core.files import sha256_file, sha256_file_remembered
 from extractors.weights import load_strict, read_state_dict, state_dict_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLINGS = ("cls", "mean", "cls+mean", "model")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")  # bench.precision: what each means
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 
 
@@ -112,7 +112,7 @@ class ExtractorEntry:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     pooling: str = "cls"
-    precision: str = "fp32"
+    precision: str = "auto"  # a preference; the run resolves it (bench.precision) and fingerprints the result
     weights: tuple[WeightSource, ...] = RANDOM_INIT
     seed: int = 0
     summary: str = ""
@@ -123,6 +123,9 @@ class ExtractorEntry:
     unwrap_fn: Callable[[Any, str, nn.Module], dict[str, torch.Tensor]] | None = field(
         default=None, repr=False, compare=False
     )
+    # build_fn makes every tensor of the model a parameter or persistent buffer, so a model built on the meta
+    # device (no random initialisation: ViT-g's takes ~30 s) is complete once a weight file is assigned to it
+    meta_init: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -173,6 +176,10 @@ class ExtractorEntry:
                 f"extractor {self.name!r} needs weights and none were given. Sources: {sources}. "
                 "Pass the file with --weights PATH."
             )
+        if weights is not None and self.meta_init:
+            model = self._build_from_file(weights)
+            if model is not None:
+                return model.eval()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = self.build_fn(self)
@@ -180,6 +187,21 @@ class ExtractorEntry:
             state = self.unwrap_state_dict(read_state_dict(weights), weights, model.backbone)
             load_strict(model.backbone, state, weights)
         return model.eval()
+
+    def _build_from_file(self, weights: str | Path) -> FeatureModel | None:
+        """The architecture on the meta device (no initialisation, no memory), then the file's tensors assigned
+        to it (memory-mapped where the file allows): a 1.1 B-parameter ViT-g is ready in seconds. None when the
+        architecture holds a tensor the file cannot provide (a non-persistent buffer): then it is built for real."""
+        with torch.device("meta"):
+            model = self.build_fn(self)
+        own = model.backbone.state_dict()
+        tensors = dict(model.named_parameters(prefix="", remove_duplicate=False))
+        tensors.update(model.named_buffers(remove_duplicate=False))
+        if any(not name.startswith("backbone.") or name[len("backbone."):] not in own for name in tensors):
+            return None
+        state = self.unwrap_state_dict(read_state_dict(weights, mmap=True), weights, model.backbone)
+        load_strict(model.backbone, state, weights, assign=True)
+        return model
 
     def unwrap_state_dict(self, container: Any, source: str | Path, backbone: nn.Module) -> dict[str, torch.Tensor]:
         """Turn a stored container into the backbone's state dict. Families with a published format set
@@ -233,7 +255,7 @@ class ExtractorEntry:
             "precision": self.precision,
             "transform": self.transform_spec(),
             "weights": (
-                {"kind": "file", "path": str(weights), "sha256": sha256_file(weights)}
+                {"kind": "file", "path": str(weights), "sha256": sha256_file_remembered(weights)}
                 if weights is not None
                 else {"kind": "random", "seed": self.seed}
             ),

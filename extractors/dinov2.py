@@ -70,6 +70,9 @@ def unwrap_dinov2(container, source: str, backbone) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{source} does not hold a state dict")
     if "teacher" in container:  # DinoBloom / DINOv2 training checkpoint
         teacher = container["teacher"]
+        if not isinstance(teacher, dict):
+            raise WeightsError(f"{source}: 'teacher' holds a {type(teacher).__name__}, not a state dict; is this a "
+                               "DinoBloom/DINOv2 checkpoint?")
         state = {k[len("backbone."):]: v for k, v in teacher.items() if k.startswith("backbone.")}
         others = sorted(k for k in teacher if not k.startswith(("backbone.", "dino_head.", "ibot_head.")))
         if others or not state:
@@ -86,6 +89,11 @@ def unwrap_dinov2(container, source: str, backbone) -> dict[str, torch.Tensor]:
         key = key.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2.")
         out[key] = value
     if "pos_embed" in out:
+        pos_embed = out["pos_embed"]
+        if not isinstance(pos_embed, torch.Tensor) or pos_embed.ndim != 3:
+            found = getattr(pos_embed, "shape", type(pos_embed).__name__)
+            raise WeightsError(f"{source}: 'pos_embed' should be a (1, tokens, dim) tensor, found {found}; the file "
+                               "is not a ViT checkpoint")
         grid = backbone.patch_embed.grid_size[0]
         out["pos_embed"] = resample_pos_embed_dinov2(out["pos_embed"], grid, backbone.num_prefix_tokens)
     return out
@@ -101,6 +109,7 @@ def _entry(name: str, size: str, source: WeightSource) -> ExtractorEntry:
         build_fn=partial(build_timm_vit, timm_name=timm_name),
         weights=(source,),
         unwrap_fn=unwrap_dinov2,
+        meta_init=True,
     )
 
 

@@ -220,7 +220,6 @@ def entry_for(spec: str, pooling: str = "cls") -> ExtractorEntry:
         dim=hidden * (2 if pooling == "cls+mean" else 1),
         build_fn=partial(_build, source=source),
         pooling=pooling,
-        precision="fp32",
         weights=(WeightSource("file" if folder is not None else "hub", source),),
         summary=f"transformers {type(config).__name__} from {spec}, {pooling} of last_hidden_state",
         **values,

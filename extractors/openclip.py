@@ -170,7 +170,6 @@ def entry_for(spec: str) -> ExtractorEntry:
         mean=tuple(float(v) for v in preprocess["mean"]),
         std=tuple(float(v) for v in preprocess["std"]),
         pooling="model",
-        precision="fp32",
         weights=weights,
         summary=f"OpenCLIP {arch} visual tower, {origin}, image embedding, {int(model_cfg['embed_dim'])}-d",
     )

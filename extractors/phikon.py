@@ -138,7 +138,6 @@ PHIKON = ExtractorEntry(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     pooling="cls",
-    precision="fp32",
     weights=(WeightSource("hub", "owkin/phikon"),),
     unwrap_fn=unwrap_phikon,
 )

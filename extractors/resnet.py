@@ -43,6 +43,7 @@ RESNET50_RANDOM = ExtractorEntry(
     dim=2048,
     build_fn=partial(build_resnet50, last_layer="layer4"),
     pooling="mean",
+    meta_init=True,
 )
 
 RESNET50_TRUNC_RANDOM = ExtractorEntry(
@@ -52,6 +53,7 @@ RESNET50_TRUNC_RANDOM = ExtractorEntry(
     dim=1024,
     build_fn=partial(build_resnet50, last_layer="layer3"),
     pooling="mean",
+    meta_init=True,
 )
 
 RESNET50 = ExtractorEntry(
@@ -62,6 +64,7 @@ RESNET50 = ExtractorEntry(
     build_fn=partial(build_resnet50, last_layer="fc"),
     pooling="model",
     weights=(IMAGENET1K_V2,),
+    meta_init=True,
 )
 
 RESNET50_POOL = RESNET50_RANDOM.replace(

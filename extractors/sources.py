@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import ChecksumError, MissingWeightsError
-from bench.core.files import atomic_write, sha256_file
+from bench.core.files import atomic_write, sha256_file_remembered
 from bench.core.registry import safe_name
 from extractors.base import ExtractorEntry, WeightSource
 
@@ -52,7 +52,7 @@ def verify(path: Path, source: WeightSource) -> None:
     """Refuse a file whose sha256 differs from the source's (a full digest or a torchvision-style prefix)."""
     if not source.sha256:
         return
-    actual = sha256_file(path)
+    actual = sha256_file_remembered(path)
     if not actual.startswith(source.sha256.lower()):
         raise ChecksumError(
             f"{path} has sha256 {actual}, but the published file ({source.location}) has "

@@ -50,5 +50,6 @@ def entry_for(spec: str) -> ExtractorEntry:
         weights=(WeightSource("file", str(export)),),
         summary=f"DinoBloom trainer export, preset {info.get('preset')}, iteration {info.get('iteration')}",
         unwrap_fn=unwrap_dinov2,
+        meta_init=True,
         metadata={"training": {k: info.get(k) for k in ("preset", "iteration", "run", "created", "warnings")}},
     )

@@ -76,6 +76,7 @@ def _random_vit(size: str) -> ExtractorEntry:
         architecture=f"timm:{timm_name}",
         dim=dim,
         build_fn=partial(build_timm_vit, timm_name=timm_name),
+        meta_init=True,
     )
 
 

@@ -32,8 +32,9 @@ def load_error_reason(exc: BaseException, limit: int = 200) -> str:
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file, or a pickled ``.pth/.pt/.bin`` with ``weights_only=True``.
+def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file, or a pickled ``.pth/.pt/.bin`` with ``weights_only=True``; ``mmap``: map the
+    tensors of a (zip-format) pickle from the file instead of reading it (safetensors are always mapped).
 
     The container is returned as stored (it may nest the state dict, e.g. ``{"teacher": {...}}``); unwrapping
     is the job of the extractor family that knows its published format.
@@ -49,6 +50,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers
             raise WeightsError(f"cannot read safetensors file {path}: {exc}. Is it truncated? Download it again.") from exc
     try:
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:  # a legacy (pre-zip) pickle cannot be mapped: read it
+                if "zip" not in str(exc).lower():
+                    raise
         return torch.load(path, map_location="cpu", weights_only=True)
     except READ_ERRORS as exc:
         raise WeightsError(
@@ -84,14 +91,21 @@ def state_dict_mismatches(own: Mapping[str, torch.Tensor], state_dict: Mapping[s
     return lines
 
 
-def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys and shape clashes."""
-    problems = state_dict_mismatches(module.state_dict(), state_dict)
+def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path,
+                assign: bool = False) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys and shape clashes.
+
+    ``assign``: the file's tensors become the module's (a module built on the meta device has none to copy
+    into), converted to the dtype the module declares, as a copy into it would."""
+    own = module.state_dict()
+    problems = state_dict_mismatches(own, state_dict)
     if problems:
         parts = [f"weights in {source} do not fit {type(module).__name__}:", *(f"  {line}" for line in problems)]
         parts.append("  Check that --weights names a checkpoint of this extractor's architecture.")
         raise WeightsError("\n".join(parts))
-    module.load_state_dict(dict(state_dict), strict=True)
+    if assign:
+        state_dict = {key: value.to(own[key].dtype) for key, value in state_dict.items()}
+    module.load_state_dict(dict(state_dict), strict=True, assign=assign)
 
 
 def state_dict_sha256(module: nn.Module) -> str:

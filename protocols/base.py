@@ -14,8 +14,11 @@ probability columns line up with the label map even when a class is absent from 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,25 @@ import pandas as pd
 # changes results, so that `bench run --overwrite only-missing` recomputes the results of the older code.
 # 2: ABMIL standardises features on the training bags; results record what they were computed from.
 EVALUATION_CODE_VERSION = 2
+
+
+# Where protocols may compute ("cpu", "cuda", "cuda:1"): set by the harness around an evaluation. Not a protocol
+# setting, because it must not change a prediction: a protocol uses an accelerator only where its results are
+# identical to the CPU path (kNN), and stays on the CPU otherwise.
+_DEVICE = contextvars.ContextVar("hemabench_evaluation_device", default="cpu")
+
+
+@contextlib.contextmanager
+def evaluation_device(device: str) -> Iterator[None]:
+    token = _DEVICE.set(str(device))
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
+
+
+def current_evaluation_device() -> str:
+    return _DEVICE.get()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.core.errors import DataError
-from protocols.base import CellProtocol, Prediction
+from protocols.base import CellProtocol, Prediction, current_evaluation_device
 
 
 def _select_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -173,16 +173,18 @@ class KNNProtocol(CellProtocol):
     temperature: float | None = None
 
     def fit_predict(self, x_train, y_train, x_test, n_classes) -> Prediction:
-        scores = knn_scores(
-            x_train,
-            y_train,
-            x_test,
-            n_classes,
-            self.k,
-            metric=self.metric,
-            temperature=self.temperature,
-            sklearn_ties=self.metric == "euclidean" and self.weighting == "uniform",
-        )
+        """Votes of the k nearest training rows; on a CUDA evaluation device (``protocols.base.evaluation_device``)
+        the distances run there (:mod:`protocols.knn_device`: float32 candidates, float64 decisions, the same
+        predictions)."""
+        device = current_evaluation_device()
+        kwargs = dict(metric=self.metric, temperature=self.temperature,
+                      sklearn_ties=self.metric == "euclidean" and self.weighting == "uniform")
+        if device.startswith("cuda"):
+            from protocols.knn_device import knn_scores_device
+
+            scores = knn_scores_device(x_train, y_train, x_test, n_classes, self.k, device=device, **kwargs)
+        else:
+            scores = knn_scores(x_train, y_train, x_test, n_classes, self.k, **kwargs)
         proba = scores / scores.sum(axis=1, keepdims=True)
         return Prediction(labels=scores.argmax(axis=1), proba=proba)  # argmax: first (lowest) class on ties
 

@@ -80,3 +80,27 @@ def test_knn_cosine_is_scale_invariant():
 def test_k_larger_than_training_set_is_a_clear_error():
     with pytest.raises(ValueError, match="only 3 rows"):
         KNN_20.fit_predict(np.zeros((3, 2)), np.array([0, 1, 0]), np.zeros((1, 2)), 2)
+
+
+def test_a_cuda_evaluation_device_routes_knn_to_the_device_path(monkeypatch):
+    """Under ``evaluation_device("cuda")`` the protocols call protocols.knn_device (run here on CPU tensors);
+    the predictions are scikit-learn's either way."""
+    import protocols.knn_device as knn_device
+    from protocols.base import evaluation_device
+
+    calls = []
+    real = knn_device.knn_scores_device
+
+    def spy(*args, device, **kwargs):
+        calls.append(device)
+        return real(*args, device="cpu", **kwargs)
+
+    monkeypatch.setattr(knn_device, "knn_scores_device", spy)
+    x_train, y_train, x_test, n_classes = _random_problem(seed=5)
+    on_cpu = KNN_20.fit_predict(x_train, y_train, x_test, n_classes)
+    with evaluation_device("cuda:1"):
+        on_device = KNN_20.fit_predict(x_train, y_train, x_test, n_classes)
+    assert calls == ["cuda:1"]
+    np.testing.assert_array_equal(on_device.labels, on_cpu.labels)
+    reference = KNeighborsClassifier(n_neighbors=20).fit(x_train, y_train)
+    np.testing.assert_array_equal(on_device.labels, reference.predict(x_test))

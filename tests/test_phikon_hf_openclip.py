@@ -152,7 +152,7 @@ def test_hf_folder_door(tiny_hf):
     model, folder = tiny_hf
     entry = get_extractor(f"hf:{folder}")
     assert (entry.name, entry.architecture) == (f"hf:{folder}", f"hf:{folder}")
-    assert (entry.dim, entry.input_size, entry.pooling, entry.precision) == (32, 32, "cls", "fp32")
+    assert (entry.dim, entry.input_size, entry.pooling, entry.precision) == (32, 32, "cls", "auto")
     assert entry.mean == pytest.approx((0.5, 0.4, 0.3)) and entry.std == pytest.approx((0.2, 0.3, 0.25))
     assert entry.interpolation == "bicubic" and not entry.needs_weights
     built = entry.build()

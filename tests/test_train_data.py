@@ -359,3 +359,17 @@ def test_collate_mask_statistics_over_many_batches():
     assert (per_position > 0.2).all() and (per_position < 0.8).all()
     small = collate_crops(_samples(5), gen, mask_probability=0.3, generator=g)["masks"]
     assert int(small.any(1).sum()) == 3  # int(10 * 0.3)
+
+
+def test_loader_workers_default_to_the_cores_on_cuda(monkeypatch):
+    import os
+
+    from dinobloom_train.train import loader_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert loader_workers(-1, cuda) == 15  # one core left for the training process itself
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun, 8 GPUs on the node: the cores are shared
+    assert loader_workers(-1, cuda) == 1
+    assert loader_workers(-1, cpu) == 2 and loader_workers(5, cuda) == 5 and loader_workers(0, cuda) == 0

@@ -43,6 +43,35 @@ def sha256_file(path: str | Path) -> str:
     return sha256_and_head(path)[0]
 
 
+def sha256_file_remembered(path: str | Path, index: Path | None = None) -> str:
+    """``sha256_file`` of a large file that is read often (a weight file: 4.4 GB for ViT-g, ~3 s of hashing at
+    every run), remembered in ``index`` (default ``$BENCH_HOME/cache/sha256-index.json``) under the file's
+    identity: path, inode, size, mtime and ctime in ns. Any write to the file changes its ctime (which no user
+    call can set back), so a remembered digest is never that of other content."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    identity = f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+    if index is None:
+        from bench.core.settings import cache_dir
+
+        index = cache_dir() / "sha256-index.json"
+    try:
+        known = json.loads(index.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(identity), str) and len(known[identity]) == 64:
+        return known[identity]
+    digest = sha256_file(path)
+    known = {k: v for k, v in known.items() if not k.startswith(f"{path}|")}  # older versions of this file
+    known[identity] = digest
+    try:
+        atomic_write_json(index, known)
+    except OSError:
+        pass  # a read-only cache only costs the next run the hashing again
+    return digest
+
+
 def digest(payload: Any) -> str:
     """Stable sha256 of a JSON-able payload (keys sorted; other objects by ``str``)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,80 @@
+"""The numeric precision of a forward pass: ``--precision auto|fp32|tf32|bf16|fp16``.
+
+Precision changes features, so the resolved value (never ``auto``) is part of the extractor's fingerprint (the
+feature cache key) and of every result:
+
+- ``fp32``: IEEE float32 everywhere; TF32 tensor-core matmuls and convolutions are switched off on CUDA (PyTorch
+  allows TF32 convolutions by default).
+- ``tf32``: float32 storage, TF32 matmuls/convolutions on CUDA (10-bit mantissa products, float32 sums); on a CPU
+  this is plain fp32 and is recorded as such.
+- ``bf16`` / ``fp16``: ``torch.autocast`` with that dtype on the device (weights stay float32; matmuls and
+  convolutions run in the low precision, reductions and norms in float32). Honoured on a CPU too when asked for
+  by name, although it is 5-15x slower there without AMX.
+- ``auto``: bf16 on CUDA, fp32 elsewhere (docs/benchmarks.md, "bf16 against fp32", for what bf16 changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from bench.core.errors import UsageError
+
+PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(requested: str, device: torch.device, preferred: str = "auto") -> str:
+    """The precision a run on ``device`` uses for ``requested`` (one of :data:`PRECISION_CHOICES`); ``auto`` takes
+    the extractor's ``preferred`` precision (a plugin may declare one), else the device's default."""
+    if requested not in PRECISION_CHOICES:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {requested!r}")
+    if requested == "auto" and preferred != "auto":
+        requested = preferred
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if requested == "tf32" and device.type != "cuda":
+        return "fp32"  # TF32 exists on NVIDIA GPUs only: elsewhere the features are fp32's, and so is their key
+    return requested
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for CUDA matmuls and cuDNN convolutions on or off inside the block, restored after."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):  # torch >= 2.9
+        before = (matmul.fp32_precision, conv.fp32_precision)
+        matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = before
+        return
+    before = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@contextlib.contextmanager
+def forward_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """Run the forward passes inside this block in ``precision`` (a resolved value, not ``auto``)."""
+    if precision not in PRECISION_CHOICES or precision == "auto":
+        raise UsageError(f"precision {precision!r} is not resolved; expected one of fp32, tf32, bf16, fp16")
+    if device.type == "cpu" and precision == "fp16" and _torch_version() < (2, 4):
+        raise UsageError(f"--precision fp16 on a CPU needs torch >= 2.4 (float16 autocast), this is "
+                         f"{torch.__version__}; use bf16 or fp32")
+    dtype = AUTOCAST_DTYPES.get(precision)
+    with _tf32(precision == "tf32") if device.type == "cuda" else contextlib.nullcontext():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            yield
+
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
