@@ -118,6 +118,7 @@ class ExtractionStats:
     num_workers: int | None = None
     attention: str | None = None  # sdpa (PyTorch) or xformers
     precision: str | None = None  # the resolved forward precision (bench.precision)
+    forward_batch_size: int | None = None  # set when CUDA ran out of memory and the forward passes were split
 
     @property
     def images_per_second(self) -> float | None:
@@ -134,6 +135,7 @@ class ExtractionStats:
             "num_workers": self.num_workers,
             "attention": self.attention,
             "precision": self.precision,
+            **({"forward_batch_size": self.forward_batch_size} if self.forward_batch_size else {}),
         }
 
 
@@ -162,7 +164,7 @@ class _Forward:
         while True:
             try:
                 return torch.cat([self.model(part) for part in images.split(self.size)])
-            except torch.cuda.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:  # (decoding and the copy to the GPU need less than the forward)
                 if self.size == 1:
                     raise ExtractorError("the GPU runs out of memory on a single image: use a GPU with more "
                                          "memory or --device cpu") from None
@@ -186,11 +188,12 @@ class _InFlight:
     def start(cls, out: torch.Tensor, indices: torch.Tensor, ok: torch.Tensor) -> "_InFlight":
         out = out.float()
         if out.device.type != "cuda":
-            return cls(out, indices, ok)
+            return cls(out.cpu(), indices, ok)  # CPU: the tensor itself; MPS and others: a blocking copy
         host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        stream = torch.cuda.current_stream(out.device)  # the stream of out's GPU (cuda:1 is not the current device)
         host.copy_(out, non_blocking=True)
         event = torch.cuda.Event()
-        event.record()
+        event.record(stream)
         return cls(host, indices, ok, event)
 
     def numpy(self) -> np.ndarray:
@@ -243,7 +246,6 @@ def extract_to_store(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
-        prefetch_factor=4 if num_workers else None,
         collate_fn=None if on_device is None else collate_encoded,
     )
     model = model.to(device)
@@ -296,7 +298,8 @@ def extract_to_store(
             finish(in_flight)
     seconds = time.perf_counter() - t0
     stats = ExtractionStats(extracted, seconds, start, cached=False, batch_size=batch_size, num_workers=num_workers,
-                            attention=attention, precision=precision)
+                            attention=attention, precision=precision,
+                            forward_batch_size=forward.size if forward.size != batch_size else None)
     store.finalise(n_rows, dim, {**manifest, "extraction": stats.as_dict()})
     return stats
 
@@ -315,7 +318,8 @@ def cached_features(
     key, payload = feature_key(fingerprint, content_sha256)
     store = FeatureStore(settings.cache_root, key)
     cached = _verified(store, log) if store.is_complete() else None
-    stats = ExtractionStats(0, 0.0, 0, cached=True)
+    stats = ExtractionStats(0, 0.0, 0, cached=True,
+                            precision=resolve_precision(entry.precision, pick_device(settings.device)))
     if cached is None:
         on_wait = lambda path: log(f"waiting for another process extracting the same features (lock {path})")  # noqa: E731
         with store.lock(on_wait=on_wait):

@@ -10,7 +10,12 @@ feature cache key) and of every result:
 - ``bf16`` / ``fp16``: ``torch.autocast`` with that dtype on the device (weights stay float32; matmuls and
   convolutions run in the low precision, reductions and norms in float32). Honoured on a CPU too when asked for
   by name, although it is 5-15x slower there without AMX.
-- ``auto``: bf16 on CUDA, fp32 elsewhere (docs/benchmarks.md, "bf16 against fp32", for what bf16 changes).
+- ``auto``: bf16 on a CUDA GPU that computes it natively (compute capability >= 8.0), fp32 elsewhere
+  (docs/benchmarks.md, "bf16 against fp32", for what bf16 changes).
+
+``PRECISION_RULE`` goes into the fingerprint of every run whose precision is not CPU fp32: until it existed, a
+declared bf16/fp16 ran in fp32 on a CPU and CUDA fp32 left TF32 convolutions on (PyTorch's default), under the same
+cache keys. CPU fp32 keys, the common case, did not change.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from bench.core.errors import UsageError
 
 PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_RULE = 2
 
 
 def resolve_precision(requested: str, device: torch.device, preferred: str = "auto") -> str:
@@ -34,30 +40,30 @@ def resolve_precision(requested: str, device: torch.device, preferred: str = "au
     if requested == "auto" and preferred != "auto":
         requested = preferred
     if requested == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" and native_bf16(device) else "fp32"
     if requested == "tf32" and device.type != "cuda":
         return "fp32"  # TF32 exists on NVIDIA GPUs only: elsewhere the features are fp32's, and so is their key
     return requested
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 natively (compute capability 8.0 or newer: A100, H100, ...). Older GPUs
+    (V100, T4) only emulate it, slower than fp32, so ``auto`` stays fp32 there."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 @contextlib.contextmanager
 def _tf32(enabled: bool) -> Iterator[None]:
-    """TF32 for CUDA matmuls and cuDNN convolutions on or off inside the block, restored after."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):  # torch >= 2.9
-        before = (matmul.fp32_precision, conv.fp32_precision)
-        matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision, conv.fp32_precision = before
-        return
-    before = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    """TF32 for CUDA matmuls and cuDNN convolutions on or off inside the block, restored after. Through the
+    ``allow_tf32`` flags: once torch >= 2.9's ``fp32_precision`` API has set "ieee", torch refuses to read
+    ``cudnn.allow_tf32`` (which libraries and ``torch.backends.cudnn.flags()`` do), so the two are not mixed."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32 = cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        matmul.allow_tf32, cudnn.allow_tf32 = before
 
 
 @contextlib.contextmanager

@@ -305,6 +305,10 @@ def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
     resolved = resolve(entry, explicit=options.weights, weights_home=settings.weights_dir(), offline=options.offline, log=log)
     model = entry.build(resolved.path)
     fingerprint = entry.fingerprint(model, resolved.path)
+    if entry.precision != "fp32" or device.type == "cuda":
+        from bench.precision import PRECISION_RULE
+
+        fingerprint["precision_rule"] = PRECISION_RULE  # what the precision means changed (bench.precision)
     if decode == "gpu":  # other pixels than PIL's (within a few levels): other features; PIL's keys stay as they were
         fingerprint["transform"]["decode"] = "gpu (torchvision nvJPEG, resize on the device)"
     fingerprint["weights"]["origin"] = resolved.origin
@@ -458,6 +462,10 @@ def run_pair(
                    for p in plan.todo + [p for p, _ in plan.existing.values()]}
         for name, (protocol, record) in plan.existing.items():
             why = why_not_current(record.inputs, current[name])
+            before, now = record.extractor.fingerprint.get("precision"), built.fingerprint["precision"]
+            if why is not None and before not in (None, now):
+                why = (f"it was computed in {before} and this run computes in {now} (--precision; to keep results "
+                       "of both, give each its own --results folder)")
             if why is None:
                 plan.kept.append(name)
             else:

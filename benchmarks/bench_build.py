@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import REPO_ROOT, machine_info  # noqa: E402
+from measure import REPO_ROOT, emit_report, machine_info  # noqa: E402
 
 KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         for size in args.sizes.split(","):
             path = write_dinobloom(size, Path(tmp) / f"DinoBloom-{size.upper()}.pth")
             gib = path.stat().st_size / 2**30
-            for meta, label in ((False, "initialise, copy"), (True, "meta device, assign (mmap)")):
+            for meta, label in ((False, "initialise, copy"), (True, "meta device, assign")):
                 home = Path(tempfile.mkdtemp(dir=tmp))
                 for hashed in ("computed", "remembered"):
                     t = build_once(f"dinobloom-{size}", path, meta, args.device, home)
@@ -95,11 +95,7 @@ def main(argv=None) -> int:
                                  f"{t['peak_rss_gib']:.2f} |")
                     print(lines[-1], flush=True)
             path.unlink()
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ and prints one Markdown table per part:
    decoded on the CPU (PIL) and on the GPU (nvJPEG);
 2. kNN-20 at BMC size (137,374 x 34,266 x 1,536, clustered random float32 features): the device path's seconds
    and rows that fell back, and its predictions against the CPU path on 1,000 test rows (must agree 100 %);
-3. the trainer, preset ``s`` at global batch 152: the real pipeline against on-device batches
-   (``benchmarks/bench_train.py``).
+3. the trainer, preset ``s`` at global batch 152, colour augmentations in the workers (PIL) and on the GPU
+   (``augment_on=gpu``): the real pipeline against on-device batches (``benchmarks/bench_train.py``).
 
 ``--quick`` runs every part at toy sizes (dinobloom-s, 64 images, a small kNN), so the script itself can be
 checked on a CPU; its numbers then mean nothing.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PBC_DEFAULT, REPO_ROOT, machine_info  # noqa: E402
+from measure import PBC_DEFAULT, REPO_ROOT, emit_report, machine_info  # noqa: E402
 
 KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"
 
@@ -175,6 +175,7 @@ def trainer_rows(quick: bool) -> list[str]:
         out = Path(tmp) / "train.md"
         argv = ["--presets", "tiny-cpu", "--steps", "1"] if quick else ["--presets", "s", "--batch", "152",
                                                                          "--steps", "5"]
+        argv += ["--augment-on", "cpu,gpu"]
         bench_train.main(argv + ["--out", str(out)])
         return [line for line in out.read_text().splitlines() if line.startswith("|")]
 
@@ -206,11 +207,7 @@ def main(argv=None) -> int:
     lines += ["## kNN-20", "", *knn_rows(device, args.quick), ""]
     lines += ["## Trainer", "", *trainer_rows(args.quick), ""]
     lines.append(f"Total {time.perf_counter() - t_start:.0f} s.")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

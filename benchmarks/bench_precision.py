@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PBC_DEFAULT, copy_pbc_subset, machine_info  # noqa: E402
+from measure import PBC_DEFAULT, copy_pbc_subset, emit_report, machine_info  # noqa: E402
 
 
 def features_for(name: str, weights: str | None, folder: Path, precision: str, device: str):
@@ -88,11 +88,7 @@ def main(argv=None) -> int:
                              f"{pair.extractor.entry.precision} | {diff} | {agree} | "
                              f"{100 * f1:.2f} ± {100 * float(np.std(folds)):.2f} | {delta} | {rate:.1f} |")
                 print(lines[-1], flush=True)
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
-    return 0
+    return emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Each preset's real architecture and heads (65,536 prototypes for s/b/l), one pro
 synthetic-wbc task; the median time of ``--steps`` steps after one warm-up step, two ways: through the real
 pipeline (DataLoader with ``--workers`` processes, default the trainer's own choice: decode, augment, collate,
 copy), and on synthetic batches already on the device (one real batch moved there once and stepped on again:
-model, losses and optimizer only). The gap between them is what the data pipeline costs. ``g`` is left out on a
+model, losses and optimizer, and with ``--augment-on gpu`` the colour augmentations the step applies). The gap
+between them is what the data pipeline costs. ``g`` is left out on a
 24 GiB machine: student, teacher, gradients and AdamW state of
 ViT-g alone are about 22 GB in fp32. The paper's per-GPU batch sizes need a GPU (see docs/benchmarks.md).
 """
@@ -27,6 +28,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=4, help="global batch for s/b/l (tiny-cpu keeps its own, 64)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: the trainer's default)")
+    parser.add_argument("--augment-on", default="cpu", help="cpu, gpu or both (comma-separated): where the colour "
+                        "augmentations run (--set augment_on=...)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -46,21 +49,23 @@ def main(argv=None) -> int:
         f"- torch {torch.__version__}, {torch.get_num_threads()} threads, synthetic-wbc images; "
         "fp32 on CPU, the preset's autocast precision on CUDA",
         "",
-        "| preset | architecture | img px | global batch | workers | s / step, pipeline | images / s, pipeline "
-        "| s / step, on-device batches | images / s, on-device | peak CUDA memory GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | architecture | img px | global batch | workers | augment_on | s / step, pipeline "
+        "| images / s, pipeline | s / step, on-device batches | images / s, on-device | peak CUDA memory GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     dist = init_distributed()  # CUDA when present (bf16 autocast by default), else CPU
     workers = loader_workers(args.workers, dist.device)
-    for name in args.presets.split(","):
+    runs = [(name, where) for name in args.presets.split(",") for where in args.augment_on.split(",")]
+    for name, where in runs:
         preset = get_preset(name)
         batch = preset.global_batch if name == "tiny-cpu" else args.batch
         config = preset.override([f"global_batch={batch}", f"num_workers={workers}", f"max_steps={2 * args.steps + 2}",
                                   "warmup_iters=1", "export_every=100000", "checkpoint_every=100000",
-                                  "log_every=100000", "freeze_last_layer_iters=0", "warmup_teacher_temp_iters=1"])
+                                  "log_every=100000", "freeze_last_layer_iters=0", "warmup_teacher_temp_iters=1",
+                                  f"augment_on={where}"])
         if dist.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        trainer = Trainer(config, images, home / f"run-{name}", dist, log=lambda m: None)
+        trainer = Trainer(config, images, home / f"run-{name}-{where}", dist, log=lambda m: None)
         trainer.export = lambda: None  # timing only: no iteration-0 export
         t0 = time.perf_counter()
         history = trainer.train(args.steps + 1)
@@ -69,7 +74,7 @@ def main(argv=None) -> int:
         on_device = _on_device_step(trainer, args.steps, dist.device)
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}" if dist.device.type == "cuda" else "n/a (CPU)"
         lines.append(f"| {name} | {config.timm_name} {dict(config.arch_overrides) or ''} | {config.img_size} | "
-                     f"{batch} | {workers} | {step:.2f} | {batch / step:.1f} | {on_device:.2f} | "
+                     f"{batch} | {workers} | {where} | {step:.2f} | {batch / step:.1f} | {on_device:.2f} | "
                      f"{batch / on_device:.1f} | {memory} |")
         print(lines[-1], f"(warm-up step {times[0]:.1f} s, total {time.perf_counter() - t0:.0f} s)", flush=True)
         del trainer

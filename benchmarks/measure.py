@@ -165,6 +165,15 @@ def machine_info() -> dict:
     }
 
 
+def emit_report(lines: list[str], out: Path | None) -> int:
+    """Print the report (Markdown lines) and write it to ``out`` when given; the script's exit code."""
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if out:
+        Path(out).write_text(report)
+    return 0
+
+
 def copy_pbc_subset(src: Path, dst: Path, per_class: int) -> Path:
     """The first ``per_class`` files (sorted) of every class folder of ``src``, copied to ``dst/<class>/``."""
     for class_dir in sorted(p for p in src.iterdir() if p.is_dir()):

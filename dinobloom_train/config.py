@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from bench.core.errors import UsageError
 from extractors.vit import ViTSpec
 
+AUGMENT_ON = ("cpu", "gpu")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -61,6 +63,15 @@ class TrainConfig:
     num_workers: int = -1  # DataLoader workers per process; -1: dinobloom_train.train.loader_workers decides
     precision: str = "bf16"  # autocast dtype on CUDA; CPU always trains in fp32
     adamw_betas: tuple = (0.9, 0.999)
+    # where the colour half of the augmentation runs (jitter, grayscale, blur, solarisation, normalisation): "cpu",
+    # in the loader workers with PIL; "gpu", on the training device, batched (dinobloom_train/device_augment.py),
+    # for when the PIL pipeline is the limit. The crops' geometry and every random draw stay in the workers.
+    augment_on: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.augment_on not in AUGMENT_ON:
+            raise UsageError(f"augment_on must be one of {', '.join(AUGMENT_ON)}, got {self.augment_on!r} "
+                             f"(--set augment_on=gpu runs the colour augmentations on the training device)")
 
     @property
     def architecture(self) -> ViTSpec:

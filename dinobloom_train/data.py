@@ -34,6 +34,7 @@ from torchvision import transforms as T
 from bench.core.errors import BadImageError, DataError, NotFoundError, UsageError
 from bench.core.files import IMAGE_EXTENSIONS
 from bench.core.images import decode_rgb, to_rgb
+from dinobloom_train.device_augment import ColourDraw, DeviceColour
 from dinobloom_train.masking import BlockMaskGenerator
 
 __all__ = [
@@ -249,6 +250,12 @@ class DinoBloomAugmentation:
 
     Every probability is a parameter so tests can switch randomness off. ``generator``: see the module docstring.
     Returns ``{"global_crops": [crop1, crop2]}``, each ``float32 (3, global_size, global_size)``.
+
+    ``defer_colour=True`` (the trainer's ``augment_on=gpu``): only the resize and the geometric steps run here (the
+    cheap part of the PIL work); each crop comes out as ``uint8 (3, global_size, global_size)`` and its colour
+    parameters are drawn instead of applied, with the same torch calls in the same order, so the RNG stream and
+    the crops' geometry are the CPU path's. Returns ``{"global_crops": [c1, c2], "colour_params": [p1, p2]}``
+    (layout: ``dinobloom_train.device_augment``); ``device_colour()`` applies them to a batch on the device.
     """
 
     def __init__(
@@ -272,10 +279,13 @@ class DinoBloomAugmentation:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         generator: torch.Generator | None = None,
+        defer_colour: bool = False,
     ) -> None:
         self.global_size = int(global_size)
         self.resize_to = self.global_size if resize_to is None else int(resize_to)
         self.generator = generator
+        self.defer_colour = bool(defer_colour)
+        self._device_colour = DeviceColour(tuple(mean), tuple(std), int(blur_kernel), float(solarize_threshold))
         bicubic, lanczos = T.InterpolationMode.BICUBIC, T.InterpolationMode.LANCZOS
         self.resize = (
             T.Resize((self.resize_to, self.resize_to), interpolation=lanczos) if self.resize_to > 0 else None
@@ -288,15 +298,13 @@ class DinoBloomAugmentation:
                 T.RandomApply([T.RandomRotation((90, 90))], p=rot90_p),
             ]
         )
-        brightness, contrast, saturation, hue = jitter
-        colour = [
-            T.RandomApply([T.ColorJitter(brightness, contrast, saturation, hue)], p=jitter_p),
-            T.RandomGrayscale(p=grayscale_p),
-        ]
+        colour_jitter = T.ColorJitter(*jitter)
+        gaussian_blur = T.GaussianBlur(kernel_size=blur_kernel, sigma=blur_sigma)
+        colour = [T.RandomApply([colour_jitter], p=jitter_p), T.RandomGrayscale(p=grayscale_p)]
         normalize = [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
 
         def blur(p: float) -> T.RandomApply:
-            return T.RandomApply([T.GaussianBlur(kernel_size=blur_kernel, sigma=blur_sigma)], p=p)
+            return T.RandomApply([gaussian_blur], p=p)
 
         self.crop_transforms = (
             T.Compose([*colour, blur(blur_p[0]), *normalize]),
@@ -304,12 +312,31 @@ class DinoBloomAugmentation:
                 [*colour, blur(blur_p[1]), T.RandomSolarize(threshold=solarize_threshold, p=solarize_p), *normalize]
             ),
         )
+        # defer_colour: the same draws from the same transform objects, applied later on the device
+        self.colour_draws = (
+            ColourDraw.from_transforms(colour_jitter, jitter_p, grayscale_p, gaussian_blur, blur_p[0]),
+            ColourDraw.from_transforms(colour_jitter, jitter_p, grayscale_p, gaussian_blur, blur_p[1], solarize_p),
+        )
 
     def _apply(self, image: Image.Image) -> dict[str, list[torch.Tensor]]:
         if self.resize is not None:
             image = self.resize(image)
+        if self.defer_colour:
+            return self._geometry_and_draws(image)
         crops = [transform(self.geometric(image)) for transform in self.crop_transforms]
         return {"global_crops": crops}
+
+    def _geometry_and_draws(self, image: Image.Image) -> dict[str, list[torch.Tensor]]:
+        """Per crop, in the CPU path's order (geometry, then the colour draws): the RNG stream is the same."""
+        crops, params = [], []
+        for draw in self.colour_draws:
+            crops.append(T.functional.pil_to_tensor(self.geometric(image)).contiguous())
+            params.append(draw())
+        return {"global_crops": crops, "colour_params": params}
+
+    def device_colour(self) -> DeviceColour:
+        """The device step that applies this augmentation's deferred colour parameters (``defer_colour=True``)."""
+        return self._device_colour
 
     def __call__(self, image: Image.Image) -> dict[str, list[torch.Tensor]]:
         if image.mode != "RGB":
@@ -323,6 +350,8 @@ class DinoBloomAugmentation:
 
     def __repr__(self) -> str:
         parts = [repr(self.resize), repr(self.geometric), *map(repr, self.crop_transforms)]
+        if self.defer_colour:
+            parts.append(f"colour deferred to the device: {self._device_colour!r}")
         return "DinoBloomAugmentation(\n" + "\n".join(parts) + "\n)"
 
 
@@ -379,10 +408,13 @@ def collate_crops(
 
     Returns:
         ``global_crops``: ``(2B, 3, S, S)``, crop 0 of every image then crop 1 (DINOv2's order; cast to ``dtype``
-        when given); ``masks``: ``(2B, N)`` bool; ``mask_indices``: long, flat indices into ``masks.flatten()`` of
-        the masked patches; ``n_masked``: long tensor of shape ``(1,)`` (DINOv2's ``n_masked_patches``);
-        ``masks_weight``: float32, one per masked patch, ``1 / (masked patches of its crop)`` (sums to 1 per masked
-        crop); ``upperbound``: int, ``sum(int(N * bin_max))`` (DINOv2's buffer bound for the masked tokens).
+        when given, except uint8 crops whose colour is deferred: the device step converts those);
+        ``colour_params``: only for samples with deferred colour (``defer_colour=True``), ``(2B, N_PARAMS)`` float32
+        in the crops' order; ``masks``: ``(2B, N)`` bool; ``mask_indices``: long, flat indices into
+        ``masks.flatten()`` of the masked patches; ``n_masked``: long tensor of shape ``(1,)`` (DINOv2's
+        ``n_masked_patches``); ``masks_weight``: float32, one per masked patch, ``1 / (masked patches of its
+        crop)`` (sums to 1 per masked crop); ``upperbound``: int, ``sum(int(N * bin_max))`` (DINOv2's buffer
+        bound for the masked tokens).
     """
     if not samples:
         raise ValueError("collate_crops needs at least one sample")
@@ -401,7 +433,8 @@ def collate_crops(
     dicts = [s[0] if isinstance(s, (tuple, list)) else s for s in samples]
     n_crops = len(dicts[0]["global_crops"])
     crops = torch.stack([d["global_crops"][i] for i in range(n_crops) for d in dicts])
-    if dtype is not None:
+    deferred = "colour_params" in dicts[0]
+    if dtype is not None and not deferred:
         crops = crops.to(dtype)
 
     # ``seed``: the caller's own per-batch seed, used as is (no worker mixing): the trainer derives it from the
@@ -424,7 +457,7 @@ def collate_crops(
     mask_indices = collated.flatten().nonzero().flatten()
     per_crop = collated.sum(-1, keepdim=True).clamp(min=1).to(torch.float32)
     masks_weight = (1.0 / per_crop).expand_as(collated)[collated]
-    return {
+    batch = {
         "global_crops": crops,
         "masks": collated,
         "mask_indices": mask_indices,
@@ -432,3 +465,6 @@ def collate_crops(
         "masks_weight": masks_weight,
         "upperbound": upperbound,
     }
+    if deferred:  # the same order as the crops: crop 0 of every image, then crop 1
+        batch["colour_params"] = torch.stack([d["colour_params"][i] for i in range(n_crops) for d in dicts])
+    return batch

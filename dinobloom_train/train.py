@@ -139,7 +139,8 @@ def _load_init(config: TrainConfig) -> dict | None:
 
     path = Path(config.init).expanduser()
     if not path.is_file():
-        raise NotFoundError(f"init checkpoint {path} {'is a folder' if path.is_dir() else 'does not exist'}: {INIT_FIX}")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise NotFoundError(f"init checkpoint {path} {what}: {INIT_FIX}")
     container = read_state_dict(path)  # a WeightsError naming the file when truncated, damaged or refused
     stored = container
     if isinstance(container, dict):  # where unwrap_dinov2 looks, in its order
@@ -219,12 +220,15 @@ class Trainer:
             raise TrainError(f"global_batch {config.global_batch} is not divisible by {self.dist.world} processes")
         self.batch = config.global_batch // self.dist.world
         augmentation = DinoBloomAugmentation(
-            global_size=config.img_size, global_scale=(config.global_scale_min, config.global_scale_max)
+            global_size=config.img_size, global_scale=(config.global_scale_min, config.global_scale_max),
+            defer_colour=config.augment_on == "gpu",
         )
+        # augment_on=gpu: the workers crop and draw, each step applies the colour half to the batch on the device
+        self.device_colour = augmentation.device_colour() if augmentation.defer_colour else None
         self.images = SeededImages(ImageListDataset(self.paths, augmentation))
         self.student, self.teacher = build_student_teacher(
-            config.architecture, config.out_dim, config.hidden_dim, config.bottleneck_dim, _load_init(config), config.seed,
-            config.drop_path_rate,
+            config.architecture, config.out_dim, config.hidden_dim, config.bottleneck_dim, _load_init(config),
+            config.seed, config.drop_path_rate,
         )
         self.student.to(self.dist.device)
         self.teacher.to(self.dist.device)
@@ -236,7 +240,8 @@ class Trainer:
         self.groups = param_groups(self.student, config.patch_embed_lr_mult)
         self.optimizer = torch.optim.AdamW(self.groups, lr=0.0, betas=tuple(config.adamw_betas))
         # fp16 autocast on CUDA needs loss scaling; bf16 and fp32 do not
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dist.device.type == "cuda" and config.precision == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda",
+                                           enabled=self.dist.device.type == "cuda" and config.precision == "fp16")
         self.schedules = Schedules(
             total_iters=config.max_steps, global_batch=config.global_batch, iters_per_epoch=config.iters_per_epoch,
             base_lr=config.base_lr, min_lr=config.min_lr, warmup_iters=config.warmup_iters,
@@ -313,15 +318,18 @@ class Trainer:
                              f"{fix}") from exc
         except Exception as exc:  # pickle.UnpicklingError: weights_only=True refuses it
             raise TrainError(f"refusing to load checkpoint {path} ({load_error_reason(exc)}): this trainer writes only "
-                             f"tensors and plain values, so the file is damaged or was not written by it; {fix}") from exc
+                             f"tensors and plain values, so the file is damaged or was not written by it; "
+                             f"{fix}") from exc
         expected = {"student": dict, "teacher": dict, "optimizer": dict, "iteration": int, "config": dict,
                     "history": list}
         if not isinstance(state, dict):
             raise TrainError(f"{path} holds a {type(state).__name__}, not a checkpoint of this trainer; {fix}")
-        wrong = [k for k, kind in expected.items() if not isinstance(state.get(k, [] if k == "history" else None), kind)]
+        wrong = [k for k, kind in expected.items()
+                 if not isinstance(state.get(k, [] if k == "history" else None), kind)]
         if wrong or isinstance(state["iteration"], bool) or state["iteration"] < 0:
             keys = ", ".join(wrong or ["iteration"])
-            raise TrainError(f"{path} is not a checkpoint of this trainer ({keys}: missing or of the wrong type); {fix}")
+            raise TrainError(f"{path} is not a checkpoint of this trainer ({keys}: missing or of the wrong type); "
+                             f"{fix}")
         return state
 
     def _load_optimizer(self, saved: dict, path: Path, fix: str) -> None:
@@ -383,7 +391,7 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             self.images, batch_size=self.batch, sampler=sampler, collate_fn=collate,
             num_workers=workers, pin_memory=self.dist.device.type == "cuda",
-            persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+            persistent_workers=workers > 0,
         )
         return iter(loader)
 
@@ -397,6 +405,8 @@ class Trainer:
             group["weight_decay"] = values["wd"] * group["wd_multiplier"]
         torch.manual_seed(_step_seed(config.seed, self.iteration, self.dist.rank))  # drop path: exact on resume
         crops = batch["global_crops"].to(device, non_blocking=True)
+        if "colour_params" in batch:  # augment_on=gpu: uint8 crops, their colour drawn in the worker (no RNG here)
+            crops = self.device_colour(crops, batch["colour_params"])
         masks = batch["masks"].to(device, non_blocking=True)
         n = crops.shape[0] // 2
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
@@ -416,7 +426,8 @@ class Trainer:
             loss = config.dino_weight * dino + config.ibot_weight * ibot + config.koleo_weight * koleo
         loss_value = loss.detach()
         if not torch.isfinite(loss_value):
-            raise TrainError(f"loss is {loss_value.item()} at iteration {self.iteration}; lower base_lr or check the data")
+            raise TrainError(f"loss is {loss_value.item()} at iteration {self.iteration}; lower base_lr or check the "
+                             "data")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

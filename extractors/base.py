@@ -190,8 +190,9 @@ class ExtractorEntry:
 
     def _build_from_file(self, weights: str | Path) -> FeatureModel | None:
         """The architecture on the meta device (no initialisation, no memory), then the file's tensors assigned
-        to it (memory-mapped where the file allows): a 1.1 B-parameter ViT-g is ready in seconds. None when the
-        architecture holds a tensor the file cannot provide (a non-persistent buffer): then it is built for real."""
+        to it: a 1.1 B-parameter ViT-g is ready in seconds. None when the architecture holds a tensor the file
+        cannot provide (a non-persistent buffer): then it is built for real. The file is read, not memory-mapped:
+        mapped parameters would change (or the process die of SIGBUS) when the file is rewritten during a run."""
         with torch.device("meta"):
             model = self.build_fn(self)
         own = model.backbone.state_dict()
@@ -199,7 +200,7 @@ class ExtractorEntry:
         tensors.update(model.named_buffers(remove_duplicate=False))
         if any(not name.startswith("backbone.") or name[len("backbone."):] not in own for name in tensors):
             return None
-        state = self.unwrap_state_dict(read_state_dict(weights, mmap=True), weights, model.backbone)
+        state = self.unwrap_state_dict(read_state_dict(weights), weights, model.backbone)
         load_strict(model.backbone, state, weights, assign=True)
         return model
 

@@ -32,9 +32,8 @@ def load_error_reason(exc: BaseException, limit: int = 200) -> str:
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
-def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file, or a pickled ``.pth/.pt/.bin`` with ``weights_only=True``; ``mmap``: map the
-    tensors of a (zip-format) pickle from the file instead of reading it (safetensors are always mapped).
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file, or a pickled ``.pth/.pt/.bin`` with ``weights_only=True``.
 
     The container is returned as stored (it may nest the state dict, e.g. ``{"teacher": {...}}``); unwrapping
     is the job of the extractor family that knows its published format.
@@ -50,12 +49,6 @@ def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Ten
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers
             raise WeightsError(f"cannot read safetensors file {path}: {exc}. Is it truncated? Download it again.") from exc
     try:
-        if mmap:
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as exc:  # a legacy (pre-zip) pickle cannot be mapped: read it
-                if "zip" not in str(exc).lower():
-                    raise
         return torch.load(path, map_location="cpu", weights_only=True)
     except READ_ERRORS as exc:
         raise WeightsError(

@@ -179,14 +179,22 @@ class KNNProtocol(CellProtocol):
         device = current_evaluation_device()
         kwargs = dict(metric=self.metric, temperature=self.temperature,
                       sklearn_ties=self.metric == "euclidean" and self.weighting == "uniform")
+        notes = []
+        scores = None
         if device.startswith("cuda"):
+            import torch
+
             from protocols.knn_device import knn_scores_device
 
-            scores = knn_scores_device(x_train, y_train, x_test, n_classes, self.k, device=device, **kwargs)
-        else:
+            try:
+                scores = knn_scores_device(x_train, y_train, x_test, n_classes, self.k, device=device, **kwargs)
+            except torch.cuda.OutOfMemoryError:  # e.g. a trainer's models still hold the GPU: same answer on the CPU
+                torch.cuda.empty_cache()
+                notes.append(f"kNN ran on the CPU: {device} ran out of memory (the predictions are the same)")
+        if scores is None:
             scores = knn_scores(x_train, y_train, x_test, n_classes, self.k, **kwargs)
         proba = scores / scores.sum(axis=1, keepdims=True)
-        return Prediction(labels=scores.argmax(axis=1), proba=proba)  # argmax: first (lowest) class on ties
+        return Prediction(labels=scores.argmax(axis=1), proba=proba, notes=notes)  # argmax: lowest class on ties
 
 
 KNN_1 = KNNProtocol("knn-1", k=1)

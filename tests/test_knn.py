@@ -104,3 +104,22 @@ def test_a_cuda_evaluation_device_routes_knn_to_the_device_path(monkeypatch):
     np.testing.assert_array_equal(on_device.labels, on_cpu.labels)
     reference = KNeighborsClassifier(n_neighbors=20).fit(x_train, y_train)
     np.testing.assert_array_equal(on_device.labels, reference.predict(x_test))
+
+
+def test_cuda_out_of_memory_falls_back_to_the_cpu_path_with_a_note(monkeypatch):
+    import torch
+
+    import protocols.knn_device as knn_device
+    from protocols.base import evaluation_device
+
+    def no_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(knn_device, "knn_scores_device", no_memory)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    x_train, y_train, x_test, n_classes = _random_problem(seed=6)
+    with evaluation_device("cuda"):
+        prediction = KNN_20.fit_predict(x_train, y_train, x_test, n_classes)
+    reference = KNeighborsClassifier(n_neighbors=20).fit(x_train, y_train)
+    np.testing.assert_array_equal(prediction.labels, reference.predict(x_test))
+    assert prediction.notes and "ran out of memory" in prediction.notes[0]

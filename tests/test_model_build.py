@@ -48,11 +48,12 @@ def test_a_half_precision_file_becomes_the_modules_float32(tmp_path):
     _same_model(fast, get_extractor("dinobloom-s").replace(meta_init=False).build(path))
 
 
-def test_a_legacy_pickle_that_cannot_be_mapped_still_loads(tmp_path):
+def test_rewriting_the_file_after_the_build_leaves_the_model_alone(tmp_path):
+    """The file is read, not mapped: a training script saving over it mid-run must not change the weights."""
     path = tmp_path / "resnet.pth"
     state = write_format("resnet50_torchvision", path)
-    torch.save(state, path, _use_new_zipfile_serialization=False)
     model = get_extractor("resnet50-trunc").build(path)
+    torch.save({k: torch.full_like(v, 7) for k, v in state.items()}, path)
     torch.testing.assert_close(model.backbone.conv1.weight, state["conv1.weight"], rtol=0, atol=0)
 
 

@@ -29,8 +29,14 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
         ("fp32", CUDA, "fp16", "fp32"),  # the flag wins over the declaration
     ],
 )
-def test_resolve_precision(requested, device, preferred, expected):
+def test_resolve_precision(requested, device, preferred, expected, monkeypatch):
+    monkeypatch.setattr("bench.precision.native_bf16", lambda device: True)  # an A100/H100 (none here)
     assert resolve_precision(requested, device, preferred) == expected
+
+
+def test_auto_stays_fp32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
+    monkeypatch.setattr("bench.precision.native_bf16", lambda device: False)  # a V100 or T4
+    assert resolve_precision("auto", CUDA) == "fp32" and resolve_precision("bf16", CUDA) == "bf16"
 
 
 def test_unknown_precision_is_refused_naming_the_choices():
@@ -54,8 +60,12 @@ def test_bf16_features_differ_from_fp32_and_have_their_own_cache_key(image_folde
     fp32 = load_pair(TINY, f"imagefolder:{image_folder}", RunOptions(progress=False), log=print)
     bf16 = load_pair(TINY, f"imagefolder:{image_folder}", RunOptions(progress=False, precision="bf16"), log=print)
     assert fp32.extractor.fingerprint["precision"] == "fp32" and bf16.extractor.fingerprint["precision"] == "bf16"
+    # CPU fp32 keys are those of older versions; what bf16 means changed (it used to run fp32 on a CPU)
+    assert "precision_rule" not in fp32.extractor.fingerprint and bf16.extractor.fingerprint["precision_rule"] == 2
     assert fp32.cached.manifest["key"] != bf16.cached.manifest["key"]
     assert bf16.stats.precision == "bf16" and bf16.cached.manifest["extraction"]["precision"] == "bf16"
+    again = load_pair(TINY, f"imagefolder:{image_folder}", RunOptions(progress=False, precision="bf16"), log=print)
+    assert again.stats.cached and again.stats.precision == "bf16"  # recorded on a cache hit too
     a, b = fp32.features, bf16.features
     assert not np.array_equal(a, b)
     assert np.abs(a - b).max() < 0.1 * np.abs(a).max()  # bf16 rounding, not another model
@@ -135,3 +145,31 @@ def test_overlapped_hand_over_gives_the_same_features(image_folder, tmp_path, ov
     features = np.asarray(store.load().features)
     assert features.shape == (36, 32)
     np.testing.assert_allclose(features, reference.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_tf32_switch_is_restored_and_leaves_the_legacy_flags_readable(enabled):
+    """Libraries read ``cudnn.allow_tf32`` (``cudnn.flags()`` does): after torch's newer ``fp32_precision`` API
+    has set "ieee" that read raises, so the switch must use the flags it restores."""
+    from bench.precision import _tf32
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with _tf32(enabled):
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (enabled, enabled)
+        with torch.backends.cudnn.flags(enabled=True):
+            pass
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_a_result_in_another_precision_is_recomputed_and_says_why(image_folder, tmp_path):
+    from bench.core.record import ResultRecord
+    from bench.runner import run_pair
+
+    results, said = tmp_path / "results", []
+    task = f"imagefolder:{image_folder}"
+    for precision in ("fp32", "bf16"):
+        options = RunOptions(progress=False, precision=precision, results_dir=results)
+        assert run_pair(TINY, task, ["knn-1"], options, log=said.append).status == "ok"
+    assert any("computed in fp32 and this run computes in bf16" in line for line in said), said
+    assert ResultRecord.read(next(results.rglob("knn-1.json"))).extractor.fingerprint["precision"] == "bf16"
+    assert next(results.rglob("knn-1.json.stale"))

@@ -46,11 +46,17 @@ def sha256_file(path: str | Path) -> str:
 def sha256_file_remembered(path: str | Path, index: Path | None = None) -> str:
     """``sha256_file`` of a large file that is read often (a weight file: 4.4 GB for ViT-g, ~3 s of hashing at
     every run), remembered in ``index`` (default ``$BENCH_HOME/cache/sha256-index.json``) under the file's
-    identity: path, inode, size, mtime and ctime in ns. Any write to the file changes its ctime (which no user
-    call can set back), so a remembered digest is never that of other content."""
+    identity: path, inode, size, mtime and ctime in ns, and a hash of its first and last 64 KiB. Any write changes
+    the ctime, which no user call can set back; on file systems with coarse timestamps (NFS, FAT) a same-size
+    rewrite within one tick must also leave both ends of the file as they were to go unnoticed."""
     path = Path(path).resolve()
     stat = path.stat()
-    identity = f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+    ends = hashlib.sha256()
+    with open(path, "rb") as fh:
+        ends.update(fh.read(1 << 16))
+        fh.seek(max(0, stat.st_size - (1 << 16)))
+        ends.update(fh.read(1 << 16))
+    identity = f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{ends.hexdigest()[:16]}"
     if index is None:
         from bench.core.settings import cache_dir
 
@@ -63,7 +69,8 @@ def sha256_file_remembered(path: str | Path, index: Path | None = None) -> str:
     if isinstance(known.get(identity), str) and len(known[identity]) == 64:
         return known[identity]
     digest = sha256_file(path)
-    known = {k: v for k, v in known.items() if not k.startswith(f"{path}|")}  # older versions of this file
+    # older versions of this file, and files that no longer exist (temporary files, deleted exports)
+    known = {k: v for k, v in known.items() if not k.startswith(f"{path}|") and Path(k.split("|", 1)[0]).exists()}
     known[identity] = digest
     try:
         atomic_write_json(index, known)
