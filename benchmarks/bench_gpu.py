@@ -1,6 +1,6 @@
 """Issue 12's rows on one GPU: harness against bare loop, model build, kNN at BMC size, trainer pipeline.
 
-    python benchmarks/bench_gpu.py [--images DIR] [--out report.md] [--quick]
+    BENCH_HOME=$(mktemp -d) python benchmarks/bench_gpu.py [--images DIR] [--out report.md] [--quick]
 
 One prepared script for a lent H100/H200 (no network; under 6 minutes there): it writes random-valued
 checkpoints in the published DinoBloom format (the key names and shapes of tests/data/checkpoint_keys.json),

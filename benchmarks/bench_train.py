@@ -7,9 +7,9 @@ synthetic-wbc task; the median time of ``--steps`` steps after one warm-up step,
 pipeline (DataLoader with ``--workers`` processes, default the trainer's own choice: decode, augment, collate,
 copy), and on synthetic batches already on the device (one real batch moved there once and stepped on again:
 model, losses and optimizer, and with ``--augment-on gpu`` the colour augmentations the step applies). The gap
-between them is what the data pipeline costs. ``g`` is left out on a
-24 GiB machine: student, teacher, gradients and AdamW state of
-ViT-g alone are about 22 GB in fp32. The paper's per-GPU batch sizes need a GPU (see docs/benchmarks.md).
+between them is what the data pipeline costs. ``g`` is left out on a 24 GiB machine: student, teacher, gradients
+and AdamW state of ViT-g alone are about 22 GB in fp32. The paper's per-GPU batch sizes need a GPU (see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
