@@ -8,7 +8,8 @@ takes 2,000 PBC JPEGs from ``--images`` (default ../shared/data/pbc/labeled; gen
 and prints one Markdown table per part:
 
 1. extraction: ``bench.runner`` (build + cache + extraction, as ``bench run`` does) against a bare loop over the
-   same model (bf16 autocast, batch 128, input tensors already on the GPU); img/s, their ratio, build seconds,
+   same model (bf16 autocast, batch 128, input tensors already on the GPU); img/s, their ratio, the seconds before
+   extraction starts (model build and load, fingerprint, listing and hashing the images),
    peak GPU memory; dinobloom-g with the defaults and with batch 256, dinobloom-s with batch 512 and 14 workers,
    decoded on the CPU (PIL) and on the GPU (nvJPEG);
 2. kNN-20 at BMC size (137,374 x 34,266 x 1,536, clustered random float32 features): the device path's seconds
@@ -115,7 +116,7 @@ def extraction_rows(folder: Path, files: dict, device, n: int, quick: bool) -> l
             ("dinobloom-s", {"batch_size": 512, "num_workers": 14, "decode": "gpu"}, "batch 512, 14 workers, nvJPEG")]
     if quick:
         runs = [("dinobloom-s", {"batch_size": 16, "num_workers": 0}, "quick")]
-    rows = ["| extractor | settings | precision | build s | wall s | harness img/s | bare img/s | ratio | "
+    rows = ["| extractor | settings | precision | build + data s | wall s | harness img/s | bare img/s | ratio | "
             "peak GPU GiB |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     bare = {}
     with tempfile.TemporaryDirectory() as cache:
