@@ -288,12 +288,12 @@ def extract_to_store(
             else:
                 images, ok = on_device(images, [dataset.paths[int(i)] for i in indices])
             current = _InFlight.start(forward(images), indices, ok)
+            if not overlap:
+                finish(current)
+                continue
             if in_flight is not None:
                 finish(in_flight)  # the previous batch, while the device computes this one
             in_flight = current
-            if not overlap:
-                finish(in_flight)
-                in_flight = None
         if in_flight is not None:
             finish(in_flight)
     seconds = time.perf_counter() - t0
@@ -318,14 +318,14 @@ def cached_features(
     key, payload = feature_key(fingerprint, content_sha256)
     store = FeatureStore(settings.cache_root, key)
     cached = _verified(store, log) if store.is_complete() else None
-    stats = ExtractionStats(0, 0.0, 0, cached=True,
-                            precision=resolve_precision(entry.precision, pick_device(settings.device)))
+    target = pick_device(settings.device)
+    precision = resolve_precision(entry.precision, target)  # resolved already by bench.runner; benchmarks call here
+    stats = ExtractionStats(0, 0.0, 0, cached=True, precision=precision)
     if cached is None:
         on_wait = lambda path: log(f"waiting for another process extracting the same features (lock {path})")  # noqa: E731
         with store.lock(on_wait=on_wait):
             cached = _verified(store, log, evict=True) if store.is_complete() else None  # another process may have finished it
             if cached is None:
-                target = pick_device(settings.device)
                 on_device = None
                 if resolve_decode(settings.decode, target, entry.interpolation) == "gpu":
                     dataset = EncodedFiles(paths, settings.skip_bad)
@@ -341,7 +341,7 @@ def cached_features(
                     batch_size=settings.batch_size or default_batch_size(target),
                     num_workers=auto_workers(target) if settings.num_workers is None else settings.num_workers,
                     device=target,
-                    precision=resolve_precision(entry.precision, target),  # resolved already by bench.runner
+                    precision=precision,
                     shard_size=settings.shard_size,
                     manifest={"key_payload": payload, "paths_in_order": len(paths), "created": now_utc()},
                     progress=settings.progress,
