@@ -115,7 +115,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
                              subset=subset,
                              task_label=results["task_label"] if "task_label" in results else results["task"])
     header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",
-              "dim", "parameters", "weights / state sha256", "iteration", "run date"]
+              "dim", "parameters", "precision", "weights / state sha256", "iteration", "run date"]
     body = []
     for _, r in results.iterrows():
         interval = "—" if pd.isna(r.get("ci_low")) else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
@@ -125,6 +125,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             _cell(r["main_std"], True, _pct(r["main_std"])),
             _cell(r.get("ci_low"), True, interval), _cell(r["n_folds"], True), _cell(r["warnings"], True),
             _cell(r.get("dim"), True), _cell(r.get("n_parameters"), True, _millions(r.get("n_parameters"))),
+            _cell(r.get("precision") if isinstance(r.get("precision"), str) else ""),
             _cell(str(r.get("weights_sha256") or "")[:16]),
             _cell(r.get("training_iteration"), True), _cell(r.get("created")),
         ]) + "</tr>")

@@ -21,7 +21,7 @@ from bench.core.metrics import LABEL_METRICS, METRICS
 from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
 COLUMNS = ["extractor", "task", "protocol", "subset", "main_metric", "n_folds", "warnings", "created", "predictions",
-           "n_images", "full_set_images", "dim", "n_parameters", "weights_sha256", "training_iteration",
+           "n_images", "full_set_images", "dim", "n_parameters", "precision", "weights_sha256", "training_iteration",
            "training_run", "record"] + [
     f"{m}_{s}" for m in METRICS for s in ("mean", "std")
 ]
@@ -132,6 +132,7 @@ def _row(record: ResultRecord, path: Path) -> dict:
         "full_set_images": full_set,
         "dim": extractor.dim,
         "n_parameters": extractor.n_parameters,
+        "precision": extractor.precision,
         "weights_sha256": extractor.weights_sha256,
         "training_iteration": training.get("iteration"),
         "training_run": training.get("run"),

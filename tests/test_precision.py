@@ -173,3 +173,15 @@ def test_a_result_in_another_precision_is_recomputed_and_says_why(image_folder, 
     assert any("computed in fp32 and this run computes in bf16" in line for line in said), said
     assert ResultRecord.read(next(results.rglob("knn-1.json"))).extractor.fingerprint["precision"] == "bf16"
     assert next(results.rglob("knn-1.json.stale"))
+
+
+def test_the_board_shows_each_results_precision(image_folder, tmp_path):
+    from bench.runner import run_pair
+    from leaderboard.tables import read_results, render
+
+    results = tmp_path / "results"
+    options = RunOptions(progress=False, precision="bf16", results_dir=results)
+    assert run_pair(TINY, f"imagefolder:{image_folder}", ["knn-1"], options, log=print).status == "ok"
+    table = read_results(results)
+    assert table["precision"].tolist() == ["bf16"]
+    assert "<td class=\"txt\" data-value=\"bf16\">bf16</td>" in render(table, "html", n_boot=0)

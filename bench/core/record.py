@@ -56,6 +56,11 @@ class ExtractorInfo(_Section):
         return self.fingerprint.get("n_parameters")
 
     @property
+    def precision(self) -> Optional[str]:
+        """The forward precision the features were computed in (fp32 for results older than --precision)."""
+        return self.fingerprint.get("precision")
+
+    @property
     def weights_sha256(self) -> Optional[str]:
         """The weight file's sha256, else the built model's state hash."""
         return (self.fingerprint.get("weights") or {}).get("sha256") or self.fingerprint.get("state_sha256")
