@@ -44,6 +44,11 @@ def _cell(value, numeric: bool = False, text: str | None = None) -> str:
     return f'<td class="{"num" if numeric else "txt"}" data-value="{data}">{shown}</td>'
 
 
+def _whole(n) -> str:
+    """An iteration count as written (10, not the 10.0 a column with gaps holds)."""
+    return "—" if n is None or pd.isna(n) else f"{int(n)}"
+
+
 def _millions(n) -> str:
     return "—" if n is None or pd.isna(n) else f"{n / 1e6:.1f} M"
 
@@ -127,7 +132,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             _cell(r.get("dim"), True), _cell(r.get("n_parameters"), True, _millions(r.get("n_parameters"))),
             _cell(r.get("precision") if isinstance(r.get("precision"), str) else ""),
             _cell(str(r.get("weights_sha256") or "")[:16]),
-            _cell(r.get("training_iteration"), True), _cell(r.get("created")),
+            _cell(r.get("training_iteration"), True, _whole(r.get("training_iteration"))), _cell(r.get("created")),
         ]) + "</tr>")
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
              f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
