@@ -92,10 +92,9 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     into), converted to the dtype the module declares, as a copy into it would."""
     own = module.state_dict()
     problems = state_dict_mismatches(own, state_dict)
-    if problems:
-        parts = [f"weights in {source} do not fit {type(module).__name__}:", *(f"  {line}" for line in problems)]
-        parts.append("  Check that --weights names a checkpoint of this extractor's architecture.")
-        raise WeightsError("\n".join(parts))
+    if problems:  # one line, as every error a user can fix (bench.cli prints it as is)
+        raise WeightsError(f"weights in {source} do not fit {type(module).__name__}: {'; '.join(problems)}; check "
+                           "that --weights names a checkpoint of this extractor's architecture")
     if assign:
         state_dict = {key: value.to(own[key].dtype) for key, value in state_dict.items()}
     module.load_state_dict(dict(state_dict), strict=True, assign=assign)
