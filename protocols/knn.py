@@ -117,18 +117,18 @@ def knn_scores(
     temperature: float | None = None,
     sklearn_ties: bool = False,
     memory_bytes: int = 256 * 2**20,
+    n_test: int | None = None,
 ) -> np.ndarray:
-    """(n_test, n_classes) vote mass of the k nearest training rows (uniform, or exp(sim/T) weighted)."""
+    """(n_test, n_classes) vote mass of the k nearest training rows (uniform, or exp(sim/T) weighted).
+
+    ``n_test``: the size of the whole test set when ``x_test`` is part of it (scikit-learn picks its parallel
+    strategy, and so its tie-breaking, from the whole set: :func:`_sklearn_heap_neighbours`)."""
     n_train = len(x_train)
     if k > n_train:
         raise DataError(f"k={k} neighbours requested but the training split has only {n_train} rows")
-    train = np.asarray(x_train, dtype=np.float64)
-    test = np.asarray(x_test, dtype=np.float64)
-    if metric == "cosine":
-        train = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-12)
-        test = test / np.maximum(np.linalg.norm(test, axis=1, keepdims=True), 1e-12)
-    elif metric != "euclidean":
+    if metric not in ("euclidean", "cosine"):
         raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    train, test = as_scored(x_train, metric), as_scored(x_test, metric)
     train_sq = np.einsum("ij,ij->i", train, train)
     # bytes per (test row, training row) alive at once: float64 scores, the partition's float64 copy, two masks
     rows_per_chunk = max(1, memory_bytes // (n_train * 18))
@@ -144,22 +144,48 @@ def knn_scores(
             scores += np.einsum("ij,ij->i", chunk, chunk)[:, None]
         selected = _select_k(scores, k)
         if sklearn_ties:
-            _replay_mixed_ties(selected, scores, y_train, k, len(test))
-        rows, cols = np.nonzero(selected)  # exactly k per row
-        weights = 1.0 if temperature is None else np.exp(-scores[rows, cols] / temperature)
-        np.add.at(out, (start + rows, y_train[cols]), weights)
+            _replay_mixed_ties(selected, scores, y_train, k, len(test) if n_test is None else n_test)
+        add_votes(out, np.arange(start, start + len(chunk)), selected, scores, y_train, temperature)
     return out
+
+
+def as_scored(x: np.ndarray, metric: str) -> np.ndarray:
+    """float64 rows as the kNN scores them: L2-normalised for cosine, row by row (so a subset of rows is scored
+    as it is within the whole set)."""
+    x = np.asarray(x, dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def add_votes(out: np.ndarray, rows: np.ndarray, selected: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+              temperature: float | None) -> None:
+    """Add the votes of the ``selected`` columns of each row of ``scores`` to ``out[rows]``: 1 each, or
+    exp(-score / T). ``labels``: the label of each column, per row (n_rows, n_cols) or shared (n_cols,)."""
+    r, c = np.nonzero(selected)  # in increasing column order per row: the same float sums on every path
+    labels = np.broadcast_to(labels, scores.shape)
+    weights = 1.0 if temperature is None else np.exp(-scores[r, c] / temperature)
+    np.add.at(out, (rows[r], labels[r, c]), weights)
+
+
+def mixed_tie_rows(selected: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows whose k-th-neighbour tie decides the votes: more columns tied at the k-th selected score than slots
+    left for them, with more than one label among them (else whichever is kept, the votes are the same).
+    ``labels`` as in :func:`add_votes`."""
+    labels = np.broadcast_to(labels, scores.shape)
+    kth = np.where(selected, scores, -np.inf).max(axis=1, keepdims=True)
+    tied = scores == kth
+    over = tied.sum(axis=1) > (selected & tied).sum(axis=1)
+    mixed = np.zeros(len(scores), dtype=bool)
+    for row in np.flatnonzero(over):
+        mixed[row] = len(np.unique(labels[row][tied[row]])) > 1
+    return mixed
 
 
 def _replay_mixed_ties(selected: np.ndarray, scores: np.ndarray, y_train: np.ndarray, k: int, n_test: int) -> None:
     """In place: rows whose k-th-neighbour tie spans several labels take scikit-learn's heap result."""
-    kth = np.where(selected, scores, -np.inf).max(axis=1, keepdims=True)
-    tied = scores == kth
-    over = tied.sum(axis=1) > (selected & tied).sum(axis=1)  # more tied rows than slots left for them
     threads = None
-    for row in np.flatnonzero(over):
-        if len(np.unique(y_train[tied[row]])) < 2:
-            continue  # whichever of them is kept, the votes are the same
+    for row in np.flatnonzero(mixed_tie_rows(selected, scores, y_train)):
         threads = threads or _sklearn_threads()
         selected[row] = False
         selected[row, _sklearn_heap_neighbours(scores[row], k, n_test, threads)] = True

@@ -22,10 +22,9 @@ nothing; every decision is taken on float64 scores:
    ~4 GB of candidate rows, 5-8 s for numpy on a 2-core host, a small fraction of a second from GPU memory.
    The selection, the mixed-tie test and the votes (``exp(sim / T)`` from these float64 scores) run on the
    CPU with ``knn.py``'s helpers.
-4. Exact rows (CPU, numpy float64 over the whole training set, as ``knn_scores``): the uncertain rows, and
-   with ``sklearn_ties`` the rows whose k-th-neighbour tie mixes labels, whose answer is scikit-learn's heap
-   replayed over the whole row (``_replay_mixed_ties``, told the real number of test rows, which picks
-   scikit-learn's parallel strategy: the reason this cannot call ``knn_scores`` on the subset).
+4. Exact rows: ``knn_scores`` itself on the uncertain rows and, with ``sklearn_ties``, on the rows whose
+   k-th-neighbour tie mixes labels (scikit-learn's heap replayed over the whole row), told the size of the whole
+   test set (``n_test``), from which scikit-learn picks its parallel strategy and so its tie-breaking.
 
 Float64 dot products are not bit-reproducible across summation orders (``knn_scores`` uses a GEMM, step 3 a
 per-pair reduction), so vote masses agree to ~1e-15, not bit for bit, and two training rows whose float64
@@ -45,7 +44,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import DataError
-from protocols.knn import _replay_mixed_ties, _select_k
+from protocols.knn import _select_k, add_votes, knn_scores, mixed_tie_rows
 
 U32 = 2.0**-24  # unit roundoff of float32 (round to nearest)
 U64 = 2.0**-53
@@ -318,8 +317,8 @@ def _rerank(out, train: _Train, x_test, y_train, width, indices, s: _Settings, s
             scores = _candidate_scores(train, x_test[rows], cols, s.metric)
             selected = _select_k(scores, s.k)
             labels = y_train[cols]
-            mixed = _mixed_tie_rows(selected, scores, labels) if s.sklearn_ties else np.zeros(len(rows), bool)
-            _add_votes(out, rows[~mixed], selected[~mixed], scores[~mixed], labels[~mixed], s.temperature)
+            mixed = mixed_tie_rows(selected, scores, labels) if s.sklearn_ties else np.zeros(len(rows), bool)
+            add_votes(out, rows[~mixed], selected[~mixed], scores[~mixed], labels[~mixed], s.temperature)
             replay.extend(rows[mixed].tolist())
             stats.n_reranked_pairs += len(rows) * w
     return np.asarray(replay, dtype=np.int64)
@@ -343,56 +342,13 @@ def _candidate_scores(train: _Train, x_rows: np.ndarray, cols: np.ndarray, metri
     return scores.cpu().numpy()
 
 
-def _mixed_tie_rows(selected: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Rows where ``_replay_mixed_ties`` would act: more rows tied at the k-th score than slots left for them,
-    with more than one label among them. Certified candidates hold every tied training row, so the test is the
-    same as on the full row; the replay itself needs the full row (exact path)."""
-    kth = np.where(selected, scores, -np.inf).max(axis=1, keepdims=True)
-    tied = scores == kth
-    over = tied.sum(axis=1) > (selected & tied).sum(axis=1)
-    mixed = np.zeros(len(scores), dtype=bool)
-    for row in np.flatnonzero(over):
-        mixed[row] = len(np.unique(labels[row][tied[row]])) > 1
-    return mixed
-
-
-def _add_votes(out, rows, selected, scores, labels, temperature) -> None:
-    """``knn_scores``' vote accumulation: per row, in increasing training index (the same float sums)."""
-    r, c = np.nonzero(selected)
-    weights = 1.0 if temperature is None else np.exp(-scores[r, c] / temperature)
-    np.add.at(out, (rows[r], labels[r, c]), weights)
-
-
 # --- step 4: exact rows on the CPU ---------------------------------------------------------------------------
 
 
-def _as_scored(x: np.ndarray, metric: str) -> np.ndarray:
-    """float64 rows as ``knn_scores`` scores them (normalised for cosine; row by row, so subsets agree)."""
-    x = np.asarray(x, dtype=np.float64)
-    if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
-
-
 def _exact_rows(out, x_train, y_train, x_test, rows: np.ndarray, s: _Settings) -> None:
-    """Step 4: ``knn_scores`` on the given rows over the whole training set (numpy, float64), with the mixed-tie
+    """Step 4: ``knn_scores`` on the given rows over the whole training set (numpy, float64), its mixed-tie
     replay told the real number of test rows."""
-    if len(rows) == 0:
-        return
-    train = _as_scored(x_train, s.metric)
-    train_sq = np.einsum("ij,ij->i", train, train)
-    per = max(1, s.memory_bytes // (len(train) * 18))  # knn_scores' budget per (test row, training row)
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        test = _as_scored(x_test[chunk], s.metric)
-        scores = test @ train.T
-        if s.metric == "cosine":
-            np.negative(scores, out=scores)
-        else:
-            scores *= -2.0
-            scores += train_sq[None, :]
-            scores += np.einsum("ij,ij->i", test, test)[:, None]
-        selected = _select_k(scores, s.k)
-        if s.sklearn_ties:
-            _replay_mixed_ties(selected, scores, y_train, s.k, len(x_test))
-        _add_votes(out, chunk, selected, scores, np.broadcast_to(y_train, scores.shape), s.temperature)
+    if len(rows):
+        out[rows] += knn_scores(x_train, y_train, x_test[rows], out.shape[1], s.k, metric=s.metric,
+                                temperature=s.temperature, sklearn_ties=s.sklearn_ties, memory_bytes=s.memory_bytes,
+                                n_test=len(x_test))

@@ -7,10 +7,9 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from bench.core.errors import DataError
-from protocols.knn import knn_scores
+from protocols.knn import as_scored, knn_scores
 from protocols.knn_device import (
     DeviceKNNStats,
-    _as_scored,
     _operands,
     _scores32,
     _Settings,
@@ -161,7 +160,7 @@ def test_error_bound_holds(metric, offset):
     train = _upload_train(x_train, torch.device("cpu"), _Settings(1, metric, None, False, 2**30))
     ops, ops_sq, raw_sq = _operands(torch.from_numpy(x_test), train.shift, metric)
     score32 = _scores32(train, ops, metric).double().numpy()
-    a, b = _as_scored(x_test, metric), _as_scored(x_train, metric)
+    a, b = as_scored(x_test, metric), as_scored(x_train, metric)
     if metric == "cosine":
         score64 = -(a @ b.T)
     else:  # knn_scores' |x|^2 - 2 x.y + |y|^2, less the row constant |x - mu|^2
