@@ -16,7 +16,7 @@ from bench.cache import CachedFeatures, FeatureStore, feature_key
 from bench.core.errors import BadImageError, CacheError, ExtractorError, UsageError
 from bench.core.images import decode_rgb
 from bench.core.record import now_utc
-from bench.decode import EncodedFiles, collate_encoded, decode_batch, resolve_decode
+from bench.decode import EncodedFiles, collate_encoded, decode_batch, resolve_decode, with_skip_hint
 from bench.precision import resolve_precision
 
 
@@ -99,8 +99,7 @@ class ImageFiles(torch.utils.data.Dataset):
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             if not self.skip_bad:
                 if isinstance(exc, BadImageError):  # already names the file and the fix
-                    raise BadImageError(f"{exc}; or pass --skip-bad-images to leave it out (it is then listed in "
-                                        "the result)") from None
+                    raise with_skip_hint(exc) from None
                 raise BadImageError(
                     f"cannot read image {path}: {exc}. Remove or replace the file, or pass --skip-bad-images "
                     "to leave it out (it is then listed in the result)"

@@ -432,7 +432,10 @@ def collate_crops(
 
     dicts = [s[0] if isinstance(s, (tuple, list)) else s for s in samples]
     n_crops = len(dicts[0]["global_crops"])
-    crops = torch.stack([d["global_crops"][i] for i in range(n_crops) for d in dicts])
+    def crop_major(key: str) -> torch.Tensor:  # crop 0 of every image, then crop 1 (DINOv2's order)
+        return torch.stack([d[key][i] for i in range(n_crops) for d in dicts])
+
+    crops = crop_major("global_crops")
     deferred = "colour_params" in dicts[0]
     if dtype is not None and not deferred:
         crops = crops.to(dtype)
@@ -465,6 +468,6 @@ def collate_crops(
         "masks_weight": masks_weight,
         "upperbound": upperbound,
     }
-    if deferred:  # the same order as the crops: crop 0 of every image, then crop 1
-        batch["colour_params"] = torch.stack([d["colour_params"][i] for i in range(n_crops) for d in dicts])
+    if deferred:  # in the crops' order
+        batch["colour_params"] = crop_major("colour_params")
     return batch
