@@ -25,9 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import REPO_ROOT, emit_report, machine_info  # noqa: E402
-
-KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"
+from measure import REPO_ROOT, emit_report, machine_info, write_dinobloom  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -48,15 +46,6 @@ print(json.dumps({{"build": t1 - t0, "fingerprint": t2 - t1, "to_device": t3 - t
                   "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}}))
 """
 
-
-def write_dinobloom(size: str, path: Path) -> Path:
-    import torch
-
-    spec = json.loads(KEYS.read_text())[f"dinobloom_{size}"]
-    g = torch.Generator().manual_seed(0)
-    teacher = {key: torch.randn(shape, generator=g) * 0.02 for key, shape in spec["teacher"].items()}
-    torch.save({"teacher": teacher}, path)
-    return path
 
 
 def build_once(name: str, path: Path, meta: bool, device: str, home: Path) -> dict:

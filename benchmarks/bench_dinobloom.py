@@ -23,20 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PBC_DEFAULT, REPO_ROOT, CpuMeter, copy_pbc_subset, machine_info, wait_quiet  # noqa: E402
-
-KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"
-
-
-def write_dinobloom_s(path: Path) -> Path:
-    import json
-
-    import torch
-
-    spec = json.loads(KEYS.read_text())["dinobloom_s"]["teacher"]
-    g = torch.Generator().manual_seed(0)
-    torch.save({"teacher": {k: torch.randn(shape, generator=g) * 0.02 for k, shape in spec.items()}}, path)
-    return path
+from measure import KEYS, PBC_DEFAULT, CpuMeter, copy_pbc_subset, machine_info, wait_quiet, write_dinobloom  # noqa: E402,E501
 
 
 def main(argv=None) -> int:
@@ -61,7 +48,7 @@ def main(argv=None) -> int:
         return 2
     scratch = Path(tempfile.mkdtemp(prefix="bench-dinobloom-"))
     try:
-        weights = write_dinobloom_s(scratch / "DinoBloom-S.pth")
+        weights = write_dinobloom("s", scratch / "DinoBloom-S.pth")
         entry = get_extractor("dinobloom-s")
         model = entry.build(weights=weights)
         fingerprint = entry.fingerprint(model, weights)

@@ -30,20 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PBC_DEFAULT, REPO_ROOT, emit_report, machine_info  # noqa: E402
-
-KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"
-
-
-def write_dinobloom(size: str, path: Path) -> Path:
-    import json
-
-    import torch
-
-    spec = json.loads(KEYS.read_text())[f"dinobloom_{size}"]
-    g = torch.Generator().manual_seed(0)
-    torch.save({"teacher": {k: torch.randn(s, generator=g) * 0.02 for k, s in spec["teacher"].items()}}, path)
-    return path
+from measure import PBC_DEFAULT, emit_report, machine_info, write_dinobloom  # noqa: E402
 
 
 def image_folder(source: Path, dest: Path, n: int) -> Path:

@@ -21,6 +21,7 @@ from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PBC_DEFAULT = REPO_ROOT.parent / "shared" / "data" / "pbc" / "labeled"
+KEYS = REPO_ROOT / "tests" / "data" / "checkpoint_keys.json"  # key names and shapes of the published checkpoints
 
 
 def _status_kib(field: str) -> int:
@@ -163,6 +164,19 @@ def machine_info() -> dict:
         "thread_pools": ", ".join(sorted(set(blas))) or "n/a",
         "cuda_available": torch.cuda.is_available(),
     }
+
+
+def write_dinobloom(size: str, path: Path) -> Path:
+    """``DinoBloom-<size>.pth`` in the published format (``{"teacher": {...}}``, the key names and shapes of
+    :data:`KEYS`), seeded random values: the weights cannot be downloaded here, and speed does not depend on them."""
+    import json
+
+    import torch
+
+    spec = json.loads(KEYS.read_text())[f"dinobloom_{size}"]
+    g = torch.Generator().manual_seed(0)
+    torch.save({"teacher": {k: torch.randn(s, generator=g) * 0.02 for k, s in spec["teacher"].items()}}, path)
+    return path
 
 
 def emit_report(lines: list[str], out: Path | None) -> int:
