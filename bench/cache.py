@@ -5,24 +5,36 @@ Layout of one entry, ``<cache>/features/<key>/``::
     shards/shard-000000000.npy   features of rows [start, stop) (float32)
     shards/shard-000000000.json  {start, stop, bad, sha256, bytes}: written after the .npy, so it marks the
                                  shard complete and says what its bytes must hash to
+    shards/shard-000000000.lock  held by the process extracting those rows (its claim), beside
+    shards/shard-000000000.claim who holds it: rank, host, pid (left behind by a process that was killed)
     features.npy                 all rows (N, dim) float32, streamed shard by shard (hashed on the way)
     manifest.json                written last: rows, dim, the sha256 and size of features.npy; its presence
                                  means the entry is complete
 
+The rows are cut into shards of ``shard_size`` rows at fixed places (multiples of ``shard_size``), whatever the
+number of processes, so a shard's batches are the same in every run and so are its features. A process claims a
+shard by taking its lock without waiting, so any number of processes, of one ``torchrun`` launch or of several
+launches, share the missing shards and none is extracted twice; the process that finalises waits for the shards
+others hold, and extracts itself any whose holder died (a dead process's lock is released by the kernel).
+
 Every file is written under a temporary name and renamed into place (atomic on POSIX), so a killed process
-leaves only complete shards behind; the next run resumes after the last contiguous complete shard whose
-bytes still match their checksum. A complete entry is checked on every load (size and shape of
-``features.npy`` against the manifest, then its sha256: one read of the file, cheap next to any protocol);
-an entry that does not match raises :class:`~bench.core.errors.CacheError` naming it, and the caller evicts
-and re-extracts it. A lock file beside the entry serialises two processes working on the same key; the second
-one then finds the entry complete and reads it.
+leaves only complete shards behind; the next run, with any number of processes, extracts only the shards that
+are missing or whose bytes no longer match their checksum. A complete entry is checked on every load (size and
+shape of ``features.npy`` against the manifest, then its sha256: one read of the file, cheap next to any
+protocol); an entry that does not match raises :class:`~bench.core.errors.CacheError` naming it, and the caller
+evicts and re-extracts it. The entry's own lock serialises finalising (and eviction); the second process to get
+it finds the entry complete and reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +74,33 @@ class CachedFeatures:
     features: np.ndarray  # (N, dim) float32, memory-mapped
     bad_rows: list[int]
     manifest: dict
+
+
+@dataclass
+class Claim:
+    """A shard this process holds (see :meth:`FeatureStore.claim`): rows [start, stop)."""
+
+    start: int
+    stop: int
+    lock: FileLock
+    info: Path
+
+    def release(self) -> None:
+        self.info.unlink(missing_ok=True)
+        self.lock.release()
+
+
+def missing_units(n_rows: int, shard_size: int, shards: list[Shard]) -> list[tuple[int, int]]:
+    """The row ranges [start, stop) still to extract, cut where the shard grid (multiples of ``shard_size``) cuts
+    them: every process and every run forms the same shards, hence the same batches and the same features."""
+    units = []
+    for gap_start, gap_stop in zip([0] + [s.stop for s in shards], [s.start for s in shards] + [n_rows]):
+        row = gap_start
+        while row < gap_stop:
+            stop = min(gap_stop, (row // shard_size + 1) * shard_size)
+            units.append((row, stop))
+            row = stop
+    return units
 
 
 def _npy_header(n_rows: int, dim: int) -> bytes:
@@ -112,9 +151,10 @@ class FeatureStore:
     def _shard_stem(self, start: int) -> Path:
         return self.shard_dir / f"shard-{start:09d}"
 
-    def completed_shards(self, problems: list[str] | None = None) -> list[Shard]:
-        """Complete shards that continue each other from row 0 and match their checksums; a shard that does
-        not match is deleted (and named in ``problems``), and anything after a gap is ignored."""
+    def completed_shards(self, problems: list[str] | None = None, verify: bool = True) -> list[Shard]:
+        """Complete shards in row order, none overlapping another (a shard that overlaps one before it is
+        ignored); gaps between them are rows still to extract. ``verify`` checks each against its checksum: one
+        that does not match is deleted (and named in ``problems``), its rows are then missing again."""
         if not self.shard_dir.is_dir():
             return []
         shards = []
@@ -133,7 +173,7 @@ class FeatureStore:
                 continue  # the .json is written after the .npy: only a user can get here; ignored like a gap
             elif not shard.sha256:
                 why = "it has no checksum (written by an older hemabench)"
-            elif data.stat().st_size != shard.bytes or sha256_file(data) != shard.sha256:
+            elif verify and (data.stat().st_size != shard.bytes or sha256_file(data) != shard.sha256):
                 why = "its bytes differ from its checksum"
             if why is not None:
                 if problems is not None:
@@ -142,14 +182,84 @@ class FeatureStore:
                 data.unlink(missing_ok=True)
                 continue
             shards.append(shard)
-        shards.sort(key=lambda s: s.start)
-        contiguous, expected = [], 0
-        for shard in shards:
-            if shard.start != expected:
+        kept, covered = [], 0
+        for shard in sorted(shards, key=lambda s: (s.start, -s.stop)):
+            if shard.start >= covered:
+                kept.append(shard)
+                covered = shard.stop
+        return kept
+
+    def rows_done(self) -> int:
+        """Rows in complete shards (from their descriptions, unverified: for progress bars)."""
+        return sum(s.stop - s.start for s in self.completed_shards(verify=False))
+
+    # -- claiming (several processes on one entry) ----------------------------------------------------------
+    def claim(self, unit: tuple[int, int], owner: dict, wait: bool = False, on_wait=None) -> "Claim | None":
+        """The lock on the shard that starts at ``unit[0]``, or None when another process holds it (``wait``:
+        wait for it, calling ``on_wait(who holds it)`` once) or the shard is complete by now. ``owner`` (rank,
+        world size) is written beside the lock, so that a stopped run can say who was extracting which rows."""
+        if self.is_complete():  # finalised by now (its shards are gone)
+            return None
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        stem = self._shard_stem(unit[0])
+        lock = FileLock(str(stem.with_suffix(".lock")))
+        said = False
+        while True:  # (not filelock's own wait: the holder may finish, finalise and remove the folder meanwhile)
+            try:
+                lock.acquire(timeout=0)
                 break
-            contiguous.append(shard)
-            expected = shard.stop
-        return contiguous
+            except (Timeout, FileNotFoundError):
+                if not wait or self.is_complete() or stem.with_suffix(".json").is_file():
+                    return None
+                if self._claim_info(unit[0]).get("pid") == os.getpid():  # never wait for oneself
+                    raise RuntimeError(f"this process holds the lock of {stem} it waits for")
+            if on_wait is not None and not said:
+                on_wait(self.claimant(unit[0]) or "another process")
+                said = True
+            time.sleep(0.2)
+        if stem.with_suffix(".json").is_file() or self.is_complete():  # done while this process looked elsewhere
+            lock.release()
+            return None
+        info = {**owner, "host": socket.gethostname(), "pid": os.getpid(), "rows": list(unit),
+                "since": time.strftime("%H:%M:%S")}
+        try:  # for messages only: a plain write (no fsync per shard); a torn one is read as no claim
+            stem.with_suffix(".claim").write_text(json.dumps(info))
+        except BaseException:
+            lock.release()
+            raise
+        return Claim(unit[0], unit[1], lock, stem.with_suffix(".claim"))
+
+    def _claim_info(self, start: int) -> dict:
+        try:
+            info = json.loads(self._shard_stem(start).with_suffix(".claim").read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def claimant(self, start: int) -> str | None:
+        """Who claimed the shard at ``start`` (from its .claim file), in words; None if nobody did."""
+        info = self._claim_info(start)
+        if not info:
+            return None
+        gone = ""
+        if info.get("host") == socket.gethostname():
+            try:
+                os.kill(int(info["pid"]), 0)
+            except ProcessLookupError:
+                gone = ", a process that no longer exists"
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        rank = f"rank {info.get('rank')} of {info.get('world')}" if info.get("world", 1) > 1 else "a process"
+        return f"{rank} (pid {info.get('pid')} on {info.get('host')}{gone}, since {info.get('since')})"
+
+    def unfinished(self, n_rows: int, shard_size: int) -> list[str]:
+        """The shards still missing, each with who claimed it (the claim file stays when its process is killed)."""
+        said = []
+        for start, stop in missing_units(n_rows, shard_size, self.completed_shards(verify=False)):
+            who = self.claimant(start)
+            said.append(f"rows {start}-{stop - 1} (shard-{start:09d}): " + (f"claimed by {who}, not finished"
+                                                                          if who else "not started"))
+        return sorted(said, key=lambda line: "no longer exists" not in line)  # the dead process's first
 
     # -- writing --------------------------------------------------------------------------------------------
     def write_shard(self, start: int, features: np.ndarray, bad: list[int]) -> Shard:
@@ -165,11 +275,12 @@ class FeatureStore:
         return shard
 
     def finalise(self, n_rows: int, dim: int, manifest: dict) -> None:
-        """Stream the shards into features.npy (one shard in memory at a time, hashed on the way; plain writes,
-        so a full disk raises instead of killing the process as a memory map would), then write the manifest."""
-        shards = self.completed_shards()
-        covered = shards[-1].stop if shards else 0
-        if covered != n_rows:
+        """Stream the shards into features.npy (one shard in memory at a time, each checked against its checksum
+        and hashed on the way; plain writes, so a full disk raises instead of killing the process as a memory
+        map would), then write the manifest. Call with the entry's lock held."""
+        shards = self.completed_shards(verify=False)  # verified below, as each is read
+        covered = sum(s.stop - s.start for s in shards)
+        if covered != n_rows or (shards and shards[-1].stop != n_rows):
             raise CacheError(f"cache entry {self.directory}: shards cover {covered} of {n_rows} rows; run again "
                              "to extract the rest")
         header = _npy_header(n_rows, dim)
@@ -180,11 +291,17 @@ class FeatureStore:
         def write(fh) -> None:
             fh.write(header)
             for shard in shards:
-                array = np.load(self._shard_stem(shard.start).with_suffix(".npy"))
+                path = self._shard_stem(shard.start).with_suffix(".npy")
+                payload = path.read_bytes()
+                if len(payload) != shard.bytes or hashlib.sha256(payload).hexdigest() != shard.sha256:
+                    path.with_suffix(".json").unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
+                    raise CacheError(f"cache shard {path} does not match its checksum (changed on disk after it "
+                                     "was written); deleted: run again to extract its rows")
+                array = np.load(io.BytesIO(payload))
                 if array.shape != (shard.stop - shard.start, dim) or array.dtype != np.float32:
-                    raise CacheError(f"cache shard {self._shard_stem(shard.start)}.npy holds {array.dtype} "
-                                     f"{array.shape}, expected float32 ({shard.stop - shard.start}, {dim}); "
-                                     "run again to extract it anew")
+                    raise CacheError(f"cache shard {path} holds {array.dtype} {array.shape}, expected float32 "
+                                     f"({shard.stop - shard.start}, {dim}); run again to extract it anew")
                 data = array.tobytes()
                 hasher.update(data)
                 fh.write(data)
@@ -274,12 +391,17 @@ def cache_entries(cache_root: Path) -> list[FeatureStore]:
 
 
 def _busy(store: FeatureStore) -> bool:
-    lock = FileLock(str(store.directory) + ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
+    """A live process holds the entry's lock or a shard's (its claim)."""
+    locks = [Path(str(store.directory) + ".lock")]
+    if store.shard_dir.is_dir():
+        locks += sorted(store.shard_dir.glob("shard-*.lock"))
+    for path in locks:
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
     return False
 
 

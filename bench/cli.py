@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -69,6 +70,8 @@ DECODE_HELP = ("where JPEGs are decoded and resized: cpu (PIL, in the loader wor
                "the CUDA device; within one 8-bit level of PIL's pixels, part of the features' identity), auto "
                "(gpu on CUDA)")
 BATCH_HELP = "images per forward pass (default: 256 on CUDA, halved if memory runs out; 32 elsewhere)"
+SHARD_HELP = ("rows per feature-cache shard: what a resumed run keeps and the unit torchrun's processes share "
+              "(a shard's batches start at its first row)")
 
 
 class BoardFormat(str, Enum):
@@ -156,12 +159,14 @@ def run(
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
     decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
     batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
+    shard_size: int = typer.Option(1024, min=1, help=SHARD_HELP),
     num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max 16)"),
     skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Extract features (cached), run the protocols and write one result file per protocol."""
-    from bench.runner import RunOptions, run_pair
+    """Extract features (cached), run the protocols and write one result file per protocol. Under torchrun the
+    ranks share the features of every pair and each pair's owner evaluates it (docs/distributed.md)."""
+    from bench.runner import RunOptions, help_pair, run_pair
 
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
@@ -178,33 +183,80 @@ def run(
             results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
             pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
             precision=precision.value, decode=decode.value, batch_size=batch_size, num_workers=num_workers,
-            skip_bad_images=skip_bad_images, progress=progress,
+            skip_bad_images=skip_bad_images, progress=progress, shard_size=shard_size,
         )
-    outcomes = []
-    for extractor_name in extractors:
-        for task_name in tasks:
-            _log(f"{extractor_name} on {task_name}" + (f", tested on {test_task}" if test_task else ""))
-            outcome = run_pair(extractor_name, task_name, protocols, options, log=_log, test_task=test_task)
-            if outcome.skipped_protocols:
-                _log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing: "
-                     "they match this run's features, data, splits and settings)")
-            if outcome.status == "failed":
-                if outcome.bug or _state["debug"]:
-                    _log(outcome.traceback or "")
-                failures = outcome.failed_protocols or [None]
-                for failure in failures:
-                    what = f" / {failure.protocol}" if failure else ""
-                    error = failure.error if failure else outcome.error
-                    bug = failure.bug if failure else outcome.bug
-                    _log(f"failed: {extractor_name} / {task_name}{what}: {error}"
-                         + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
-                if "," in extractor_name + task_name and not outcome.records:
-                    _log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
-                         "--extractor / --task")
-            outcomes.append(outcome)
-    _print_outcomes(outcomes)
-    if any(o.status == "failed" for o in outcomes):
+        world = _join(device, {"cache": options.extraction().cache_root, "results": results})
+        options = replace(options, progress=progress and world.rank == 0)
+    log = _rank_log(world)
+    outcomes, loaded = [], {}
+    pairs = [(e, t) for e in extractors for t in tasks]
+    with _stopped(world):
+        for index, (extractor_name, task_name) in enumerate(pairs):
+            if not world.owns(index):  # under torchrun: help the pair's owner extract its features
+                help_pair(extractor_name, task_name, protocols, options, log, world, world.owner(index), test_task,
+                          loaded)
+                continue
+            log(f"{extractor_name} on {task_name}" + (f", tested on {test_task}" if test_task else ""))
+            outcome = run_pair(extractor_name, task_name, protocols, options, log=log, test_task=test_task,
+                               world=world, loaded=loaded)
+            _report(outcome, extractor_name, task_name, log)
+            outcomes.append((index, outcome))
+        everything = [outcome for _, outcome in sorted(world.gather(outcomes), key=lambda item: item[0])]
+    world.close()
+    if world.rank == 0:
+        _print_outcomes(everything)
+    if any(o.status == "failed" for o in (everything if world.rank == 0 else [o for _, o in outcomes])):
         raise typer.Exit(1)
+
+
+def _report(outcome, extractor_name: str, task_name: str, log) -> None:
+    """What a pair left behind: kept results, failures (with the traceback of a bug)."""
+    if outcome.skipped_protocols:
+        log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing: "
+            "they match this run's features, data, splits and settings)")
+    if outcome.status != "failed":
+        return
+    if outcome.bug or _state["debug"]:
+        log(outcome.traceback or "")
+    for failure in outcome.failed_protocols or [None]:
+        what = f" / {failure.protocol}" if failure else ""
+        error = failure.error if failure else outcome.error
+        bug = failure.bug if failure else outcome.bug
+        log(f"failed: {extractor_name} / {task_name}{what}: {error}"
+            + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
+    if "," in extractor_name + task_name and not outcome.records:
+        log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
+            "--extractor / --task")
+
+
+def _join(device: str, shared: dict):
+    """This process's place among torchrun's processes (rank 0 of 1 without torchrun); checks that every rank
+    sees the ``shared`` folders."""
+    from bench.distributed import init_world
+
+    world = init_world(device)
+    world.check_shared(shared)
+    return world
+
+
+def _rank_log(world):
+    """``_log``, each line prefixed with the rank under torchrun."""
+    if not world.distributed:
+        return _log
+    prefix = world.prefix()
+    return lambda message: _log(prefix + message)
+
+
+@contextmanager
+def _stopped(world):
+    """Stopped by the launcher (torchrun stops every rank when one fails): one line saying what was unfinished."""
+    from bench.distributed import StoppedBySignal
+
+    try:
+        yield
+    except StoppedBySignal as exc:
+        world.group = False  # the group is broken: leave it to the exiting process
+        _fail(str(exc), 1)
 
 
 def _print_outcomes(outcomes) -> None:
@@ -240,6 +292,7 @@ def extract(
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
     decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
     batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
+    shard_size: int = typer.Option(1024, min=1, help=SHARD_HELP),
     num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
     skip_bad_images: bool = typer.Option(False),
     progress: bool = typer.Option(True),
@@ -253,8 +306,15 @@ def extract(
         options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, offline=offline,
                              pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
                              precision=precision.value, decode=decode.value,
-                             num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress)
-        pair = load_pair(extractor, task, options, log=_log)
+                             num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
+                             shard_size=shard_size)
+        world = _join(device, {"cache": options.extraction().cache_root})
+        options = replace(options, progress=progress and world.rank == 0)
+        with _stopped(world):
+            pair = load_pair(extractor, task, options, log=_rank_log(world), world=world)
+    world.close()
+    if pair is None:  # under torchrun, a rank other than 0: its share is in the cache, rank 0 exports
+        return
     export.mkdir(parents=True, exist_ok=True)
     keep = pair.keep
     np.save(export / "features.npy", pair.features[keep])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -12,11 +13,12 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
-from bench.cache import CachedFeatures, FeatureStore, feature_key
+from bench.cache import CachedFeatures, FeatureStore, feature_key, missing_units
 from bench.core.errors import BadImageError, CacheError, ExtractorError, UsageError
 from bench.core.images import decode_rgb
 from bench.core.record import now_utc
 from bench.decode import EncodedFiles, collate_encoded, decode_batch, resolve_decode, with_skip_hint
+from bench.distributed import World
 from bench.precision import resolve_precision
 
 
@@ -118,6 +120,7 @@ class ExtractionStats:
     attention: str | None = None  # sdpa (PyTorch) or xformers
     precision: str | None = None  # the resolved forward precision (bench.precision)
     forward_batch_size: int | None = None  # set when CUDA ran out of memory and the forward passes were split
+    world_size: int = 1  # processes that shared the extraction (torchrun); recorded, never part of the key
 
     @property
     def images_per_second(self) -> float | None:
@@ -127,7 +130,7 @@ class ExtractionStats:
         return {
             "cached": self.cached,
             "rows_extracted": self.rows_extracted,
-            "resumed_from_row": self.resumed_from,
+            "resumed_from_row": self.resumed_from,  # rows found complete (several processes: not one prefix)
             "extraction_seconds": round(self.seconds, 3),
             "images_per_second": None if self.images_per_second is None else round(self.images_per_second, 2),
             "batch_size": self.batch_size,
@@ -135,6 +138,7 @@ class ExtractionStats:
             "attention": self.attention,
             "precision": self.precision,
             **({"forward_batch_size": self.forward_batch_size} if self.forward_batch_size else {}),
+            **({"world_size": self.world_size} if self.world_size > 1 else {}),
         }
 
 
@@ -201,6 +205,40 @@ class _InFlight:
         return self.features.numpy()
 
 
+class _ClaimedBatches:
+    """The loader's batch sampler: the batches of each unit (shard) this process claims, claimed one at a time as
+    the loader asks for the next batch, in ``units`` order, skipping units another process holds or finished.
+    ``claimed`` holds the units handed out and not yet written (oldest first); ``held``: the first unit's claim,
+    taken already."""
+
+    def __init__(self, store: FeatureStore, units: list[tuple[int, int]], batch_size: int, owner: dict, held=None):
+        self.store, self.units, self.batch_size, self.owner, self.held = store, units, batch_size, owner, held
+        self.claimed: deque = deque()
+
+    def __iter__(self):
+        for unit in self.units:
+            claim, self.held = self.held or self.store.claim(unit, self.owner), None
+            if claim is None:
+                continue
+            self.claimed.append(claim)
+            for start in range(unit[0], unit[1], self.batch_size):
+                yield list(range(start, min(start + self.batch_size, unit[1])))
+
+    def release(self) -> None:
+        while self.claimed:
+            self.claimed.popleft().release()
+        if self.held is not None:
+            self.held.release()
+
+
+def share_order(units: list, rank: int, size: int) -> list:
+    """Rank ``rank``'s own share first (every ``size``-th unit from its rank on), then the others' from the end
+    (the units their ranks reach last), which it takes only if nobody holds or finished them by then."""
+    own = units[rank::size]
+    others = [unit for i, unit in enumerate(units) if i % size != rank]
+    return own + others[::-1]
+
+
 def extract_to_store(
     model: torch.nn.Module,
     store: FeatureStore,
@@ -218,8 +256,16 @@ def extract_to_store(
     log: Callable[[str], None] = print,
     overlap: bool | None = None,
     on_device: Callable[[list, Sequence], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    world: World | None = None,
+    finalise: bool = True,
 ) -> ExtractionStats:
-    """Extract the rows not yet in complete shards, then finalise the entry. Call with the store's lock held.
+    """Extract the shards of the entry that are missing and that no other process holds, then (``finalise``)
+    wait for the shards other processes hold, extract any whose holder died, and finalise the entry.
+
+    Any number of processes may run this on one entry at once (the ranks of a ``torchrun`` launch, or separate
+    launches): each claims shards with a lock (:meth:`FeatureStore.claim`), ``world``'s rank first takes its own
+    share (:func:`share_order`), and no shard is extracted twice. A shard's rows are cut into batches from its
+    start, so its features do not depend on which process extracted it or how many there were.
 
     ``precision`` is a resolved value (:func:`bench.precision.resolve_precision`). ``overlap`` (default: on CUDA)
     hands a batch's features to the host while the device computes the next batch; on a CPU there is nothing
@@ -227,26 +273,16 @@ def extract_to_store(
     :class:`bench.decode.EncodedFiles` and ``on_device(encoded, paths)`` turns a batch of it into (images on the
     device, ok)."""
     overlap = device.type == "cuda" if overlap is None else overlap
+    world = world or World()
+    from bench.distributed import describing
     from bench.precision import forward_precision
 
     n_rows = len(dataset)
-    batches_per_shard = max(1, -(-shard_size // batch_size))
-    shard_rows = batches_per_shard * batch_size  # shards end on batch boundaries: a resume re-forms the same batches
     problems: list[str] = []
-    done = store.completed_shards(problems)
+    done_before = sum(s.stop - s.start for s in store.completed_shards(problems))  # checked against their checksums
     for problem in problems:
         log(problem)
-    start = done[-1].stop if done else 0
-    remaining = torch.utils.data.Subset(dataset, range(start, n_rows))
-    loader = torch.utils.data.DataLoader(
-        remaining,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        collate_fn=None if on_device is None else collate_encoded,
-    )
+    owner = {"rank": world.rank, "world": world.size}
     model = model.to(device)
     from extractors.attention import use_xformers, xformers_available
 
@@ -254,12 +290,12 @@ def extract_to_store(
     forward = _Forward(model, batch_size, log)
     pending: list[np.ndarray] = []
     pending_bad: list[int] = []
-    shard_start = start
     t0 = time.perf_counter()
     extracted = 0
+    synced = [0.0]
 
-    def finish(batch: _InFlight) -> None:
-        nonlocal shard_start, pending, pending_bad, extracted
+    def finish(batch: _InFlight, claims: _ClaimedBatches) -> None:
+        nonlocal pending, pending_bad, extracted
         out = batch.numpy()
         indices, ok = batch.indices, batch.ok.numpy()
         if out.shape != (len(indices), dim):
@@ -272,35 +308,84 @@ def extract_to_store(
         pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
         extracted += len(indices)
         bar.update(task, advance=len(indices), rate=f"{extracted / max(time.perf_counter() - t0, 1e-9):.1f}")
-        rows_pending = sum(len(p) for p in pending)
-        if rows_pending >= shard_rows or shard_start + rows_pending == n_rows:
-            store.write_shard(shard_start, np.concatenate(pending), pending_bad)
-            shard_start += rows_pending
+        claim = claims.claimed[0]  # batches arrive in the order the sampler handed out their units
+        if not (claim.start <= int(indices[0]) and int(indices[-1]) < claim.stop):  # a bug, never data
+            raise RuntimeError(f"rows {int(indices[0])}-{int(indices[-1])} arrived for the shard of rows "
+                               f"{claim.start}-{claim.stop - 1}")
+        if sum(len(p) for p in pending) == claim.stop - claim.start:
+            store.write_shard(claim.start, np.concatenate(pending), pending_bad)
+            claims.claimed.popleft().release()
             pending, pending_bad = [], []
+            if world.distributed and time.perf_counter() - synced[0] > 2:  # the other ranks' shards, too
+                synced[0] = time.perf_counter()
+                bar.update(task, completed=store.rows_done())
 
-    with _progress(progress) as bar, torch.inference_mode(), forward_precision(precision, device):
-        task = bar.add_task(description, total=n_rows, completed=start, rate="-")
-        in_flight = None
-        for images, indices, ok in loader:
-            if on_device is None:
-                images = images.to(device, non_blocking=True)
-            else:
-                images, ok = on_device(images, [dataset.paths[int(i)] for i in indices])
-            current = _InFlight.start(forward(images), indices, ok)
-            if not overlap:
-                finish(current)
-                continue
+    def run_pass(units: list[tuple[int, int]], held=None) -> None:
+        claims = _ClaimedBatches(store, units, batch_size, owner, held)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=claims, num_workers=num_workers, pin_memory=device.type == "cuda",
+            persistent_workers=False, collate_fn=None if on_device is None else collate_encoded,
+        )
+        try:
+            in_flight = None
+            for images, indices, ok in loader:
+                if on_device is None:
+                    images = images.to(device, non_blocking=True)
+                else:
+                    images, ok = on_device(images, [dataset.paths[int(i)] for i in indices])
+                current = _InFlight.start(forward(images), indices, ok)
+                if not overlap:
+                    finish(current, claims)
+                    continue
+                if in_flight is not None:
+                    finish(in_flight, claims)  # the previous batch, while the device computes this one
+                in_flight = current
             if in_flight is not None:
-                finish(in_flight)  # the previous batch, while the device computes this one
-            in_flight = current
-        if in_flight is not None:
-            finish(in_flight)
+                finish(in_flight, claims)
+        finally:
+            pending.clear()
+            pending_bad.clear()
+            claims.release()  # (all written, unless an error or a stop ends the pass)
+
+    def unfinished() -> str:
+        said = store.unfinished(n_rows, shard_size)
+        return (f"Features of {description}: {len(said)} shard(s) unfinished: {'; '.join(said[:4])}"
+                f"{' ...' if len(said) > 4 else ''}. The complete shards are kept: run the same command again, with "
+                "any number of processes, to extract only the rest." if said else "")
+
+    with _progress(progress) as bar, torch.inference_mode(), forward_precision(precision, device), \
+            describing(unfinished):
+        task = bar.add_task(description, total=n_rows, completed=done_before, rate="-")
+        units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
+        run_pass(share_order(units, world.rank, world.size))
+        while finalise:  # what others hold: wait for it, and take over what a process that died left
+            units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
+            if not units or store.is_complete():  # (complete: another launch finalised it, its shards are gone)
+                break
+            for unit in units:  # one at a time, holding no other claim while waiting (two waiters never deadlock)
+                on_wait = lambda who, u=unit: log(f"waiting for rows {u[0]}-{u[1] - 1}: {who} is extracting them")  # noqa: E731
+                claim = store.claim(unit, owner, wait=True, on_wait=on_wait)
+                if claim is not None:  # its holder died, or nobody had started it
+                    run_pass([unit], held=claim)
     seconds = time.perf_counter() - t0
-    stats = ExtractionStats(extracted, seconds, start, cached=False, batch_size=batch_size, num_workers=num_workers,
-                            attention=attention, precision=precision,
-                            forward_batch_size=forward.size if forward.size != batch_size else None)
-    store.finalise(n_rows, dim, {**manifest, "extraction": stats.as_dict()})
+    stats = ExtractionStats(extracted, seconds, done_before, cached=False, batch_size=batch_size,
+                            num_workers=num_workers, attention=attention, precision=precision,
+                            forward_batch_size=forward.size if forward.size != batch_size else None,
+                            world_size=world.size)
+    if finalise:
+        with store.lock(on_wait=lambda path: log(f"waiting for another process finalising {description} ({path})")):
+            if not store.is_complete():  # (another launch may have finalised it meanwhile)
+                store.finalise(n_rows, dim, {**manifest, "extraction": stats.as_dict()})
     return stats
+
+
+def _dataset(entry, paths: Sequence[Path], settings: ExtractionSettings, target: torch.device):
+    """The images to extract, and (GPU decoding) what turns a batch of them into images on the device."""
+    if resolve_decode(settings.decode, target, entry.interpolation) == "gpu":
+        on_device = partial(decode_batch, device=target, size=entry.input_size, mean=entry.mean, std=entry.std,
+                            interpolation=entry.interpolation, skip_bad=settings.skip_bad)
+        return EncodedFiles(paths, settings.skip_bad), on_device
+    return ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad), None
 
 
 def cached_features(
@@ -311,44 +396,48 @@ def cached_features(
     content_sha256: str,
     settings: ExtractionSettings,
     log: Callable[[str], None] = print,
-) -> tuple[CachedFeatures, ExtractionStats]:
+    world: World | None = None,
+    finalise: bool = True,
+) -> tuple[CachedFeatures | None, ExtractionStats]:
     """Features of ``paths`` (in that order) from the cache, extracting what is missing. A cache entry that
-    fails its checks (:meth:`FeatureStore.load`) is named, evicted and extracted again."""
+    fails its checks (:meth:`FeatureStore.load`) is named, evicted and extracted again.
+
+    Not ``finalise``: help the process that will (another rank): extract the shards nobody holds, return
+    (None, stats) without waiting for the rest."""
     key, payload = feature_key(fingerprint, content_sha256)
     store = FeatureStore(settings.cache_root, key)
     cached = _verified(store, log) if store.is_complete() else None
     target = pick_device(settings.device)
     precision = resolve_precision(entry.precision, target)  # resolved already by bench.runner; benchmarks call here
     stats = ExtractionStats(0, 0.0, 0, cached=True, precision=precision)
+    if cached is None and store.is_complete():  # complete but damaged: the finalising process evicts it
+        if not finalise:
+            return None, stats
+        with store.lock():
+            cached = _verified(store, log, evict=True) if store.is_complete() else None
     if cached is None:
-        on_wait = lambda path: log(f"waiting for another process extracting the same features (lock {path})")  # noqa: E731
-        with store.lock(on_wait=on_wait):
-            cached = _verified(store, log, evict=True) if store.is_complete() else None  # another process may have finished it
-            if cached is None:
-                on_device = None
-                if resolve_decode(settings.decode, target, entry.interpolation) == "gpu":
-                    dataset = EncodedFiles(paths, settings.skip_bad)
-                    on_device = partial(decode_batch, device=target, size=entry.input_size, mean=entry.mean,
-                                        std=entry.std, interpolation=entry.interpolation, skip_bad=settings.skip_bad)
-                else:
-                    dataset = ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad)
-                stats = extract_to_store(
-                    model,
-                    store,
-                    dataset,
-                    dim=entry.dim,
-                    batch_size=settings.batch_size or default_batch_size(target),
-                    num_workers=auto_workers(target) if settings.num_workers is None else settings.num_workers,
-                    device=target,
-                    precision=precision,
-                    shard_size=settings.shard_size,
-                    manifest={"key_payload": payload, "paths_in_order": len(paths), "created": now_utc()},
-                    progress=settings.progress,
-                    description=f"{entry.name}",
-                    log=log,
-                    on_device=on_device,
-                )
-                cached = store.load()
+        dataset, on_device = _dataset(entry, paths, settings, target)
+        stats = extract_to_store(
+            model,
+            store,
+            dataset,
+            dim=entry.dim,
+            batch_size=settings.batch_size or default_batch_size(target),
+            num_workers=auto_workers(target) if settings.num_workers is None else settings.num_workers,
+            device=target,
+            precision=precision,
+            shard_size=settings.shard_size,
+            manifest={"key_payload": payload, "paths_in_order": len(paths), "created": now_utc()},
+            progress=settings.progress,
+            description=f"{entry.name}",
+            log=log,
+            on_device=on_device,
+            world=world,
+            finalise=finalise,
+        )
+        if not finalise:
+            return None, stats
+        cached = store.load()
     if cached.bad_rows and not settings.skip_bad:
         names = ", ".join(str(paths[i]) for i in cached.bad_rows[:5])
         raise BadImageError(

@@ -316,28 +316,50 @@ def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
     return BuiltExtractor(entry, model, fingerprint)
 
 
-def load_dataset(task, options: RunOptions):
-    """The task's validated data set (every image hashed: its identity is part of the features' key)."""
-    return task.load(options.data_root, data_home=options.data_home or settings.data_dir(),
-                     split_file=options.split_file)
+def load_dataset(task, options: RunOptions, loaded: dict | None = None):
+    """The task's validated data set (every image hashed: its identity is part of the features' key).
+    ``loaded``: data sets loaded earlier in the same command, by task and folder (each hashed once per command,
+    not once per extractor)."""
+    home = options.data_home or settings.data_dir()
+    memo = (task.name, str(options.data_root), str(options.split_file), str(home))
+    if loaded is not None and memo in loaded:
+        return loaded[memo]
+    dataset = task.load(options.data_root, data_home=home, split_file=options.split_file)
+    if loaded is not None:
+        loaded[memo] = dataset
+    return dataset
 
 
-def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset=None) -> TaskFeatures:
-    """The task's data set (``dataset``, or loaded now) and its features (cached)."""
+def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset=None, world=None) -> TaskFeatures:
+    """The task's data set (``dataset``, or loaded now) and its features (cached; under torchrun, extracted by
+    every rank of ``world`` that helps, see :func:`extract_share`)."""
     from bench.extract import cached_features
 
     dataset = load_dataset(task, options) if dataset is None else dataset
     cached, stats = cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
-                                    dataset.content_fingerprint(), options.extraction(), log=log)
+                                    dataset.content_fingerprint(), options.extraction(), log=log, world=world)
     return TaskFeatures(built, task, dataset, cached, stats)
 
 
-def load_pair(extractor_name: str, task_name: str, options: RunOptions, log) -> TaskFeatures:
-    """Resolve both names, build the model and get the task's features (``bench extract``)."""
+def extract_share(built: BuiltExtractor, dataset, options: RunOptions, log, world) -> None:
+    """A rank that does not own the pair extracts the shards of its features that nobody holds, and returns
+    without waiting: the owner finalises them (:func:`bench.extract.extract_to_store`)."""
+    from bench.extract import cached_features
+
+    cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
+                    dataset.content_fingerprint(), options.extraction(), log=log, world=world, finalise=False)
+
+
+def load_pair(extractor_name: str, task_name: str, options: RunOptions, log, world=None) -> TaskFeatures | None:
+    """Resolve both names, build the model and get the task's features (``bench extract``). Under torchrun rank
+    0 finalises and gets the features; the other ranks extract their share and get None."""
     from tasks import get_task
 
-    return task_features(build_extractor(resolve_entry(extractor_name, options.pooling), options, log),
-                         get_task(task_name), options, log)
+    built = build_extractor(resolve_entry(extractor_name, options.pooling), options, log)
+    if world is not None and world.rank != 0:
+        extract_share(built, load_dataset(get_task(task_name), options), options, log, world)
+        return None
+    return task_features(built, get_task(task_name), options, log, world=world)
 
 
 def test_options(options: RunOptions) -> RunOptions:
@@ -360,7 +382,7 @@ class EvaluationInputs:
 
 
 def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions, log,
-                      test_dataset=None) -> EvaluationInputs:
+                      test_dataset=None, world=None) -> EvaluationInputs:
     """The design of the task's own kind, or (domain shift) training rows of one task and test rows of another."""
     info = primary.task_info(options.split_file)
     for note in info["notes"]:
@@ -371,7 +393,8 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
         classes = primary.dataset.classes  # the label map: the union over all rows
         return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
                                 primary.skipped_images, primary.stats.as_dict())
-    test = task_features(primary.extractor, plan.test_task, test_options(options), log, dataset=test_dataset)
+    test = task_features(primary.extractor, plan.test_task, test_options(options), log, dataset=test_dataset,
+                         world=world)
     names = np.concatenate([primary.dataset.samples["label"].to_numpy(), test.dataset.samples["label"].to_numpy()])
     classes = sorted(set(names))
     n_train = len(primary.dataset)
@@ -439,6 +462,57 @@ def set_aside(json_path: Path) -> Path:
     return json_path.with_name(json_path.name + ".stale")
 
 
+@dataclass
+class PreparedPair:
+    """A planned pair with its model built, its data sets loaded, and which protocols it must compute."""
+
+    plan: PairPlan
+    built: BuiltExtractor
+    dataset: Any
+    test_dataset: Any | None
+    current: dict  # protocol name -> the inputs its result is computed from (result_inputs)
+
+
+def prepare_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions, log,
+                 test_task: str | None = None, loaded: dict | None = None) -> PreparedPair:
+    """Plan the pair, build the model, load the data sets and decide which existing results are kept: nothing
+    is written, so a rank that only helps with the features decides as the owner does."""
+    plan = plan_pair(extractor_name, task_name, protocol_names, options, test_task)
+    built = build_extractor(plan.entry, options, log)
+    dataset = load_dataset(plan.task, options, loaded)
+    test_dataset = None if plan.test_task is None else load_dataset(plan.test_task, test_options(options), loaded)
+    keys = [TaskFeaturesKey.of(built, d) for d in (dataset, test_dataset) if d is not None]
+    current = {p.name: result_inputs(keys, plan.task.settings(), p)
+               for p in plan.todo + [p for p, _ in plan.existing.values()]}
+    for name, (protocol, record) in plan.existing.items():
+        why = why_not_current(record.inputs, current[name])
+        before, now = record.extractor.fingerprint.get("precision"), built.fingerprint["precision"]
+        if why is not None and before not in (None, now):
+            why = (f"it was computed in {before} and this run computes in {now} (--precision; to keep results "
+                   "of both, give each its own --results folder)")
+        if why is None:
+            plan.kept.append(name)
+        else:
+            plan.reasons[name] = why
+            plan.todo.append(protocol)
+    return PreparedPair(plan, built, dataset, test_dataset, current)
+
+
+def help_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions, log,
+              world, owner: int, test_task: str | None = None, loaded: dict | None = None) -> None:
+    """Under torchrun, a rank that does not own a pair extracts its share of the pair's features, if the pair
+    needs any. Whatever fails here fails the same way for the owner, which reports it: it is only logged."""
+    try:
+        prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, test_task, loaded)
+        if prepared.plan.todo:
+            extract_share(prepared.built, prepared.dataset, options, log, world)
+            if prepared.test_dataset is not None:
+                extract_share(prepared.built, prepared.test_dataset, test_options(options), log, world)
+    except Exception as exc:  # reported by the pair's owner
+        log(f"{extractor_name} / {task_name}: not helping with its features ({type(exc).__name__}: {exc}); "
+            f"rank {owner} owns the pair and reports what fails")
+
+
 def run_pair(
     extractor_name: str,
     task_name: str,
@@ -446,31 +520,19 @@ def run_pair(
     options: RunOptions,
     log,
     test_task: str | None = None,
+    world=None,
+    loaded: dict | None = None,
 ) -> PairOutcome:
-    """Evaluate one extractor on one task (or, with ``test_task``, train on ``task_name`` and test on it)."""
+    """Evaluate one extractor on one task (or, with ``test_task``, train on ``task_name`` and test on it).
+    ``world``: under torchrun, this rank owns the pair; the other ranks help extract its features
+    (:func:`help_pair`) and this one waits for them, finalises, evaluates and records."""
     from bench.extract import pick_device
 
     outcome = PairOutcome(extractor_name, task_name, "ok")
     try:
-        plan = plan_pair(extractor_name, task_name, protocol_names, options, test_task)
+        prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, test_task, loaded)
+        plan = prepared.plan
         outcome.task = plan.label
-        built = build_extractor(plan.entry, options, log)
-        dataset = load_dataset(plan.task, options)
-        test_dataset = None if plan.test_task is None else load_dataset(plan.test_task, test_options(options))
-        keys = [TaskFeaturesKey.of(built, d) for d in (dataset, test_dataset) if d is not None]
-        current = {p.name: result_inputs(keys, plan.task.settings(), p)
-                   for p in plan.todo + [p for p, _ in plan.existing.values()]}
-        for name, (protocol, record) in plan.existing.items():
-            why = why_not_current(record.inputs, current[name])
-            before, now = record.extractor.fingerprint.get("precision"), built.fingerprint["precision"]
-            if why is not None and before not in (None, now):
-                why = (f"it was computed in {before} and this run computes in {now} (--precision; to keep results "
-                       "of both, give each its own --results folder)")
-            if why is None:
-                plan.kept.append(name)
-            else:
-                plan.reasons[name] = why
-                plan.todo.append(protocol)
         for name, why in plan.reasons.items():
             stale = set_aside(result_paths(options.results_dir, plan.entry.name, plan.label, name)[0])
             log(f"recomputing {plan.entry.name} / {plan.label} / {name}: {why} (the old result is moved to {stale}, "
@@ -479,15 +541,18 @@ def run_pair(
         if not plan.todo:
             outcome.status = "skipped"
             return outcome
-        primary = task_features(built, plan.task, options, log, dataset=dataset)
-        inputs = evaluation_inputs(plan, primary, options, log, test_dataset=test_dataset)
+        primary = task_features(prepared.built, plan.task, options, log, dataset=prepared.dataset, world=world)
+        inputs = evaluation_inputs(plan, primary, options, log, test_dataset=prepared.test_dataset, world=world)
         env = environment(str(pick_device(options.device)))
+        if world is not None and world.distributed:
+            env["world_size"] = world.size  # recorded; the features and results do not depend on it
     except Exception as exc:  # a failing pair is reported; the others still run
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.traceback = traceback.format_exc()
         outcome.bug = not isinstance(exc, HemabenchError)
         return outcome
+    current = prepared.current
     from protocols.base import evaluation_device
 
     for protocol in plan.todo:  # each protocol succeeds or fails on its own

@@ -110,19 +110,16 @@ class Distributed:
 
 
 def init_distributed(device: str = "auto") -> Distributed:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join the group (nccl on GPUs, gloo on CPU)."""
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join the group (nccl on GPUs, gloo on CPU) as ``bench run`` does
+    (:func:`bench.distributed.init_world`), the GPU of LOCAL_RANK on CUDA."""
+    from bench.distributed import init_world
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
+    world = init_world(device, cpu_messages=False)
     if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return Distributed(rank, world, torch.device("cuda", local))
-    return Distributed(rank, world, torch.device(device))
+        return Distributed(world.rank, world.size, torch.device("cuda", world.local_rank))
+    return Distributed(world.rank, world.size, torch.device(device))
 
 
 INIT_FIX = ("pass a DINOv2 or DinoBloom checkpoint of this architecture with --set init=PATH, or start from random "

@@ -65,8 +65,10 @@ def _extract_script(folder, export, sleep):
         from typer.testing import CliRunner
         from bench.cli import app
         result = CliRunner().invoke(app, ["extract", "-e", {TINY!r}, "-t", "imagefolder:{folder}",
-                                          "--export", {str(export)!r}, "--batch-size", "4", "--no-progress"])
+                                          "--export", {str(export)!r}, "--batch-size", "4", "--shard-size", "4",
+                                          "--no-progress"])
         print(result.output)
+        print("forward calls:", cls.forward_calls)
         sys.exit(result.exit_code)
         """
     )
@@ -112,9 +114,12 @@ def test_two_processes_on_one_key_agree(image_folder, tmp_path, bench_home):
         script = tmp_path / f"{name}.py"
         script.write_text(_extract_script(image_folder, tmp_path / name, sleep=0.05))
         procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    calls = []
     for proc in procs:
         output, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, output
+        calls.append(int(output.split("forward calls:")[1].split()[0]))
+    assert sum(calls) == 9, calls  # 9 shards of one batch: each extracted once, by one of the two processes
     one = np.load(tmp_path / "one" / "features.npy")
     two = np.load(tmp_path / "two" / "features.npy")
     np.testing.assert_array_equal(one, two)

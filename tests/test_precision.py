@@ -138,10 +138,9 @@ def test_overlapped_hand_over_gives_the_same_features(image_folder, tmp_path, ov
     reference = torch.cat([model(torch.stack([entry.transform()(Image.open(p).convert("RGB"))
                                                 for p in paths[i:i + 5]])) for i in range(0, len(paths), 5)])
     store = FeatureStore(tmp_path / "cache", f"k{int(overlap)}")
-    with store.lock():
-        extract_to_store(model, store, ImageFiles(paths, entry.transform(), entry.input_size, False), dim=entry.dim,
-                         batch_size=5, num_workers=0, device=CPU, precision="fp32", shard_size=10, manifest={},
-                         progress=False, description="t", overlap=overlap)
+    extract_to_store(model, store, ImageFiles(paths, entry.transform(), entry.input_size, False), dim=entry.dim,
+                     batch_size=5, num_workers=0, device=CPU, precision="fp32", shard_size=10, manifest={},
+                     progress=False, description="t", overlap=overlap)
     features = np.asarray(store.load().features)
     assert features.shape == (36, 32)
     np.testing.assert_allclose(features, reference.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -86,7 +86,7 @@ def test_bad_input(tmp_path, images):
 
 def test_two_process_torchrun_on_cpu(images, tmp_path):
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-            "-m", "dinobloom_train", "--preset", "tiny-cpu", "--data", str(images), "--out", str(tmp_path / "ddp"),
+            "-m", "bench", "train", "--preset", "tiny-cpu", "--data", str(images), "--out", str(tmp_path / "ddp"),
             "--max-steps", "2"] + [a for item in SMALL for a in ("--set", item)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)

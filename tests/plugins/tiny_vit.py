@@ -68,3 +68,19 @@ class NaNWeights(nn.Module):
 
     def forward(self, x):
         return self.head(x.mean(dim=(2, 3)))
+
+
+class DiesInRank(TinyViT):
+    """TinyViT whose process kills itself (SIGKILL, as the OOM killer or a node failure would) at forward call
+    number ``HEMABENCH_TEST_DIE_AFTER`` in the torchrun rank ``HEMABENCH_TEST_DIE_RANK``; each call sleeps
+    ``HEMABENCH_TEST_SLEEP`` seconds, so the other ranks are still at work then."""
+
+    def forward(self, x):
+        import os
+        import signal
+
+        time.sleep(float(os.environ.get("HEMABENCH_TEST_SLEEP", "0")))
+        if os.environ.get("RANK") == os.environ.get("HEMABENCH_TEST_DIE_RANK", "-"):
+            if type(self).forward_calls >= int(os.environ.get("HEMABENCH_TEST_DIE_AFTER", "0")):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
