@@ -35,6 +35,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from bench.core.files import atomic_write, atomic_write_json, digest, ensure_spa
 FEATURE_CODE_VERSION = 2
 CACHE_FORMAT = 2  # 2: checksums per shard and for features.npy (entries of format 1 are re-extracted)
 FEATURES_FILE = "features.npy"
+PROCESS_TOKEN = uuid.uuid4().hex  # tells this process's claims from another's (pids repeat across containers)
 
 
 def feature_key(extractor_fingerprint: dict, dataset_content_sha256: str) -> tuple[str, dict]:
@@ -164,17 +166,24 @@ class FeatureStore:
                 meta = json.loads(meta_path.read_text())
                 shard = Shard(meta["start"], meta["stop"], tuple(meta["bad"]), meta.get("sha256", ""),
                               meta.get("bytes", 0))
+            except FileNotFoundError:
+                continue  # finalised meanwhile by another process (it removes the shards)
             except (OSError, ValueError, KeyError, TypeError):
                 shard = None
             why = None
-            if shard is None:
-                why = "its description cannot be read"
-            elif not data.is_file():
-                continue  # the .json is written after the .npy: only a user can get here; ignored like a gap
-            elif not shard.sha256:
-                why = "it has no checksum (written by an older hemabench)"
-            elif verify and (data.stat().st_size != shard.bytes or sha256_file(data) != shard.sha256):
-                why = "its bytes differ from its checksum"
+            try:
+                if shard is None:
+                    why = "its description cannot be read"
+                elif not data.is_file():  # the .json is written after the .npy: deleted by a user or a prune
+                    why = "its data file is missing"
+                elif not shard.sha256:
+                    why = "it has no checksum (written by an older hemabench)"
+                elif verify and (data.stat().st_size != shard.bytes or sha256_file(data) != shard.sha256):
+                    why = "its bytes differ from its checksum"
+            except FileNotFoundError:
+                continue  # finalised meanwhile by another process
+            if why is not None and self.is_complete():
+                continue  # not a damaged shard: the entry was finalised while this process looked
             if why is not None:
                 if problems is not None:
                     problems.append(f"cache shard {data} is not used: {why}; deleted, its rows are extracted again")
@@ -209,25 +218,35 @@ class FeatureStore:
                 lock.acquire(timeout=0)
                 break
             except (Timeout, FileNotFoundError):
-                if not wait or self.is_complete() or stem.with_suffix(".json").is_file():
+                if not wait or self.is_complete() or self._written(stem):
                     return None
-                if self._claim_info(unit[0]).get("pid") == os.getpid():  # never wait for oneself
+                if self._claim_info(unit[0]).get("token") == PROCESS_TOKEN:  # never wait for oneself
                     raise RuntimeError(f"this process holds the lock of {stem} it waits for")
             if on_wait is not None and not said:
                 on_wait(self.claimant(unit[0]) or "another process")
                 said = True
             time.sleep(0.2)
-        if stem.with_suffix(".json").is_file() or self.is_complete():  # done while this process looked elsewhere
+        if self._written(stem) or self.is_complete():  # done while this process looked elsewhere
             lock.release()
+            if self.is_complete():  # (acquiring made shards/ again: the finalised entry has none)
+                Path(lock.lock_file).unlink(missing_ok=True)
+                try:
+                    self.shard_dir.rmdir()
+                except OSError:
+                    pass
             return None
-        info = {**owner, "host": socket.gethostname(), "pid": os.getpid(), "rows": list(unit),
-                "since": time.strftime("%H:%M:%S")}
+        info = {**owner, "host": socket.gethostname(), "pid": os.getpid(), "token": PROCESS_TOKEN,
+                "rows": list(unit), "since": time.strftime("%H:%M:%S")}
         try:  # for messages only: a plain write (no fsync per shard); a torn one is read as no claim
             stem.with_suffix(".claim").write_text(json.dumps(info))
         except BaseException:
             lock.release()
             raise
         return Claim(unit[0], unit[1], lock, stem.with_suffix(".claim"))
+
+    @staticmethod
+    def _written(stem: Path) -> bool:
+        return stem.with_suffix(".json").is_file() and stem.with_suffix(".npy").is_file()
 
     def _claim_info(self, start: int) -> dict:
         try:

@@ -202,10 +202,12 @@ def run(
             _report(outcome, extractor_name, task_name, log)
             outcomes.append((index, outcome))
         everything = [outcome for _, outcome in sorted(world.gather(outcomes), key=lambda item: item[0])]
+    _quiet_stop()
     world.close()
-    if world.rank == 0:
-        _print_outcomes(everything)
-    if any(o.status == "failed" for o in (everything if world.rank == 0 else [o for _, o in outcomes])):
+    if world.rank != 0:  # its pairs are in rank 0's table and exit code; exiting 1 here would stop rank 0
+        return
+    _print_outcomes(everything)
+    if any(o.status == "failed" for o in everything):
         raise typer.Exit(1)
 
 
@@ -245,6 +247,12 @@ def _rank_log(world):
         return _log
     prefix = world.prefix()
     return lambda message: _log(prefix + message)
+
+
+def _quiet_stop() -> None:
+    from bench.distributed import quiet_stop
+
+    quiet_stop()
 
 
 @contextmanager
@@ -312,6 +320,7 @@ def extract(
         options = replace(options, progress=progress and world.rank == 0)
         with _stopped(world):
             pair = load_pair(extractor, task, options, log=_rank_log(world), world=world)
+    _quiet_stop()
     world.close()
     if pair is None:  # under torchrun, a rank other than 0: its share is in the cache, rank 0 exports
         return
@@ -476,6 +485,75 @@ def train(
 
     with _user_errors():
         main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log, on_export=evaluate_export)
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Pictures of embeddings: UMAP of cells or patients, patch-PCA.")
+app.add_typer(plot_app, name="plot")
+
+
+class ColorBy(str, Enum):
+    class_ = "class"
+    domain = "domain"
+    patient = "patient"
+    fold = "fold"
+
+
+class FitOn(str, Enum):
+    train = "train"
+    all = "all"
+
+
+@plot_app.command("umap")
+def plot_umap(
+    extractor: str = typer.Option(..., "--extractor", "-e"),
+    task: List[str] = typer.Option(..., "--task", "-t", help="task(s); several: one map, --color-by domain tells them apart"),
+    out_path: Path = typer.Option(..., "--out", help="PNG to write; the HTML version (hover labels) is written beside it"),
+    color_by: ColorBy = typer.Option(ColorBy.class_, help="colour: class, domain (task), patient or fold"),
+    fit_on: FitOn = typer.Option(FitOn.train, help="fit the map on the first task's training rows (first split; the rest is embedded into it) or on all"),
+    thumbnails: bool = typer.Option(False, "--thumbnails", help="draw 60 cell images (a seeded choice) at their points"),
+    seed: int = typer.Option(0, help="UMAP seed: the same seed gives the same picture"),
+    data_root: Optional[Path] = typer.Option(None, help="the first task's data folder"),
+    weights: Optional[Path] = typer.Option(None),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    device: str = typer.Option("auto"),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
+    progress: bool = typer.Option(True),
+) -> None:
+    """UMAP of an extractor's embeddings (cached features: no forward pass when cached), as PNG and HTML."""
+    from bench.plots import umap_scatter
+    from bench.runner import RunOptions
+    from leaderboard.figures import scatter_html, scatter_png
+
+    with _user_errors():
+        options = RunOptions(data_root=data_root, weights=weights, offline=offline, device=device,
+                              precision=precision.value, batch_size=batch_size, progress=progress)
+        scatter = umap_scatter(extractor, _split(task), options, color_by=color_by.value, fit_on=fit_on.value,
+                               seed=seed, log=_log)
+    png = scatter_png(scatter, out_path, thumbnails=60 if thumbnails else 0, seed=seed)
+    html = scatter_html(scatter, out_path.with_suffix(".html"))
+    out.print(f"wrote {png} and {html}", markup=False)
+
+
+@plot_app.command("patch-pca")
+def plot_patch_pca(
+    extractor: str = typer.Option(..., "--extractor", "-e"),
+    images: List[Path] = typer.Option(..., "--images", help="image file(s); repeat the option"),
+    out_path: Path = typer.Option(..., "--out", help="PNG to write"),
+    threshold: float = typer.Option(0.5, help="background: first PCA component (scaled to 0-1) on the border side of this"),
+    weights: Optional[Path] = typer.Option(None),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    device: str = typer.Option("auto"),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+) -> None:
+    """The first three PCA components of a ViT's patch tokens as RGB, beside the images (the paper's Fig. 3)."""
+    from bench.plots import patch_pca
+    from bench.runner import RunOptions
+
+    with _user_errors():
+        options = RunOptions(weights=weights, offline=offline, device=device, precision=precision.value)
+        written = patch_pca(extractor, list(images), options, out_path, threshold=threshold, log=_log)
+    out.print(f"wrote {written}", markup=False)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them, and checking a copy.")

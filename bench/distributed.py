@@ -138,19 +138,33 @@ def init_world(device: str = "auto", *, cpu_messages: bool = True) -> World:
             raise UsageError(f"LOCAL_RANK {local} but this node has {torch.cuda.device_count()} GPU(s): start at most "
                              "that many processes per node (torchrun --nproc-per-node)")
         torch.cuda.set_device(local)
-    minutes = float(os.environ.get("BENCH_DIST_TIMEOUT_MINUTES", DEFAULT_TIMEOUT_MINUTES))
     if not torch.distributed.is_initialized():
         backend = ("cpu:gloo,cuda:nccl" if cpu_messages else "nccl") if cuda else "gloo"
-        torch.distributed.init_process_group(backend=backend, timeout=dt.timedelta(minutes=minutes))
+        minutes = float(os.environ.get("BENCH_DIST_TIMEOUT_MINUTES", DEFAULT_TIMEOUT_MINUTES))
+        timeout = dt.timedelta(minutes=minutes) if cpu_messages else None  # the trainer keeps torch's default
+        torch.distributed.init_process_group(backend=backend, timeout=timeout)
     world = World(torch.distributed.get_rank(), torch.distributed.get_world_size(), local, group=True)
-    signal.signal(signal.SIGTERM, _stop)
+    if cpu_messages:  # the harness says what was unfinished when torchrun stops it
+        _installed_in[0] = os.getpid()
+        signal.signal(signal.SIGTERM, _stop)
     return world
 
 
+def quiet_stop() -> None:
+    """Back to the default SIGTERM (die at once): once the work is done, a stop has nothing to say."""
+    if _installed_in[0] == os.getpid():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 _describers: list[Callable[[], str]] = []
+_installed_in = [0]  # the pid that installed _stop: DataLoader workers inherit the handler and must not run it
 
 
 def _stop(signum, frame) -> None:
+    if os.getpid() != _installed_in[0]:  # a forked worker (torchrun signals the whole process group): just die
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     said = " ".join(text for text in (describe() for describe in _describers) if text)
     raise StoppedBySignal(
         f"rank {os.environ.get('RANK', '?')} was stopped by its launcher (signal {signum}; torchrun stops every "

@@ -357,7 +357,10 @@ def extract_to_store(
             describing(unfinished):
         task = bar.add_task(description, total=n_rows, completed=done_before, rate="-")
         units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
-        run_pass(share_order(units, world.rank, world.size))
+        own = units[world.rank::world.size]
+        run_pass(own)  # its own share first: the loader claims ahead (its prefetch), but only from this share
+        if len(own) < len(units):
+            run_pass(share_order(units, world.rank, world.size)[len(own):])  # then what others have not started
         while finalise:  # what others hold: wait for it, and take over what a process that died left
             units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
             if not units or store.is_complete():  # (complete: another launch finalised it, its shards are gone)
@@ -367,6 +370,7 @@ def extract_to_store(
                 claim = store.claim(unit, owner, wait=True, on_wait=on_wait)
                 if claim is not None:  # its holder died, or nobody had started it
                     run_pass([unit], held=claim)
+            time.sleep(0.05)  # (a unit that is written but not yet readable: look again, without spinning)
     seconds = time.perf_counter() - t0
     stats = ExtractionStats(extracted, seconds, done_before, cached=False, batch_size=batch_size,
                             num_workers=num_workers, attention=attention, precision=precision,

@@ -100,7 +100,11 @@ def build_phikon(entry: ExtractorEntry) -> FeatureModel:
     from transformers import ViTModel
 
     backbone = ViTModel(vit_config(), add_pooling_layer=False)
-    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling))
+    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling), _patch_tokens)
+
+
+def _patch_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return backbone(pixel_values=images).last_hidden_state[:, 1:]  # the final normed tokens without the CLS token
 
 
 def unwrap_phikon(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:

@@ -18,8 +18,13 @@ from extractors.base import ExtractorEntry, FeatureModel, WeightSource, call_bac
 
 def _build(entry: ExtractorEntry, model_name: str) -> FeatureModel:
     import timm
+    from timm.models.vision_transformer import VisionTransformer
 
-    return FeatureModel(timm.create_model(model_name, pretrained=False, num_classes=0), call_backbone)
+    from extractors.vit import patch_tokens
+
+    backbone = timm.create_model(model_name, pretrained=False, num_classes=0)
+    tokens = patch_tokens if isinstance(backbone, VisionTransformer) else None  # patch tokens of any timm ViT
+    return FeatureModel(backbone, call_backbone, tokens)
 
 
 def _unwrap(container, source: str, backbone, model_name: str):

@@ -24,7 +24,8 @@ def _token_features(backbone, images, *, pooling: str):
     return pool_tokens(backbone.forward_features(images), pooling, backbone.num_prefix_tokens)
 
 
-def _patch_tokens(backbone, images):
+def patch_tokens(backbone, images):
+    """The final normed patch tokens (N, H*W, D) of a timm ViT, without its prefix (CLS, register) tokens."""
     return backbone.forward_features(images)[:, backbone.num_prefix_tokens :]
 
 
@@ -32,7 +33,7 @@ def build_timm_vit(entry: ExtractorEntry, timm_name: str) -> FeatureModel:
     import timm
 
     backbone = timm.create_model(timm_name, pretrained=False, img_size=entry.input_size, num_classes=0)
-    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling), _patch_tokens)
+    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling), patch_tokens)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class ViTSpec:
 
 
 def build_vit_spec(entry: ExtractorEntry, spec: ViTSpec) -> FeatureModel:
-    return FeatureModel(spec.create(), partial(_token_features, pooling=entry.pooling), _patch_tokens)
+    return FeatureModel(spec.create(), partial(_token_features, pooling=entry.pooling), patch_tokens)
 
 
 def _random_vit(size: str) -> ExtractorEntry:
