@@ -59,10 +59,8 @@ def _points(pair, task: str, *, first: bool, fit_on: str, color_by: str) -> dict
     design = dataset.design(keep, dataset.classes)
     if design.kind == "bags":
         features = np.stack([pair.features[rows].mean(axis=0) for rows in design.bag_rows])
-        fitted = np.zeros(len(features), dtype=bool)
-        if fit_on == "all" or not first:
-            fitted[:] = fit_on == "all"
-        else:
+        fitted = np.full(len(features), fit_on == "all")
+        if fit_on == "train" and first:
             fitted[design.splits[0][2]] = True  # the training patients of the first seed's first fold
         labels = [design.classes[i] for i in design.bag_labels]
         if color_by == "patient":
@@ -74,10 +72,8 @@ def _points(pair, task: str, *, first: bool, fit_on: str, color_by: str) -> dict
         return {"features": features, "fitted": fitted, "groups": np.array(groups, dtype=object), "hover": hover,
                 "images": [None] * len(labels), "bags": True}
     rows = np.flatnonzero(keep)
-    fitted = np.zeros(len(samples), dtype=bool)
-    if fit_on == "all":
-        fitted[:] = True
-    elif first:
+    fitted = np.full(len(samples), fit_on == "all")
+    if fit_on == "train" and first:
         fitted[design.splits[0][1]] = True  # the training rows of the first split
     if color_by == "patient" and "patient" not in samples:
         raise UsageError(f"task {task!r} has no patients; --color-by class, domain or fold")
