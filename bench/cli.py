@@ -556,6 +556,59 @@ def plot_patch_pca(
     out.print(f"wrote {written}", markup=False)
 
 
+@app.command("batch-effect")
+def batch_effect_cmd(
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names"),
+    task: List[str] = typer.Option(..., "--tasks", "-t", help="the data sets (cell tasks) to compare, at least two: -t a,b or -t a -t b"),
+    k: int = typer.Option(15, help="neighbours of each cell for the kNN mixing score"),
+    max_per_class: int = typer.Option(500, help="cells per data set and class at most (drawn at random per repeat)"),
+    repeats: int = typer.Option(5, help="random draws when a class has more cells than are used"),
+    seed: int = typer.Option(0, help="seed of the draws and of the chance level of the mixing score"),
+    results: Path = typer.Option(Path("results"), help="results folder"),
+    weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    device: str = typer.Option("auto"),
+    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Do embeddings cluster by data set rather than by cell type? scIB's silhouettes and a kNN mixing score on
+    the classes the data sets share, written as a result record that the leaderboard ranks (docs/figures.md)."""
+    from rich.markup import escape
+
+    from bench.batch_effect import batch_effect, domains_label
+    from bench.core.metrics import BATCH_METRICS
+    from bench.runner import RunOptions
+    from protocols.batch_effect import BatchEffect
+
+    extractors, tasks = _split(extractor), _split(task)
+    if weights is not None and len(extractors) != 1:
+        _fail("--weights applies to one extractor; name exactly one --extractor with it")
+    with _user_errors():
+        scorer = BatchEffect(k=k, max_per_class=max_per_class, repeats=repeats, seed=seed)
+        options = RunOptions(results_dir=results, weights=weights, offline=offline, device=device,
+                             precision=precision.value, batch_size=batch_size, progress=progress)
+    table = Table("extractor", "tasks", *(LABELS[m] for m in BATCH_METRICS), "status", box=None, pad_edge=False)
+    failed = False
+    for name in extractors:
+        try:
+            record, path = batch_effect(name, tasks, options, scorer, log=_log)
+        except HemabenchError as exc:
+            failed = True
+            _log(f"failed: {name} / {', '.join(tasks)}: {exc}")
+            table.add_row(escape(name), escape(domains_label(tasks)), *([""] * len(BATCH_METRICS)), "failed")
+            continue
+        for warning in record.warnings:
+            _log(f"warning: {name}: {warning}")
+        _log(f"wrote {path} and its per-cell scores beside it")
+        mean, std = record.metrics.mean, record.metrics.std
+        table.add_row(escape(name), escape(record.task.name),
+                      *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), "ok")
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them, and checking a copy.")
 app.add_typer(data_app, name="data")
 

@@ -9,6 +9,8 @@ from html import escape
 
 import pandas as pd
 
+from leaderboard.tables import BATCH_EFFECT, BATCH_EFFECT_NOTE
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3;cursor:pointer}
@@ -140,6 +142,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
              "95 % interval: bootstrap over all stored predictions. Click a column header to sort. A mean marked "
              "\"subset: n of N images\" is on part of a data set whose full set has N images: not comparable with "
              "full-set results (charted apart) nor with the paper's reported numbers.</p>",
+             *([f"<p>{escape(BATCH_EFFECT_NOTE)}</p>"] if (results["protocol"] == BATCH_EFFECT).any() else []),
              *_problems(problems),
              '<div class="scroll"><table class="sortable" id="results"><thead><tr>'
              + "".join(f"<th>{escape(h)}</th>" for h in header)

@@ -17,15 +17,21 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import ResultsError, UsageError
-from bench.core.metrics import LABEL_METRICS, METRICS
+from bench.core.metrics import LABEL_METRICS, SCORES
 from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
 COLUMNS = ["extractor", "task", "protocol", "subset", "main_metric", "n_folds", "warnings", "created", "predictions",
            "n_images", "full_set_images", "dim", "n_parameters", "precision", "weights_sha256", "training_iteration",
            "training_run", "record"] + [
-    f"{m}_{s}" for m in METRICS for s in ("mean", "std")
+    f"{m}_{s}" for m in SCORES for s in ("mean", "std")
 ]
 _KEY = ["extractor", "task", "protocol"]
+BATCH_EFFECT = "batch-effect"  # the protocol name of `bench batch-effect` results (protocols/batch_effect.py)
+BATCH_EFFECT_NOTE = (
+    "A batch-effect column (task A+B, `bench batch-effect`) holds the integration score: scIB's weighting "
+    "0.6 x class ASW + 0.4 x mean(domain ASW, kNN mixing), on the classes the data sets share, domains balanced per "
+    "class; higher means the data sets mix and the cell types stay apart; mean ± std over random draws "
+    "(docs/figures.md).")
 
 
 def read_results(results_dir: str | Path, problems: list[str] | None = None) -> pd.DataFrame:
@@ -138,7 +144,7 @@ def _row(record: ResultRecord, path: Path) -> dict:
         "training_run": training.get("run"),
         "record": str(path),
     }
-    for metric in METRICS:
+    for metric in SCORES:
         row[f"{metric}_mean"] = record.metrics.mean.get(metric)
         row[f"{metric}_std"] = record.metrics.std.get(metric)
     return row
@@ -286,6 +292,8 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str]) -> str:
     scored = scored.assign(task_label=_labels(scored))
     parts = [_md_table(main_table(results)),
              "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
+    if (results["protocol"] == BATCH_EFFECT).any():
+        parts.append(BATCH_EFFECT_NOTE)
     if (scored["task_label"] != scored["task"]).any():
         parts.append("A column marked \"subset: n of N images\" holds results on part of a data set whose full set "
                      "has N images: they are not comparable with full-set results (nor with the paper's reported "

@@ -22,6 +22,18 @@ LABELS = {
     MACRO_AUROC: "macro AUROC",
 }
 
+# Batch-effect scores (`bench batch-effect`, protocols/batch_effect.py): how embeddings of several data sets
+# mix on the cell types they share. Each in [0, 1], higher is better (domains mixed, classes apart).
+DOMAIN_ASW, CLASS_ASW, KNN_MIXING, INTEGRATION = "domain_asw", "class_asw", "knn_mixing", "integration_score"
+BATCH_METRICS = (INTEGRATION, DOMAIN_ASW, KNN_MIXING, CLASS_ASW)
+LABELS.update({
+    DOMAIN_ASW: "domain ASW",
+    CLASS_ASW: "class ASW",
+    KNN_MIXING: "kNN mixing",
+    INTEGRATION: "integration score",
+})
+SCORES = METRICS + BATCH_METRICS  # every name a result record may hold
+
 
 def check_metric(metric: str, allowed: tuple[str, ...] = LABEL_METRICS) -> str:
     if metric not in allowed:

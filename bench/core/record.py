@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.core.errors import ResultsError
 from bench.core.files import atomic_write_bytes
-from bench.core.metrics import MAIN_METRIC, METRICS
+from bench.core.metrics import MAIN_METRIC, SCORES
 from bench.core.registry import safe_name
 
 SCHEMA_VERSION = 1
@@ -97,16 +97,16 @@ class Scores(_Section):
     @field_validator("mean", "std")
     @classmethod
     def _known_metrics(cls, values: dict) -> dict:
-        unknown = sorted(set(values) - set(METRICS))
+        unknown = sorted(set(values) - set(SCORES))
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(SCORES)}")
         return values
 
     @field_validator("main")
     @classmethod
     def _known_main(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"main metric {value!r} is not one of {', '.join(METRICS)}")
+        if value not in SCORES:
+            raise ValueError(f"main metric {value!r} is not one of {', '.join(SCORES)}")
         return value
 
     @property
@@ -192,6 +192,11 @@ def predictions_path(json_path: Path) -> Path:
 
 def attention_path(json_path: Path) -> Path:
     return Path(json_path).with_name(f"{Path(json_path).stem}.attention.csv")
+
+
+def cells_path(json_path: Path) -> Path:
+    """Per-cell scores beside a batch-effect record (``bench batch-effect``)."""
+    return Path(json_path).with_name(f"{Path(json_path).stem}.cells.csv")
 
 
 def write_table(path: Path, table) -> None:
