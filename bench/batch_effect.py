@@ -37,9 +37,10 @@ def domains_label(tasks: list[str]) -> str:
 
 
 def batch_effect(extractor: str, tasks: list[str], options: RunOptions, scorer, *,
-                 log: Callable[[str], None] = print) -> tuple[ResultRecord, Path]:
+                 log: Callable[[str], None] = print, on_repeat=None) -> tuple[ResultRecord, Path]:
     """Score ``extractor``'s embeddings of ``tasks`` (each a domain) with ``scorer``
-    (:class:`protocols.batch_effect.BatchEffect`) and write the record under ``options.results_dir``."""
+    (:class:`protocols.batch_effect.BatchEffect`) and write the record under ``options.results_dir``.
+    ``on_repeat(done, total)``: progress of the scoring's random draws."""
     from bench.extract import pick_device
     from tasks import get_task
 
@@ -56,7 +57,7 @@ def batch_effect(extractor: str, tasks: list[str], options: RunOptions, scorer, 
     labels = np.concatenate([p.dataset.samples["label"].astype(str).to_numpy()[r] for p, r in zip(parts, rows)])
     paths = np.concatenate([p.paths[r] for p, r in zip(parts, rows)])
     log(f"{built.entry.name}: batch effect over {', '.join(tasks)} ({len(features)} cells)")
-    scores = scorer.score(features, domains, labels)
+    scores = scorer.score(features, domains, labels, on_repeat)
     keys = [TaskFeaturesKey.of(built, p.dataset).as_dict() for p in parts]
     identity = {"features": [{k: v for k, v in key.items() if k != "root"} for key in keys],
                 "protocol": {"name": scorer.name, "settings": scorer.settings()},

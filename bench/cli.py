@@ -120,6 +120,28 @@ def _user_errors():
         _fail(str(exc), 1)
 
 
+@contextmanager
+def _busy(what: str):
+    """A spinner with the elapsed time while one long step runs (a UMAP fit); gone when it ends."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        bar.add_task(what, total=None)
+        yield
+
+
+@contextmanager
+def _steps(what: str, enabled: bool):
+    """A progress bar over counted steps; yields ``update(done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not enabled, transient=False) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 @app.command("list")
 def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols")) -> None:
     """List registered names with a one-line summary."""
@@ -512,6 +534,8 @@ def plot_umap(
     fit_on: FitOn = typer.Option(FitOn.train, help="fit the map on the first task's training rows (first split; the rest is embedded into it) or on all"),
     thumbnails: bool = typer.Option(False, "--thumbnails", help="draw 60 cell images (a seeded choice) at their points"),
     seed: int = typer.Option(0, help="UMAP seed: the same seed gives the same picture"),
+    pool: str = typer.Option("mean", help="bag tasks: a patient's point is the mean of its cells, or (a bag protocol, e.g. abmil-gated) their sum weighted by the attention of that protocol's result in --results"),
+    results: Path = typer.Option(Path("results"), help="results folder: a one-task map keeps a small copy here for the HTML leaderboard; --pool reads attention here"),
     data_root: Optional[Path] = typer.Option(None, help="the first task's data folder"),
     weights: Optional[Path] = typer.Option(None),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
@@ -521,18 +545,20 @@ def plot_umap(
     progress: bool = typer.Option(True),
 ) -> None:
     """UMAP of an extractor's embeddings (cached features: no forward pass when cached), as PNG and HTML."""
-    from bench.plots import umap_scatter
+    from bench.plots import keep_for_board, umap_scatter
     from bench.runner import RunOptions
     from leaderboard.figures import scatter_html, scatter_png
 
     with _user_errors():
         options = RunOptions(data_root=data_root, weights=weights, offline=offline, device=device,
-                              precision=precision.value, batch_size=batch_size, progress=progress)
+                              precision=precision.value, batch_size=batch_size, progress=progress, results_dir=results)
         scatter = umap_scatter(extractor, _split(task), options, color_by=color_by.value, fit_on=fit_on.value,
-                               seed=seed, log=_log)
+                               seed=seed, pool=pool, log=_log, busy=_busy if progress else None)
     png = scatter_png(scatter, out_path, thumbnails=60 if thumbnails else 0, seed=seed)
     html = scatter_html(scatter, out_path.with_suffix(".html"))
-    out.print(f"wrote {png} and {html}", markup=False)
+    with _user_errors():
+        kept = keep_for_board(scatter, results, seed=seed, fit_on=fit_on.value)
+    out.print(f"wrote {png} and {html}" + (f"; the leaderboard's copy: {kept}" if kept else ""), markup=False)
 
 
 @plot_app.command("patch-pca")
@@ -592,7 +618,8 @@ def batch_effect_cmd(
     failed = False
     for name in extractors:
         try:
-            record, path = batch_effect(name, tasks, options, scorer, log=_log)
+            with _steps(f"{name}: scoring draws", progress) as update:
+                record, path = batch_effect(name, tasks, options, scorer, log=_log, on_repeat=update)
         except HemabenchError as exc:
             failed = True
             _log(f"failed: {name} / {', '.join(tasks)}: {exc}")

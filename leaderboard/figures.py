@@ -28,6 +28,8 @@ class Scatter:
     images: list[str | None]
     title: str
     color_by: str
+    extractor: str | None = None  # the extractor and task of a one-task map (kept for the leaderboard)
+    task: str | None = None
 
 
 def umap_coordinates(features: np.ndarray, fitted: np.ndarray, seed: int, n_neighbors: int = 15) -> np.ndarray:

@@ -16,7 +16,8 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collaps
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3;cursor:pointer}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.chart{display:inline-block;margin:1em 2em 1em 0}
 .reported{color:#555}h2{margin-top:2em}
-.scroll{overflow-x:auto;max-width:100%}td:first-child{overflow-wrap:anywhere;min-width:10em}
+.scroll{overflow-x:auto;max-width:100%}
+figure.map{display:inline-block;margin:0 1.5em 1.5em 0;font-size:11px;max-width:260px;vertical-align:top}td:first-child{overflow-wrap:anywhere;min-width:10em}
 """
 
 # Sorting by clicking a header; written here because the page must work offline with no library.
@@ -112,10 +113,11 @@ def _problems(problems) -> list[str]:
 
 
 def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str,
-                problems: list[str] = ()) -> str:
+                problems: list[str] = (), maps: list[dict] = ()) -> str:
     """``results``: ``tables.with_confidence(read_results(...))`` (with ``task_label``: the task, marked when the
     result is on a subset); ``reported``: protocol -> extractors x tasks; ``problems``: lines about files that
-    were skipped, clashed or had unreadable predictions, listed at the top."""
+    were skipped, clashed or had unreadable predictions, listed at the top; ``maps``: the UMAPs kept beside the
+    results (:func:`leaderboard.maps.maps_beside`), drawn small per extractor."""
     subset = results["subset"].fillna("") if "subset" in results else pd.Series("", index=results.index)
     results = results.assign(main_mean=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()],
                              main_std=[r[f"{r['main_metric']}_std"] for _, r in results.iterrows()],
@@ -154,6 +156,14 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
         parts.append("<h2>Training curves (trainer exports)</h2>")
         for (run, task, protocol), rows in trained.groupby(["training_run", "task_label", "protocol"], sort=True):
             parts.append(_training_curve(rows, f"{run}: {task} / {protocol}"))
+    if maps:
+        from leaderboard.maps import map_svg
+
+        parts.append("<h2>Embeddings (UMAP)</h2><p>Made by <code>bench plot umap</code>: fitted on the task's "
+                     "training rows of its first split, the rest embedded into the map (rings); at most 2,000 points "
+                     "each, a seeded choice. The full map (PNG, and HTML with every cell's image on hover) is where "
+                     "that command wrote it.</p>")
+        parts.append('<div class="maps">' + "".join(map_svg(m) for m in maps) + "</div>")
     parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1 on the full data sets, not ranked</h2>')
     for protocol, table in reported.items():
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])

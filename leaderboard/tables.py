@@ -26,9 +26,10 @@ COLUMNS = ["extractor", "task", "protocol", "subset", "main_metric", "n_folds", 
     f"{m}_{s}" for m in SCORES for s in ("mean", "std")
 ]
 _KEY = ["extractor", "task", "protocol"]
+_SIDE_FILES = (".intervals.json", ".map.json")  # bootstrap intervals (below), UMAPs (leaderboard.maps)
 BATCH_EFFECT = "batch-effect"  # the protocol name of `bench batch-effect` results (protocols/batch_effect.py)
 BATCH_EFFECT_NOTE = (
-    "A batch-effect column (task A+B, `bench batch-effect`) holds the integration score: scIB's weighting "
+    "A batch-effect column (task A+B, made by bench batch-effect) holds the integration score: scIB's weighting "
     "0.6 x class ASW + 0.4 x mean(domain ASW, kNN mixing), on the classes the data sets share, domains balanced per "
     "class; higher means the data sets mix and the cell types stay apart; mean ± std over random draws "
     "(docs/figures.md).")
@@ -48,6 +49,8 @@ def read_results(results_dir: str | Path, problems: list[str] | None = None) -> 
     found = [] if problems is None else problems
     rows = []
     for path in sorted(results_dir.rglob("*.json")):
+        if path.name.endswith(_SIDE_FILES):
+            continue  # kept beside the records, read (and reported) by what uses them
         try:
             try:
                 payload = json.loads(path.read_text(encoding="utf-8"))
@@ -279,9 +282,12 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[s
         from leaderboard.html import render_html
         from leaderboard.paper import CITATION, paper_rows, reported_table
 
+        from leaderboard.maps import maps_beside
+
         reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
         scored = with_confidence(results, n_boot, problems=problems)
-        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems)
+        maps = maps_beside(results, problems)
+        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems, maps)
     raise UsageError(f"--format must be md, csv or html, got {fmt!r}")
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -71,9 +72,11 @@ class BatchEffect:
     def settings(self) -> dict:
         return asdict(self)
 
-    def score(self, features: np.ndarray, domains: np.ndarray, labels: np.ndarray) -> BatchEffectScores:
+    def score(self, features: np.ndarray, domains: np.ndarray, labels: np.ndarray,
+              on_repeat: Callable[[int, int], None] | None = None) -> BatchEffectScores:
         """``features`` (n, d); ``domains`` and ``labels`` (n,) names. Only classes present in every domain
-        with at least 2 cells each are scored; the others are named in ``notes``."""
+        with at least 2 cells each are scored; the others are named in ``notes``. ``on_repeat(done, total)``
+        is called before the first draw and after each (a progress bar)."""
         t0 = time.perf_counter()
         domains, labels = np.asarray(domains).astype(str), np.asarray(labels).astype(str)
         names = sorted(set(domains))
@@ -94,13 +97,18 @@ class BatchEffect:
         take = {c: min(int(smallest[c]), self.max_per_class) for c in shared}
         drawn = any(int(counts.loc[c, d]) > take[c] for c in shared for d in names)
         per_repeat, frames = [], []
-        for repeat in range(self.repeats if drawn else 1):
+        total = self.repeats if drawn else 1
+        if on_repeat:
+            on_repeat(0, total)
+        for repeat in range(total):
             rows = _balanced_rows(domains, labels, names, take, np.random.default_rng([self.seed, repeat]))
             scores, cells = _scores(np.asarray(features[rows], dtype=np.float64), domains[rows], labels[rows],
                                     self.k, np.random.default_rng([self.seed, repeat, 1]))
             per_repeat.append({"repeat": repeat, "n_cells": int(len(rows)), **scores})
             frames.append(cells.assign(repeat=repeat, row=rows)[["repeat", "row", "domain", "label",
                                                                   "domain_silhouette", "neighbour_domains"]])
+            if on_repeat:
+                on_repeat(repeat + 1, total)
         mean = {m: float(np.mean([r[m] for r in per_repeat])) for m in BATCH_METRICS}
         std = {m: float(np.std([r[m] for r in per_repeat])) for m in BATCH_METRICS}
         return BatchEffectScores(per_repeat, mean, std, pd.concat(frames, ignore_index=True), notes,

@@ -86,3 +86,82 @@ def test_plot_commands_say_what_is_wrong(image_folder, tmp_path):
     done = runner.invoke(app, ["plot", "umap", "-e", TINY, "-t", f"imagefolder:{image_folder}", "--color-by",
                                "patient", "--out", str(tmp_path / "u.png"), "--no-progress"])
     assert done.exit_code == 1 and "has no patients" in done.output
+
+
+def test_a_one_task_umap_is_kept_for_the_html_leaderboard(image_folder, tmp_path):
+    """`bench plot umap` of one task keeps a small copy beside the extractor's results on it; the HTML board
+    draws it (one circle per point, hostile names escaped), and reports a damaged copy instead of failing."""
+    from leaderboard.maps import MAP_FILE
+    from leaderboard.tables import read_results, render
+
+    runner, results, task = CliRunner(), tmp_path / "results", f"imagefolder:{image_folder}"
+    done = runner.invoke(app, ["run", "-e", TINY, "-t", task, "-p", "knn-1", "--results", str(results),
+                               "--no-progress"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["plot", "umap", "-e", TINY, "-t", task, "--out", str(tmp_path / "u.png"),
+                               "--results", str(results), "--no-progress"])
+    assert done.exit_code == 0, done.output
+    (kept,) = results.rglob(MAP_FILE)
+    assert kept.parent == next(results.rglob("knn-1.json")).parent  # beside the pair's results
+    board = render(read_results(results), "html", n_boot=0)
+    figure = board[board.index('<figure class="map">'):board.index("</figure>")]
+    assert figure.count("<circle") == 36 and "class: " in figure and "36 points, seed 0" in figure
+    kept.write_text("{not json")
+    problems: list[str] = []
+    board = render(read_results(results), "html", n_boot=0, problems=problems)
+    assert '<figure class="map">' not in board
+    assert problems == [f"no map: map file {kept} cannot be read (JSONDecodeError: Expecting property name enclosed "
+                        f"in double quotes: line 1 column 2 (char 1)); make it again with `bench plot umap` or "
+                        f"delete {kept}"]
+
+
+@pytest.mark.parametrize("head", ["abmil-gated", "abmil-paper"])
+def test_patients_attention_pooled_by_a_stored_abmil_result(tmp_path, head):
+    """--pool PROTOCOL: each patient's cells weighted by the attention its test fold's model gave them (the
+    predicted class's column for the per-class head), checked against the exported features by hand."""
+    import dataclasses
+
+    import pandas as pd
+
+    from bench.core.errors import UsageError
+    from protocols import PROTOCOLS, get_protocol
+
+    quick = f"{head}-quick"
+    PROTOCOLS.add(quick, dataclasses.replace(get_protocol(head), name=quick, epochs=3), summary="test: 3 epochs")
+    try:
+        results, runner = tmp_path / "r", CliRunner()
+        options = RunOptions(progress=False, batch_size=64, results_dir=results)
+        with pytest.raises(UsageError, match=f"no attention of {quick} at .*; run `bench run -e .* -p {quick}"):
+            umap_scatter(TINY, ["synthetic-bags"], options, pool=quick, log=print)
+        done = runner.invoke(app, ["run", "-e", TINY, "-t", "synthetic-bags", "-p", quick, "--results",
+                                   str(results), "--no-progress", "--batch-size", "64"])
+        assert done.exit_code == 0, done.output
+        done = runner.invoke(app, ["extract", "-e", TINY, "-t", "synthetic-bags", "--export", str(tmp_path / "x"),
+                                   "--no-progress"])
+        assert done.exit_code == 0, done.output
+        scatter = umap_scatter(TINY, ["synthetic-bags"], options, pool=quick, seed=0, log=print)
+    finally:
+        PROTOCOLS.remove(quick)
+    assert len(scatter.xy) == 40 and all(f"attention-pooled by {quick}" in text for text in scatter.hover)
+    # by hand, for one patient: the exported features, the attention file and the predictions
+    features = np.load(tmp_path / "x" / "features.npy")
+    index = pd.read_csv(tmp_path / "x" / "index.csv")
+    folder = next(results.rglob("synthetic-bags"))
+    attention = pd.read_csv(folder / f"{quick}.attention.csv", dtype={"bag": str})
+    predicted = pd.read_csv(folder / f"{quick}.predictions.csv", dtype={"bag": str})
+    row = {p: i for i, p in enumerate(index["path"])}
+    bag = attention["bag"].iloc[0]
+    cells = attention[attention["bag"] == bag]
+    column = "attention" if "attention" in cells else f"attention_{predicted.set_index('bag').loc[bag, 'prediction']}"
+    expected = cells[column].to_numpy() @ features[[row[p] for p in cells["path"]]] / cells[column].sum()
+    from bench.plots import attention_pooled
+    from bench.runner import load_pair
+
+    pair = load_pair(TINY, "synthetic-bags", options, print)
+    design = pair.dataset.design(pair.keep, pair.dataset.classes)
+    pooled = attention_pooled(pair, design, quick, results)
+    np.testing.assert_allclose(pooled[design.bag_ids.index(bag)], expected, rtol=1e-5, atol=1e-6)
+    record = folder / f"{quick}.json"
+    record.write_text(record.read_text().replace(pair.cached.manifest["key"], "0" * 16))
+    with pytest.raises(UsageError, match="computed on other features than these"):
+        attention_pooled(pair, design, quick, results)
