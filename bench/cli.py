@@ -133,13 +133,27 @@ def _busy(what: str):
 
 @contextmanager
 def _steps(what: str, enabled: bool):
-    """A progress bar over counted steps; yields ``update(done, total)``."""
+    """A progress bar over counted steps, shown from the first ``update(done, total)`` (after the features are
+    extracted, with their own bars) until the step count is reached or the block ends."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not enabled, transient=False) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    shown: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if not enabled:
+            return
+        if not shown:
+            shown["bar"] = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), console=console)
+            shown["bar"].start()
+            shown["task"] = shown["bar"].add_task(what, total=total)
+        shown["bar"].update(shown["task"], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if shown:
+            shown["bar"].stop()
 
 
 @app.command("list")
