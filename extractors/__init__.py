@@ -59,6 +59,29 @@ for _name, _target, _summary in [
      "ResNet50 ImageNet (IMAGENET1K_V2), global average pool after layer4, 2048-d"),
     ("resnet50-trunc", "extractors.resnet:RESNET50_TRUNC",
      "ResNet50 ImageNet (IMAGENET1K_V2) up to layer3, average pooled (the paper's 'ResNet 50 trunc'), 1024-d"),
+    ("uni", "extractors.mahmood:UNI",
+     "UNI (Mahmood Lab), ViT-L/16 on histology, 224 px, CLS, 1024-d; gated, CC-BY-NC-ND"),
+    ("uni2-h", "extractors.mahmood:UNI2_H",
+     "UNI2-h (Mahmood Lab), ViT-H/14 SwiGLU + 8 registers, 224 px, CLS, 1536-d; gated, CC-BY-NC-ND"),
+    ("virchow2", "extractors.virchow:VIRCHOW2",
+     "Virchow2 (Paige), ViT-H/14 SwiGLU + 4 registers, 224 px, CLS + mean of patch tokens, 2560-d; gated, CC-BY-NC-ND"),
+    ("h-optimus-0", "extractors.hoptimus:H_OPTIMUS_0",
+     "H-optimus-0 (Bioptimus), ViT-g/14 + 4 registers, 224 px, own H&E mean/std, CLS, 1536-d; Apache-2.0"),
+    ("h-optimus-1", "extractors.hoptimus:H_OPTIMUS_1",
+     "H-optimus-1 (Bioptimus), ViT-g/14 + 4 registers, 224 px, own H&E mean/std, CLS, 1536-d; gated"),
+    ("prov-gigapath", "extractors.gigapath:PROV_GIGAPATH",
+     "Prov-GigaPath tile encoder, ViT-g/16 SwiGLU, 224 px, CLS, 1536-d; gated, Apache-2.0"),
+    *[
+        (f"kaiko-{name}", f"extractors.kaiko:KAIKO_{name.upper()}",
+         f"kaiko.ai {label} (pathology, DINOv2-style), 224 px, mean/std 0.5, CLS, {dim}-d; non-commercial")
+        for name, label, dim in [("vits16", "ViT-S/16", 384), ("vits8", "ViT-S/8", 384), ("vitb16", "ViT-B/16", 768),
+                                 ("vitb8", "ViT-B/8", 768), ("vitl14", "ViT-L/14 + 4 registers", 1024)]
+    ],
+    *[
+        (f"dinov3-{size}", f"extractors.dinov3:DINOV3_{size.upper()}",
+         f"DINOv3 ViT-{label}/16 (LVD-1689M, natural images), 256 px, CLS after the final norm, {dim}-d")
+        for size, (dim, label) in {"s": (384, "S"), "b": (768, "B"), "l": (1024, "L")}.items()
+    ],
     *[
         (f"dinov2-{size}", f"extractors.dinov2:DINOV2_{size.upper()}",
          f"DINOv2 ViT-{label}/14 (LVD-142M), 224 px, CLS after the final norm, {dim}-d")

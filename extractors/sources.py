@@ -80,14 +80,8 @@ def _find_local(entry: ExtractorEntry, weights_home: Path) -> Resolved | None:
         if name and (folder / name).is_file():
             verify(folder / name, source)
             return Resolved(folder / name, "weights-folder")
-    if folder.is_dir():
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-        if len(files) == 1:
-            return Resolved(files[0], "weights-folder")
-        if len(files) > 1:
-            raise MissingWeightsError(
-                f"{folder} holds several weight files ({', '.join(p.name for p in files)}); keep one or pass --weights"
-            )
+    if folder.is_dir() and any(p.is_file() and p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir()):
+        return Resolved(weight_file_in(folder, entry, "weights folder"), "weights-folder")
     for source in entry.weights:
         name = file_name(source)
         if name and (_torch_cache() / name).is_file():
@@ -98,6 +92,26 @@ def _find_local(entry: ExtractorEntry, weights_home: Path) -> Resolved | None:
             if cached is not None:
                 return Resolved(cached, "hf-cache")
     return None
+
+
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # transformers' and timm's names on the hub
+
+
+def weight_file_in(folder: Path, entry: ExtractorEntry, what: str) -> Path:
+    """The weight file of a folder such as a hub snapshot (config.json, README.md and the weights): the entry's
+    published file name, else the hub's usual names, else the only weight file there."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    published = [n for n in (file_name(s) or s.filename for s in entry.weights) if n]
+    for name in (*published, *HUB_WEIGHT_FILES):
+        if (folder / name).is_file():
+            return folder / name
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise MissingWeightsError(f"{what} {folder}: the folder holds no weight file ({', '.join(WEIGHT_SUFFIXES)}); "
+                                  "name the file itself, or the folder a hub snapshot was downloaded to")
+    raise MissingWeightsError(f"{what} {folder} holds several weight files ({', '.join(p.name for p in files)}); "
+                              "keep one there, or name the one to load with --weights FILE")
 
 
 def _hf_cached(source: WeightSource) -> Path | None:
@@ -152,8 +166,10 @@ def resolve(
     """The weight file for ``entry`` (see the module docstring for the order), or a clear error."""
     if explicit is not None:
         path = Path(explicit).expanduser()
+        if path.is_dir():  # a hub snapshot folder (config.json + the weight file)
+            return Resolved(weight_file_in(path, entry, "--weights"), "explicit")
         if not path.is_file():
-            raise MissingWeightsError(f"--weights {path}: no such file")
+            raise MissingWeightsError(f"--weights {path}: no such file or folder")
         return Resolved(path, "explicit")
     if not entry.needs_weights:  # random initialisation, or a model that loads its own weights (hf:, openclip:)
         return Resolved(None, "random" if any(s.kind == "random" for s in entry.weights) else "builtin")
@@ -197,6 +213,16 @@ def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) ->
     wanted = next((file_name(s) for s in entry.weights if file_name(s)), None)
     where = f"{folder / wanted}" if wanted else f"{folder}/ (one weight file)"
     why = " (offline: no download attempted)" if offline else ""
+    hub = next((source for source in entry.weights if source.kind == "hub" and source.filename), None)
+    if hub is not None:  # a named hub model (its card in the entry's metadata)
+        gated = entry.metadata.get("gated")
+        revision = f" --revision {hub.revision}" if hub.revision else ""
+        access = (f"Access is gated: sign in at https://huggingface.co/{hub.location}, accept its terms "
+                  f"({entry.metadata.get('licence', 'see the card')}) and use a token (`hf auth login`); then "
+                  if gated else f"Its licence: {entry.metadata.get('licence', 'see the card')}. ")
+        return (f"weights for extractor {entry.name!r} not found{why}. {access}download them with `hf download "
+                f"{hub.location} {hub.filename}{revision} --local-dir {folder}` (or put the file or the hub snapshot "
+                f"folder there), or pass --weights FILE_OR_SNAPSHOT_FOLDER.")
     return (
         f"weights for extractor {entry.name!r} not found{why}. Get them from: {sources}. "
         f"Put the file at {where}, run `bench weights fetch {entry.name}`, or pass --weights PATH."

@@ -27,7 +27,10 @@ def _build(entry: ExtractorEntry, model_name: str) -> FeatureModel:
     return FeatureModel(backbone, call_backbone, tokens)
 
 
-def _unwrap(container, source: str, backbone, model_name: str):
+def unwrap_timm(container, source: str, backbone):
+    """A timm-format file (plain, or under ``state_dict`` / ``model``) after timm's ``checkpoint_filter_fn`` for
+    the backbone's family, as ``timm.create_model(..., pretrained=True)`` applies it; a classifier head that the
+    feature extractor (``num_classes=0``) lacks is dropped."""
     import importlib
 
     state = dict(container.get("state_dict", container.get("model", container)))
@@ -70,5 +73,5 @@ def entry_for(model_name: str) -> ExtractorEntry:
         pooling="model",
         weights=(WeightSource("hub", hub, revision=cfg.get("hf_hub_revision")),) if hub else (WeightSource("file", f"a timm {model_name} checkpoint"),),
         summary=f"timm {model_name} (pretrained config: {cfg.get('tag') or 'default'})",
-        unwrap_fn=partial(_unwrap, model_name=model_name),
+        unwrap_fn=unwrap_timm,
     )

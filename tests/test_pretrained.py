@@ -295,8 +295,10 @@ def _check(name, tmp_path):
 def test_every_builtin_needing_weights_is_covered():
     from extractors import EXTRACTORS
 
+    from tests.test_foundation_models import CARDS  # the foundation models, tested on their own cards
+
     needing = {n for n in EXTRACTORS.names() if get_extractor(n).needs_weights}
-    assert needing == set(WRITTEN)
+    assert needing == set(WRITTEN) | set(CARDS)
 
 
 @pytest.mark.parametrize("name", sorted(set(WRITTEN) - LARGE))
@@ -308,6 +310,30 @@ def test_check_extractor_on_written_weights(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(LARGE))
 def test_check_extractor_on_written_weights_large(name, tmp_path):
     _check(name, tmp_path)
+
+
+def test_weights_may_name_a_hub_snapshot_folder(tmp_path):
+    """--weights <the folder a hub snapshot was downloaded to> loads its weight file (config.json, README.md
+    and a second format beside it); a folder with no or several unknown weight files says what to do."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    snapshot = tmp_path / "owkin-phikon"
+    snapshot.mkdir()
+    write_format("phikon_transformers4_vitmodel", snapshot / "pytorch_model.bin")
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "README.md").write_text("# phikon")
+    result = CliRunner().invoke(app, ["check-extractor", "phikon", "--weights", str(snapshot)])
+    assert result.exit_code == 0, result.output
+    assert resolve(get_extractor("phikon"), explicit=snapshot, weights_home=tmp_path).path == snapshot / "pytorch_model.bin"
+    empty, several = tmp_path / "empty", tmp_path / "several"
+    empty.mkdir(), several.mkdir()
+    (several / "a.pth").write_bytes(b"x"), (several / "b.pth").write_bytes(b"x")
+    with pytest.raises(MissingWeightsError, match="holds no weight file"):
+        resolve(get_extractor("phikon"), explicit=empty, weights_home=tmp_path)
+    with pytest.raises(MissingWeightsError, match=r"holds several weight files \(a.pth, b.pth\)"):
+        resolve(get_extractor("phikon"), explicit=several, weights_home=tmp_path)
 
 
 def test_timm_door_with_a_written_checkpoint(tmp_path):
