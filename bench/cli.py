@@ -157,8 +157,14 @@ def _steps(what: str, enabled: bool):
 
 
 @app.command("list")
-def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols")) -> None:
+def list_(
+    kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"),
+    details: bool = typer.Option(False, "--details", help="extractors: grouped by family, with dim, parameters, licence and whether the weights are here (imports the model code)"),
+) -> None:
     """List registered names with a one-line summary."""
+    if kind is Kind.extractors and details:
+        _list_extractor_details()
+        return
     if kind is Kind.extractors:
         from extractors import EXTRACTORS as registry
     elif kind is Kind.tasks:
@@ -175,6 +181,22 @@ def list_(kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"
     if registry.allow_files:
         own = f"your own {registry.kind}, defined in a Python file (docs/{kind.value}.md)"
         table.add_row("path/to/file.py:Name", escape(own))
+    out.print(table)
+
+
+def _list_extractor_details() -> None:
+    from rich.markup import escape
+
+    from bench.core import settings
+    from extractors.catalog import catalog
+
+    table = Table("family", "name", "dim", "parameters", "licence", "weights", box=None, pad_edge=False)
+    family = None
+    for row in catalog(settings.weights_dir()):
+        shown = "" if row.family == family else row.family
+        family = row.family
+        size = "—" if row.parameters is None else f"{row.parameters / 1e6:,.1f} M"
+        table.add_row(escape(shown), escape(row.name), str(row.dim), size, escape(row.licence), row.weights)
     out.print(table)
 
 

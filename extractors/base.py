@@ -42,7 +42,9 @@ class WeightSource:
         if self.kind == "random":
             return "random initialisation (seeded)"
         rev = f"@{self.revision}" if self.revision else ""
-        return f"{self.kind}: {self.location}{rev}"
+        file = f" {self.filename}" if self.filename else ""
+        sha = f" (sha256 {self.sha256})" if self.sha256 else ""
+        return f"{self.kind}: {self.location}{rev}{file}{sha}"
 
 
 RANDOM_INIT = (WeightSource("random"),)

@@ -28,7 +28,8 @@ def unwrap_dinov3(container, source: str, backbone):
     """Meta's DINOv3 file or timm's port -> timm's ``Eva`` state dict. timm's port has no q/v bias: a Meta file
     whose q or v bias is not zero (the published LVD-1689M files' are) is refused rather than changed."""
     state = container.get("model", container) if isinstance(container, dict) else container
-    if isinstance(state, dict) and "storage_tokens" in state and getattr(backbone.blocks[0].attn, "q_bias", None) is None:
+    meta_file = isinstance(state, dict) and "storage_tokens" in state
+    if meta_file and getattr(backbone.blocks[0].attn, "q_bias", None) is None:
         for key, bias in state.items():
             if key.endswith("attn.qkv.bias"):
                 q, _, v = bias.chunk(3, dim=-1)

@@ -193,7 +193,8 @@ def test_dinov3_loads_meta_published_layout_and_refuses_biases_it_would_drop(tmp
     ("uni", ["Access is gated: sign in at https://huggingface.co/MahmoodLab/UNI", "CC-BY-NC-ND-4.0",
              "hf download MahmoodLab/UNI pytorch_model.bin"]),
     ("h-optimus-1", ["Access is gated", "hf download bioptimus/H-optimus-1 pytorch_model.bin"]),
-    ("dinov3-s", ["Its licence: DINOv3 License", "hf download timm/vit_small_patch16_dinov3.lvd1689m model.safetensors"]),
+    ("dinov3-s", ["Its licence: DINOv3 License",
+                  "hf download timm/vit_small_patch16_dinov3.lvd1689m model.safetensors"]),
     ("kaiko-vits16", ["releases/download/0.0.1/vits16.pth", "vits16.pth"]),
 ])
 def test_missing_weights_say_how_to_get_them(name, says, tmp_path):
@@ -202,3 +203,19 @@ def test_missing_weights_say_how_to_get_them(name, says, tmp_path):
     for text in says:
         assert text in str(error.value)
     assert "Traceback" not in str(error.value)
+
+
+def test_catalog_groups_by_family_with_dim_parameters_licence_and_weights(tmp_path, monkeypatch):
+    from extractors import EXTRACTORS
+    from extractors.catalog import catalog
+
+    monkeypatch.setattr(EXTRACTORS, "names", lambda: ["uni2-h", "kaiko-vits16", "color-histogram"])
+    (tmp_path / "kaiko-vits16").mkdir()
+    torch.save(_reference("kaiko-vits16").state_dict(), tmp_path / "kaiko-vits16" / "vits16.pth")
+    rows = {row.name: row for row in catalog(tmp_path)}
+    assert [row.family for row in catalog(tmp_path)] == ["classical", "kaiko", "uni"]
+    with torch.device("meta"):
+        card_size = sum(p.numel() for p in _reference("uni2-h").parameters())
+    assert (rows["uni2-h"].dim, rows["uni2-h"].parameters) == (1536, card_size)
+    assert rows["uni2-h"].licence == "CC-BY-NC-ND-4.0 (gated)" and rows["uni2-h"].weights == "missing"
+    assert rows["kaiko-vits16"].weights == "present" and rows["color-histogram"].weights == "not needed"

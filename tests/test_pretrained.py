@@ -294,7 +294,6 @@ def _check(name, tmp_path):
 
 def test_every_builtin_needing_weights_is_covered():
     from extractors import EXTRACTORS
-
     from tests.test_foundation_models import CARDS  # the foundation models, tested on their own cards
 
     needing = {n for n in EXTRACTORS.names() if get_extractor(n).needs_weights}
