@@ -59,6 +59,11 @@ for _name, _target, _summary in [
      "ResNet50 ImageNet (IMAGENET1K_V2), global average pool after layer4, 2048-d"),
     ("resnet50-trunc", "extractors.resnet:RESNET50_TRUNC",
      "ResNet50 ImageNet (IMAGENET1K_V2) up to layer3, average pooled (the paper's 'ResNet 50 trunc'), 1024-d"),
+    ("phikon-v2", "extractors.phikon:PHIKON_V2",
+     "Phikon-v2 (Owkin, DINOv2 ViT-L/16 on histology, transformers Dinov2Model), 224 px, CLS, 1024-d; non-commercial"),
+    ("midnight", "extractors.kaiko:MIDNIGHT",
+     "Midnight-12k (kaiko.ai, DINOv2 ViT-g/14, transformers Dinov2Model), 224 px, mean/std 0.5, CLS + patch mean, "
+     "3072-d"),
     ("uni", "extractors.mahmood:UNI",
      "UNI (Mahmood Lab), ViT-L/16 on histology, 224 px, CLS, 1024-d; gated, CC-BY-NC-ND"),
     ("uni2-h", "extractors.mahmood:UNI2_H",

@@ -35,3 +35,37 @@ KAIKO_VITS8 = _kaiko("vits8", "vit_small_patch8_224", 384)
 KAIKO_VITB16 = _kaiko("vitb16", "vit_base_patch16_224", 768)
 KAIKO_VITB8 = _kaiko("vitb8", "vit_base_patch8_224", 768)
 KAIKO_VITL14 = _kaiko("vitl14", "vit_large_patch14_reg4_dinov2", 1024)
+
+
+# Midnight-12k (kaiko.ai; Karasikov et al. 2025): a DINOv2 ViT-g/14 as a transformers Dinov2Model. From github
+# kaiko-ai/Midnight (README) and the hub repository kaiko-ai/midnight (config.json + model.safetensors with
+# transformers-4 names, SwiGLU MLPs): hidden 1536, 40 layers, 24 heads, patch 14. The card's classification
+# embedding: the CLS token concatenated with the mean of the patch tokens, 3072-d; 224 px, mean = std = 0.5.
+MIDNIGHT_CONFIG = (("hidden_size", 1536), ("num_hidden_layers", 40), ("num_attention_heads", 24), ("patch_size", 14),
+                   ("image_size", 224), ("use_swiglu_ffn", True))
+
+
+def _midnight():
+    from functools import partial
+
+    from extractors.base import ExtractorEntry, WeightSource
+    from extractors.hf_dinov2 import build_dinov2, unwrap_dinov2
+
+    return ExtractorEntry(
+        name="midnight",
+        family="kaiko",
+        architecture="transformers:Dinov2Model/vit-giant-patch14 SwiGLU (kaiko-ai/midnight config)",
+        dim=3072,
+        build_fn=partial(build_dinov2, config=MIDNIGHT_CONFIG),
+        mean=KAIKO_MEAN,
+        std=KAIKO_STD,
+        pooling="cls+mean",
+        weights=(WeightSource("hub", "kaiko-ai/midnight", revision="adc6b15679c981cce6f9b018bbad09d16eeeda9f",
+                              filename="model.safetensors"),),
+        metadata={"licence": "MIT (the code's; the weights' licence is on the card)", "gated": False,
+                  "card": "https://huggingface.co/kaiko-ai/midnight"},
+        unwrap_fn=unwrap_dinov2,
+    )
+
+
+MIDNIGHT = _midnight()

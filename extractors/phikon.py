@@ -145,3 +145,34 @@ PHIKON = ExtractorEntry(
     weights=(WeightSource("hub", "owkin/phikon"),),
     unwrap_fn=unwrap_phikon,
 )
+
+
+# Phikon-v2 (Owkin; Filiot et al. 2024): a DINOv2 ViT-L/16 as a transformers Dinov2Model. Card and hub files of
+# owkin/phikon-v2: config.json (model_type dinov2, hidden 1024, 24 layers, 16 heads, patch 16, no SwiGLU),
+# model.safetensors (transformers-4 names), preprocessor_config.json (shortest edge 224, bicubic, centre crop 224,
+# ImageNet mean/std); the feature is the CLS token of last_hidden_state, 1024-d (extractors/hf_dinov2.py loads it).
+PHIKON_V2_CONFIG = (("hidden_size", 1024), ("num_hidden_layers", 24), ("num_attention_heads", 16),
+                    ("patch_size", 16), ("image_size", 224), ("use_swiglu_ffn", False))
+
+
+def _phikon_v2() -> ExtractorEntry:
+    from extractors.hf_dinov2 import build_dinov2, unwrap_dinov2
+
+    return ExtractorEntry(
+        name="phikon-v2",
+        family="phikon",
+        architecture="transformers:Dinov2Model/vit-large-patch16 (owkin/phikon-v2 config)",
+        dim=1024,
+        build_fn=partial(build_dinov2, config=PHIKON_V2_CONFIG),
+        input_size=224,
+        interpolation="bicubic",
+        pooling="cls",
+        weights=(WeightSource("hub", "owkin/phikon-v2", revision="2ae989a9c40cffaa27f0a6cb29cc94d1d6f9a5fd",
+                              filename="model.safetensors"),),
+        metadata={"licence": "Owkin non-commercial (LICENSE.pdf on the card)", "gated": None,
+                  "card": "https://huggingface.co/owkin/phikon-v2"},
+        unwrap_fn=unwrap_dinov2,
+    )
+
+
+PHIKON_V2 = _phikon_v2()

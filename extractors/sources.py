@@ -217,10 +217,10 @@ def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) ->
     if hub is not None:  # a named hub model (its card in the entry's metadata)
         gated = entry.metadata.get("gated")
         revision = f" --revision {hub.revision}" if hub.revision else ""
-        access = (f"Access is gated: sign in at https://huggingface.co/{hub.location}, accept its terms "
-                  f"({entry.metadata.get('licence', 'see the card')}) and use a token (`hf auth login`); then "
-                  if gated else f"Its licence: {entry.metadata.get('licence', 'see the card')}. ")
-        return (f"weights for extractor {entry.name!r} not found{why}. {access}download them with `hf download "
+        licence = entry.metadata.get("licence", "see the card")
+        access = (f"Access is gated: sign in at https://huggingface.co/{hub.location}, accept its terms ({licence}) "
+                  "and use a token (`hf auth login`); then download" if gated else f"Its licence: {licence}. Download")
+        return (f"weights for extractor {entry.name!r} not found{why}. {access} them with `hf download "
                 f"{hub.location} {hub.filename}{revision} --local-dir {folder}` (or put the file or the hub snapshot "
                 f"folder there), or pass --weights FILE_OR_SNAPSHOT_FOLDER.")
     return (

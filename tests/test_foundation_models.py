@@ -196,6 +196,9 @@ def test_dinov3_loads_meta_published_layout_and_refuses_biases_it_would_drop(tmp
     ("dinov3-s", ["Its licence: DINOv3 License",
                   "hf download timm/vit_small_patch16_dinov3.lvd1689m model.safetensors"]),
     ("kaiko-vits16", ["releases/download/0.0.1/vits16.pth", "vits16.pth"]),
+    ("phikon-v2", ["hf download owkin/phikon-v2 model.safetensors --revision "
+                   "2ae989a9c40cffaa27f0a6cb29cc94d1d6f9a5fd"]),
+    ("midnight", ["Its licence: MIT", "hf download kaiko-ai/midnight model.safetensors"]),
 ])
 def test_missing_weights_say_how_to_get_them(name, says, tmp_path):
     with pytest.raises(MissingWeightsError) as error:
@@ -219,3 +222,70 @@ def test_catalog_groups_by_family_with_dim_parameters_licence_and_weights(tmp_pa
     assert (rows["uni2-h"].dim, rows["uni2-h"].parameters) == (1536, card_size)
     assert rows["uni2-h"].licence == "CC-BY-NC-ND-4.0 (gated)" and rows["uni2-h"].weights == "missing"
     assert rows["kaiko-vits16"].weights == "present" and rows["color-histogram"].weights == "not needed"
+
+
+# transformers Dinov2Model files (Phikon-v2, Midnight): the card's config, the published transformers-4 names
+DINOV2_CARDS = {
+    "phikon-v2": (dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, patch_size=16,
+                       use_swiglu_ffn=False), "cls", IMAGENET, "bicubic", 1024),
+    "midnight": (dict(hidden_size=1536, num_hidden_layers=40, num_attention_heads=24, patch_size=14,
+                      use_swiglu_ffn=True), "cls+mean", HALF, "bilinear", 3072),
+}
+
+
+def _v4_names(state: dict) -> dict:
+    """The installed Dinov2Model's state dict in the transformers-4 spelling of the hub files (by hand)."""
+    out = {}
+    for key, value in state.items():
+        if ".mlp.up_proj." in key:
+            continue
+        if ".mlp.gate_proj." in key:
+            out[key.replace("gate_proj", "weights_in")] = torch.cat([value, state[key.replace("gate_proj", "up_proj")]])
+            continue
+        for new, old in (("attention.q_proj.", "attention.attention.query."),
+                         ("attention.k_proj.", "attention.attention.key."),
+                         ("attention.v_proj.", "attention.attention.value."),
+                         ("attention.o_proj.", "attention.output.dense."), ("mlp.down_proj.", "mlp.weights_out.")):
+            key = key.replace(new, old)
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(DINOV2_CARDS))
+def test_dinov2_files_load_as_transformers_loads_them(name, tmp_path):
+    """A snapshot folder (config.json + model.safetensors in transformers-4 names, 2 layers) loads strictly and
+    embeds as transformers' own ``from_pretrained`` of the same folder, pooled as the card says; a config.json
+    of another architecture is refused."""
+    from safetensors.torch import save_file
+    from transformers import Dinov2Config, Dinov2Model
+
+    from extractors.hf_dinov2 import build_dinov2
+
+    card, pooling, (mean, std), interpolation, dim = DINOV2_CARDS[name]
+    entry = get_extractor(name)
+    assert (entry.dim, entry.pooling, entry.mean, entry.std, entry.interpolation) == (dim, pooling, mean, std,
+                                                                                      interpolation)
+    assert dict(entry.build_fn.keywords["config"]) == {**card, "image_size": 224}
+    shallow = entry.replace(build_fn=functools.partial(
+        build_dinov2, config=(*entry.build_fn.keywords["config"], ("num_hidden_layers", 2))))
+    config = Dinov2Config(**{**card, "num_hidden_layers": 2, "image_size": 518})  # the file's own grid: 518 px
+    torch.manual_seed(0)
+    donor = Dinov2Model(config)
+    state = {k: v + 0.01 * torch.randn_like(v) for k, v in donor.state_dict().items()}
+    snapshot = tmp_path / "snapshot"
+    config.save_pretrained(snapshot)
+    save_file(_v4_names(state), snapshot / "model.safetensors")
+    reference, info = Dinov2Model.from_pretrained(snapshot, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    weights = resolve(shallow, explicit=snapshot, weights_home=tmp_path).path  # --weights SNAPSHOT_FOLDER
+    assert weights == snapshot / "model.safetensors"
+    model = shallow.build(weights=weights)
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        tokens = reference.eval()(pixel_values=images).last_hidden_state
+        expected = tokens[:, 0] if pooling == "cls" else torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], dim=-1)
+        torch.testing.assert_close(model(images), expected, rtol=0, atol=1e-5)
+    other = json.loads((snapshot / "config.json").read_text()) | {"num_attention_heads": 8}
+    (snapshot / "config.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="num_attention_heads: 8 in the file"):
+        shallow.build(weights=weights)

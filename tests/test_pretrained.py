@@ -294,10 +294,10 @@ def _check(name, tmp_path):
 
 def test_every_builtin_needing_weights_is_covered():
     from extractors import EXTRACTORS
-    from tests.test_foundation_models import CARDS  # the foundation models, tested on their own cards
+    from tests.test_foundation_models import CARDS, DINOV2_CARDS  # the foundation models, tested on their cards
 
     needing = {n for n in EXTRACTORS.names() if get_extractor(n).needs_weights}
-    assert needing == set(WRITTEN) | set(CARDS)
+    assert needing == set(WRITTEN) | set(CARDS) | set(DINOV2_CARDS)
 
 
 @pytest.mark.parametrize("name", sorted(set(WRITTEN) - LARGE))

@@ -1,0 +1,122 @@
+"""Foundation models published as transformers ``Dinov2Model`` files (Phikon-v2, Midnight): the architecture
+built from the card's ``Dinov2Config`` values (nothing fetched, no remote code), the published file loaded
+strictly after mapping its key names to the installed transformers'.
+
+The hub files hold transformers-4 names; transformers 5 renamed them (and splits a SwiGLU MLP's fused input
+projection) when it loads them with ``from_pretrained``. The mapping is written here because the harness loads
+the file into a module it built, strictly, and must accept either spelling:
+
+- ``attention.attention.query|key|value`` -> ``attention.q_proj|k_proj|v_proj``,
+  ``attention.output.dense`` -> ``attention.o_proj``;
+- SwiGLU: ``mlp.weights_in`` (gate and up projections stacked along the output dim) -> ``mlp.gate_proj`` (first
+  half) and ``mlp.up_proj`` (second half); ``mlp.weights_out`` -> ``mlp.down_proj``.
+
+The position grid is the file's own: the module's position embeddings take the shape the file holds, and
+``Dinov2Model`` interpolates them to the input at every forward pass, as it does for the published model.
+``mask_token`` (training only) may be absent from a file: the module's is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.core.errors import WeightsError
+from extractors.base import ExtractorEntry, FeatureModel, pool_tokens
+
+_RENAMES_V4_TO_V5 = (
+    ("attention.attention.query.", "attention.q_proj."),
+    ("attention.attention.key.", "attention.k_proj."),
+    ("attention.attention.value.", "attention.v_proj."),
+    ("attention.output.dense.", "attention.o_proj."),
+    ("mlp.weights_out.", "mlp.down_proj."),
+)
+
+
+def dinov2_config(values: dict[str, Any]):
+    from transformers import Dinov2Config
+
+    try:
+        return Dinov2Config(**values, attn_implementation="sdpa")
+    except (TypeError, ValueError):  # a transformers without selectable attention implementations
+        return Dinov2Config(**values)
+
+
+def _features(backbone: nn.Module, images: torch.Tensor, *, pooling: str) -> torch.Tensor:
+    return pool_tokens(backbone(pixel_values=images).last_hidden_state, pooling, 1)
+
+
+def _patch_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return backbone(pixel_values=images).last_hidden_state[:, 1:]
+
+
+def build_dinov2(entry: ExtractorEntry, config: tuple[tuple[str, Any], ...]) -> FeatureModel:
+    from transformers import Dinov2Model
+
+    backbone = Dinov2Model(dinov2_config(dict(config)))
+    return FeatureModel(backbone, partial(_features, pooling=entry.pooling), _patch_tokens)
+
+
+def unwrap_dinov2(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """A ``Dinov2Model`` file in transformers-4 or the installed spelling -> the installed module's state dict."""
+    state = container.get("state_dict", container) if isinstance(container, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{source} does not hold a flat state dict of tensors")
+    _check_config(Path(source).parent / "config.json", backbone.config)
+    own = backbone.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if ".mlp.weights_in." in key and key not in own:  # transformers 5 splits the fused SwiGLU projection
+            gate, up = value.chunk(2, dim=0)
+            out[key.replace("mlp.weights_in.", "mlp.gate_proj.")] = gate
+            out[key.replace("mlp.weights_in.", "mlp.up_proj.")] = up
+            continue
+        if key not in own:
+            for old, new in _RENAMES_V4_TO_V5:
+                if old in key and key.replace(old, new) in own:
+                    key = key.replace(old, new)
+                    break
+        out[key] = value
+    if "embeddings.mask_token" not in out:  # used in training only; not every published file keeps it
+        out["embeddings.mask_token"] = own["embeddings.mask_token"]
+    _take_position_grid(backbone, out.get("embeddings.position_embeddings"))
+    return out
+
+
+# what a snapshot's config.json must agree on with the entry (the position grid is taken from the file)
+_CHECKED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "use_swiglu_ffn", "mlp_ratio",
+            "layer_norm_eps", "layerscale_value", "hidden_act", "qkv_bias", "num_channels")
+
+
+def _check_config(path: Path, config) -> None:
+    """A hub snapshot's config.json beside the weights must describe the architecture the entry builds."""
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path} cannot be read ({exc}); fix or remove it") from None
+    differ = [f"{k}: {stored[k]!r} in the file, {getattr(config, k)!r} in the entry" for k in _CHECKED
+              if k in stored and stored[k] != getattr(config, k)]
+    if differ:
+        raise WeightsError(f"{path} describes another architecture than this entry ({'; '.join(differ)}); these "
+                           "weights are not this model's")
+
+
+def _take_position_grid(backbone: nn.Module, stored: torch.Tensor | None) -> None:
+    """Give the module the file's position grid (Dinov2Model interpolates it to the input at each forward)."""
+    embeddings = backbone.embeddings
+    if stored is None or stored.shape == embeddings.position_embeddings.shape:
+        return
+    patches = stored.shape[1] - 1
+    side = int(round(patches ** 0.5))
+    if side * side != patches:
+        raise WeightsError(f"position embeddings {tuple(stored.shape)} are not a square grid plus the CLS position")
+    device = embeddings.position_embeddings.device
+    embeddings.position_embeddings = nn.Parameter(torch.empty(stored.shape, device=device))
+    backbone.config.image_size = side * backbone.config.patch_size
