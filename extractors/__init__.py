@@ -64,6 +64,8 @@ for _name, _target, _summary in [
     ("midnight", "extractors.kaiko:MIDNIGHT",
      "Midnight-12k (kaiko.ai, DINOv2 ViT-g/14, transformers Dinov2Model), 224 px, mean/std 0.5, CLS + patch mean, "
      "3072-d"),
+    ("quiltnet-b32", "extractors.openclip:QUILTNET_B32",
+     "QuiltNet-B-32 (CLIP ViT-B/32 fine-tuned on Quilt-1M histopathology), 224 px, image embedding, 512-d; MIT"),
     ("uni", "extractors.mahmood:UNI",
      "UNI (Mahmood Lab), ViT-L/16 on histology, 224 px, CLS, 1024-d; gated, CC-BY-NC-ND"),
     ("uni2-h", "extractors.mahmood:UNI2_H",

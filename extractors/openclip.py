@@ -173,3 +173,48 @@ def entry_for(spec: str) -> ExtractorEntry:
         weights=weights,
         summary=f"OpenCLIP {arch} visual tower, {origin}, image embedding, {int(model_cfg['embed_dim'])}-d",
     )
+
+
+# -- named open_clip entries -----------------------------------------------------------------------------------
+# QuiltNet-B-32 (Ikezogwo et al., NeurIPS 2023: CLIP fine-tuned on the Quilt-1M histopathology image-text set).
+# From its hub repository wisdomik/QuiltNet-B-32: open_clip_config.json = open_clip's ViT-B-32 (embed_dim 512;
+# vision: 224 px, 12 layers, width 768, patch 32; no quick_gelu, so nn.GELU), preprocess_cfg mean/std of OpenAI
+# CLIP, open_clip's default bicubic resize; weights open_clip_pytorch_model.bin (the whole CLIP model in open_clip's
+# key names: the visual tower is taken, the text tower dropped). Feature: the visual tower's image embedding, 512-d.
+# MIT licence, not gated.
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def build_visual_tower(entry: ExtractorEntry, arch: str) -> FeatureModel:
+    """The visual tower of open_clip's ``arch`` with random weights (the weight file is loaded over them)."""
+    import open_clip
+
+    return FeatureModel(open_clip.create_model(arch, pretrained=None).visual, visual_features)
+
+
+def unwrap_visual_tower(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """An open_clip checkpoint (the whole model, optionally under ``state_dict`` and with DDP's ``module.``) ->
+    the visual tower's state dict; a file of the tower alone is taken as it is."""
+    state = container.get("state_dict", container) if isinstance(container, dict) else container
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    if any(k.startswith("visual.") for k in state):
+        return {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+    return state
+
+
+QUILTNET_B32 = ExtractorEntry(
+    name="quiltnet-b32",
+    family="openclip",
+    architecture="openclip:ViT-B-32 (wisdomik/QuiltNet-B-32 open_clip_config.json), visual tower",
+    dim=512,
+    build_fn=partial(build_visual_tower, arch="ViT-B-32"),
+    input_size=224,
+    interpolation="bicubic",
+    mean=OPENAI_CLIP_MEAN,
+    std=OPENAI_CLIP_STD,
+    pooling="model",
+    weights=(WeightSource("hub", "wisdomik/QuiltNet-B-32", filename="open_clip_pytorch_model.bin"),),
+    metadata={"licence": "MIT", "gated": False, "card": "https://huggingface.co/wisdomik/QuiltNet-B-32"},
+    unwrap_fn=unwrap_visual_tower,
+)

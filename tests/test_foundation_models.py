@@ -199,6 +199,7 @@ def test_dinov3_loads_meta_published_layout_and_refuses_biases_it_would_drop(tmp
     ("phikon-v2", ["hf download owkin/phikon-v2 model.safetensors --revision "
                    "2ae989a9c40cffaa27f0a6cb29cc94d1d6f9a5fd"]),
     ("midnight", ["Its licence: MIT", "hf download kaiko-ai/midnight model.safetensors"]),
+    ("quiltnet-b32", ["Its licence: MIT", "hf download wisdomik/QuiltNet-B-32 open_clip_pytorch_model.bin"]),
 ])
 def test_missing_weights_say_how_to_get_them(name, says, tmp_path):
     with pytest.raises(MissingWeightsError) as error:
@@ -289,3 +290,20 @@ def test_dinov2_files_load_as_transformers_loads_them(name, tmp_path):
     (snapshot / "config.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="num_attention_heads: 8 in the file"):
         shallow.build(weights=weights)
+
+
+def test_quiltnet_is_open_clips_vit_b32_visual_tower_from_the_whole_clip_file(tmp_path):
+    """The hub file holds the whole CLIP model in open_clip's names: the visual tower loads strictly and embeds
+    as open_clip's own ``encode_image`` of the same weights; OpenAI CLIP's mean/std."""
+    import open_clip
+
+    entry = get_extractor("quiltnet-b32")
+    assert (entry.mean, entry.std) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    assert (entry.dim, entry.input_size, entry.interpolation) == (512, 224, "bicubic")
+    torch.manual_seed(0)
+    reference = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    torch.save(reference.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    model = entry.build(weights=tmp_path / "open_clip_pytorch_model.bin")
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(images), reference.encode_image(images), rtol=0, atol=1e-5)
