@@ -817,7 +817,7 @@ def weights_fetch(name: str = typer.Argument(..., help="extractor name")) -> Non
         if not entry.needs_weights:
             out.print(f"{name} needs no weights", markup=False)
             return
-        resolved = resolve(entry, explicit=None, weights_home=settings.weights_dir(), log=_log)
+        resolved = resolve(entry, explicit=None, weights_home=settings.weights_dir(), log=_log, fetching=True)
     out.print(f"{name}: {resolved.path} ({resolved.origin})", markup=False)
 
 

@@ -387,19 +387,21 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
     info = primary.task_info(options.split_file)
     for note in info["notes"]:
         log(f"note ({plan.task.name}): {note}")
+    for warning in primary.dataset.warnings:
+        log(f"warning ({plan.task.name}): {warning}")
     if options.split_file is not None:
         info["task"] = plan.label
     if plan.test_task is None:
         classes = primary.dataset.classes  # the label map: the union over all rows
         return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
-                                primary.skipped_images, primary.stats.as_dict())
+                                primary.skipped_images, primary.stats.as_dict(), list(primary.dataset.warnings))
     test = task_features(primary.extractor, plan.test_task, test_options(options), log, dataset=test_dataset,
                          world=world)
     names = np.concatenate([primary.dataset.samples["label"].to_numpy(), test.dataset.samples["label"].to_numpy()])
     classes = sorted(set(names))
     n_train = len(primary.dataset)
     splits = [("test", np.flatnonzero(primary.keep), n_train + np.flatnonzero(test.keep))]
-    warnings = []
+    warnings = list(primary.dataset.warnings) + [f"test task: {w}" for w in test.dataset.warnings]
     only_train = sorted(set(primary.dataset.classes) - set(test.dataset.classes))
     only_test = sorted(set(test.dataset.classes) - set(primary.dataset.classes))
     if only_train:

@@ -162,6 +162,7 @@ def resolve(
     offline: bool = False,
     allow_download: bool = True,
     log=None,
+    fetching: bool = False,
 ) -> Resolved:
     """The weight file for ``entry`` (see the module docstring for the order), or a clear error."""
     if explicit is not None:
@@ -187,8 +188,9 @@ def resolve(
                 log(f"downloading {source.location} -> {dest}")
             return Resolved(download(source.location, dest, source.sha256), "download")
         except OSError as exc:  # no network, HTTP error, interrupted transfer (urllib's errors are OSErrors)
-            raise MissingWeightsError(f"download failed ({exc}). {missing_message(entry, weights_home, False)}") from exc
-    raise MissingWeightsError(missing_message(entry, weights_home, offline_requested(offline)))
+            why = missing_message(entry, weights_home, False, fetching)
+            raise MissingWeightsError(f"download failed ({exc}). {why}") from exc
+    raise MissingWeightsError(missing_message(entry, weights_home, offline_requested(offline), fetching))
 
 
 def _hub_download(source: WeightSource, log) -> Path:
@@ -207,7 +209,9 @@ def _hub_download(source: WeightSource, log) -> Path:
     return path
 
 
-def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) -> str:
+def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool, fetching: bool = False) -> str:
+    """What to do when the weights are not there; ``fetching``: said to ``bench weights fetch`` itself, which
+    is not suggested again."""
     folder = weights_folder(entry, weights_home)
     sources = "; ".join(source.describe() for source in entry.weights)
     wanted = next((file_name(s) for s in entry.weights if file_name(s)), None)
@@ -225,7 +229,8 @@ def missing_message(entry: ExtractorEntry, weights_home: Path, offline: bool) ->
                 f"folder there), or pass --weights FILE_OR_SNAPSHOT_FOLDER.")
     return (
         f"weights for extractor {entry.name!r} not found{why}. Get them from: {sources}. "
-        f"Put the file at {where}, run `bench weights fetch {entry.name}`, or pass --weights PATH."
+        f"Put the file at {where}" + ("" if fetching else f", run `bench weights fetch {entry.name}`")
+        + ", or pass --weights PATH."
     )
 
 

@@ -48,6 +48,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers
             raise WeightsError(f"cannot read safetensors file {path}: {exc}. Is it truncated? Download it again.") from exc
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save writes a zip archive, older torch a pickle
+        raise WeightsError(f"{path} is not a weight file at all: a PyTorch checkpoint is a zip archive or a pickle, "
+                           f"this file starts with {head!r}. Pass the model's .pth/.bin/.safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except READ_ERRORS as exc:

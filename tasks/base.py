@@ -170,6 +170,8 @@ class CellDataset:
     # Files named like images that the task's folders hold, used or not (left out by the task, or not images by
     # their signature): what a published full-set size counts. None: the samples are all there is.
     n_images_found: int | None = None
+    # findings that make results incomparable with the full benchmark (absent classes): each run warns of them
+    warnings: list[str] = field(default_factory=list)
 
     MAX_IGNORED_LISTED: ClassVar[int] = 200  # in ``describe()`` (the result record); the count is always complete
 

@@ -174,11 +174,7 @@ def checked_inventory(task, root: Path) -> Inventory:
     if inv.empty_classes:
         raise DataError(f"task {task.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images; "
                         "remove the empty folders or add images")
-    if inv.missing_classes:
-        inv.notes.append(
-            f"class folder(s) absent (results are not comparable to the full benchmark): {', '.join(inv.missing_classes)}"
-        )
-    return inv
+    return inv  # absent expected classes become the data set's warnings (finish_dataset)
 
 
 def finish_dataset(
@@ -240,7 +236,10 @@ def finish_dataset(
             )
     columns = ["path", "label"] + (["patient"] if "patient" in samples else []) + ["fold", "sha256"]
     n_found = len(inventory.samples) + len(inventory.left_out)  # before non-images were dropped
-    return CellDataset(task, root, samples[columns], split_kind, ignored, notes, n_images_found=n_found)
+    warnings = [f"class folder(s) absent under {root} (results are not comparable to the full benchmark): "
+                f"{', '.join(inventory.missing_classes)}"] if inventory.missing_classes else []
+    return CellDataset(task, root, samples[columns], split_kind, ignored, notes, n_images_found=n_found,
+                       warnings=warnings)
 
 
 def scan_patient_folder(root: Path) -> pd.DataFrame:

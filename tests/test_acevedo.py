@@ -210,3 +210,28 @@ def test_bad_acevedo_folders_get_clear_errors(layout, tmp_path):
         ACEVEDO.load(layout, data_home=tmp_path)
     report = check_dataset(ACEVEDO, layout, tmp_path)  # the check reports instead of raising
     assert report.unexpected == ["unknown_cells"] and report.empty_classes == ["unknown_cells"]
+
+
+def test_a_run_on_a_folder_missing_classes_warns_and_records_it(tmp_path):
+    """Two of Acevedo's eight class folders: `bench run` says so as a warning, and the result records it."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from tests.conftest import TINY
+
+    rng = np.random.default_rng(0)
+    for c, label in enumerate(("basophil", "eosinophil")):
+        (tmp_path / DATA_DIR / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = np.clip(60 + 80 * c + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / DATA_DIR / label / f"{label.upper()[:2]}_{i}.jpg")
+    done = CliRunner().invoke(app, ["run", "-e", TINY, "-t", "acevedo", "--data-root", str(tmp_path), "-p", "knn-1",
+                                    "--results", str(tmp_path / "r"), "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert "warning (acevedo): class folder(s) absent" in done.output and "erythroblast, ig, lymphocyte" in done.output
+    assert "ok (1 warning(s))" in done.output
+    record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
+    assert any("class folder(s) absent" in w and "platelet" in w for w in record["warnings"])

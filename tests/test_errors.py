@@ -63,3 +63,12 @@ def test_commands_end_user_errors_with_one_line(args, message, tmp_path, monkeyp
             (folder / "knn-1.predictions.csv").write_text("path,fold,label,prediction\nx.png,0,a,a\n")
     done = _run(*args)
     assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output
+
+
+def test_a_file_that_is_no_checkpoint_is_called_so(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember to download the weights\n")
+    done = _run("check-extractor", "vit-s14-random", "--weights", notes)
+    assert done.exit_code == 1 and "Traceback" not in done.output
+    assert f"{notes} is not a weight file at all" in done.output and "b'reme'" in done.output
+    assert "refusing" not in done.output  # not a security refusal: it is not a checkpoint

@@ -378,6 +378,7 @@ def test_weights_cli_list_and_fetch(tmp_path, weight_bytes, bench_home, monkeypa
         assert runner.invoke(app, ["weights", "fetch", "vit-s14-random"]).output.strip().endswith("needs no weights")
         refused = runner.invoke(app, ["weights", "fetch", "dinobloom-s"], env={"BENCH_OFFLINE": "1"})
         assert refused.exit_code == 1 and "offline" in refused.output
+        assert "bench weights fetch" not in refused.output  # it is the command that failed: not suggested again
     finally:
         server.close()
 
