@@ -118,6 +118,18 @@ def _user_errors():
         if _state["debug"]:
             console.print_exception()
         _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _interrupted()
+
+
+INTERRUPTED = ("interrupted (Ctrl-C). What was finished is kept: the complete shards of every feature extraction "
+               "(in the cache), the results written so far, the trainer's last checkpoint. Run the same command again "
+               "to resume")
+
+
+def _interrupted() -> None:
+    console.print(f"[yellow]{INTERRUPTED}[/]", highlight=False)
+    raise typer.Exit(130)
 
 
 @contextmanager
@@ -320,9 +332,15 @@ def _stopped(world):
 
     try:
         yield
+    except KeyboardInterrupt:
+        _interrupted()
     except StoppedBySignal as exc:
         world.group = False  # the group is broken: leave it to the exiting process
         _fail(str(exc), 1)
+
+
+def _mean_std(mean, std) -> str:
+    return "—" if mean is None else f"{100 * mean:.1f} ± {100 * (std or 0):.1f}"
 
 
 def _print_outcomes(outcomes) -> None:
@@ -331,15 +349,15 @@ def _print_outcomes(outcomes) -> None:
     table = Table("extractor", "task", "protocol", *(LABELS[m] for m in LABEL_METRICS), "status",
                   title="results (percent, mean ± std over folds)")
     for outcome in outcomes:
-        for record in outcome.records:
+        for record, how in [(r, "ok") for r in outcome.records] + [(r, "kept (stored result)") for r in outcome.kept]:
             mean, std = record.metrics.mean, record.metrics.std
-            cells = [f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in LABEL_METRICS]
-            status = "ok" + (f" ({len(record.warnings)} warning(s))" if record.warnings else "")
+            cells = [_mean_std(mean.get(m), std.get(m)) for m in LABEL_METRICS]
+            status = how + (f" ({len(record.warnings)} warning(s))" if record.warnings else "")
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record.protocol.name), *cells, status)
         for failure in outcome.failed_protocols:
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(failure.protocol),
                           *([""] * len(LABEL_METRICS)), escape(f"failed: {failure.error}"))
-        if not outcome.records and not outcome.failed_protocols:
+        if not outcome.records and not outcome.failed_protocols and not outcome.kept:
             table.add_row(escape(outcome.extractor), escape(outcome.task), "", *([""] * len(LABEL_METRICS)), outcome.status)
     out.print(table)
 
@@ -656,6 +674,8 @@ def batch_effect_cmd(
         try:
             with _steps(f"{name}: scoring draws", progress) as update:
                 record, path = batch_effect(name, tasks, options, scorer, log=_log, on_repeat=update)
+        except KeyboardInterrupt:
+            _interrupted()
         except HemabenchError as exc:
             failed = True
             _log(f"failed: {name} / {', '.join(tasks)}: {exc}")

@@ -14,7 +14,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 from bench.cache import CachedFeatures, FeatureStore, feature_key, missing_units
-from bench.core.errors import BadImageError, CacheError, ExtractorError, UsageError
+from bench.core.errors import BadImageError, CacheError, ExtractorError, HemabenchError, UsageError
 from bench.core.images import decode_rgb
 from bench.core.record import now_utc
 from bench.decode import EncodedFiles, collate_encoded, decode_batch, resolve_decode, with_skip_hint
@@ -107,6 +107,18 @@ class ImageFiles(torch.utils.data.Dataset):
                     "to leave it out (it is then listed in the result)"
                 ) from None
             return torch.zeros(3, self.input_size, self.input_size), index, False
+
+
+def from_worker(exc: Exception) -> Exception:
+    """A harness error raised in a DataLoader worker reaches the main process with the worker's traceback in its
+    message (torch's ExceptionWrapper re-raises ``type(exc)("Caught ... Original Traceback ...")``); the user needs
+    the original one line, which names the file and the fix. Any other error is returned as it is."""
+    text = str(exc)
+    if not (text.startswith("Caught ") and "DataLoader worker" in text.split("\n", 1)[0]):
+        return exc
+    marker = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    original = text.rsplit(marker, 1)[-1].strip() if marker in text else text.strip().splitlines()[-1]
+    return type(exc)(original)
 
 
 @dataclass
@@ -342,6 +354,11 @@ def extract_to_store(
                 in_flight = current
             if in_flight is not None:
                 finish(in_flight, claims)
+        except HemabenchError as exc:
+            plain = from_worker(exc)
+            if plain is exc:
+                raise
+            raise plain from None
         finally:
             pending.clear()
             pending_bad.clear()

@@ -93,6 +93,7 @@ class PairOutcome:
     bug: bool = False  # the failure is not a HemabenchError: a defect to report, traceback included
     failed_protocols: list["ProtocolFailure"] = field(default_factory=list)  # the pair ran, these protocols failed
     recomputed: dict[str, str] = field(default_factory=dict)  # protocol -> why its existing result was not kept
+    kept: list[ResultRecord] = field(default_factory=list)  # existing results kept (--overwrite only-missing)
 
 
 @dataclass
@@ -540,11 +541,16 @@ def run_pair(
             log(f"recomputing {plan.entry.name} / {plan.label} / {name}: {why} (the old result is moved to {stale}, "
                 "out of the leaderboard)")
         outcome.skipped_protocols, outcome.recomputed = plan.kept, dict(plan.reasons)
+        outcome.kept = [plan.existing[name][1] for name in plan.kept if name in plan.existing]
         if not plan.todo:
             outcome.status = "skipped"
             return outcome
         primary = task_features(prepared.built, plan.task, options, log, dataset=prepared.dataset, world=world)
         inputs = evaluation_inputs(plan, primary, options, log, test_dataset=prepared.test_dataset, world=world)
+        if inputs.skipped_images:
+            shown = ", ".join(map(str, inputs.skipped_images[:5])) + (" ..." if len(inputs.skipped_images) > 5 else "")
+            log(f"skipped {len(inputs.skipped_images)} unreadable image(s) (--skip-bad-images; every one is listed in "
+                f"the result): {shown}")
         env = environment(str(pick_device(options.device)))
         if world is not None and world.distributed:
             env["world_size"] = world.size  # recorded; the features and results do not depend on it

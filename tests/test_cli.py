@@ -114,8 +114,15 @@ def test_corrupt_images_fail_with_their_name_or_are_skipped_and_listed(tmp_path)
     args = ("run", "-e", TINY, "-t", f"imagefolder:{root}", "-p", "knn-1", "--results", tmp_path / "r", "--no-progress")
     failed = _run(*args)
     assert failed.exit_code == 1 and ("notes.jpg" in failed.output or "truncated.png" in failed.output)
+    in_worker = _run(*args, "--num-workers", "1")  # raised in a DataLoader worker: still the one line, no traceback
+    assert in_worker.exit_code == 1 and "truncated.png" in in_worker.output
+    assert "Traceback" not in in_worker.output and "DataLoader worker" not in in_worker.output
     skipped = _run(*args, "--skip-bad-images")
     assert skipped.exit_code == 0, skipped.output
+    assert "skipped 1 unreadable image(s) (--skip-bad-images; every one is listed in the result): a/truncated.png" \
+        in skipped.output
+    again = _run(*args, "--skip-bad-images")  # nothing to compute: the stored result is shown, not blanks
+    assert "kept (stored result)" in again.output and "—" not in again.output
     record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
     # the text file named like a JPEG is no image by its signature: left out and reported, like in the paper's tasks
     assert record["skipped_images"] == ["a/truncated.png"]
@@ -233,3 +240,15 @@ def test_bag_task_end_to_end_with_attention_per_cell(tmp_path):
         assert wrong.exit_code == 1 and "bags task" in wrong.output
     finally:
         PROTOCOLS.remove("abmil-gated-quick")
+
+
+def test_ctrl_c_says_what_is_kept_and_a_rerun_resumes(image_folder, tmp_path, tiny_plugin):
+    args = ["run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--results", str(tmp_path / "r"),
+            "--no-progress", "--num-workers", "0", "--batch-size", "8", "--shard-size", "8"]
+    tiny_plugin.fail_after = 2  # the third forward pass is interrupted, as by Ctrl-C
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 130 and "interrupted (Ctrl-C)" in stopped.output and "resume" in stopped.output
+    tiny_plugin.fail_after, tiny_plugin.forward_calls = None, 0
+    resumed = CliRunner().invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert tiny_plugin.forward_calls == 3  # 36 images in shards of 8: the 2 complete ones were kept
