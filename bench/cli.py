@@ -70,6 +70,7 @@ DECODE_HELP = ("where JPEGs are decoded and resized: cpu (PIL, in the loader wor
                "the CUDA device; within one 8-bit level of PIL's pixels, part of the features' identity), auto "
                "(gpu on CUDA)")
 BATCH_HELP = "images per forward pass (default: 256 on CUDA, halved if memory runs out; 32 elsewhere)"
+RESULTS_HELP = "results folder (default: $BENCH_RESULTS, else ./results)"
 SHARD_HELP = ("rows per feature-cache shard: what a resumed run keeps and the unit torchrun's processes share "
               "(a shard's batches start at its first row)")
 
@@ -94,6 +95,12 @@ def _split(values: List[str] | None) -> List[str]:
         else:
             names.extend(part.strip() for part in value.split(",") if part.strip())
     return names
+
+
+def _results(results: Optional[Path]) -> Path:
+    from bench.core import settings
+
+    return results if results is not None else settings.results_dir()
 
 
 def _log(message: str) -> None:
@@ -223,7 +230,7 @@ def run(
     weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
     pooling: Optional[Pooling] = typer.Option(None, help="token pooling for ViT-like extractors (default: the entry's)"),
-    results: Path = typer.Option(Path("results"), help="results folder"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
@@ -250,12 +257,12 @@ def run(
               "and tests on all of --test-task")
     with _user_errors():
         options = RunOptions(
-            results_dir=results, data_root=data_root, split_file=split_file, weights=weights, offline=offline,
+            results_dir=_results(results), data_root=data_root, split_file=split_file, weights=weights, offline=offline,
             pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
             precision=precision.value, decode=decode.value, batch_size=batch_size, num_workers=num_workers,
             skip_bad_images=skip_bad_images, progress=progress, shard_size=shard_size,
         )
-        world = _join(device, {"cache": options.extraction().cache_root, "results": results})
+        world = _join(device, {"cache": options.extraction().cache_root, "results": options.results_dir})
         options = replace(options, progress=progress and world.rank == 0)
     log = _rank_log(world)
     outcomes, loaded = [], {}
@@ -410,7 +417,7 @@ def extract(
 
 @app.command()
 def leaderboard(
-    results: Path = typer.Option(Path("results"), help="results folder"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
     format: BoardFormat = typer.Option(BoardFormat.md, "--format"),
     out_path: Optional[Path] = typer.Option(None, "--out", help="write here instead of printing"),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
@@ -425,6 +432,7 @@ def leaderboard(
     from leaderboard.tables import read_results, render
 
     problems: list[str] = []
+    results = _results(results)
     with _user_errors():
         text = render(read_results(results, problems), format.value, n_boot=bootstrap, problems=problems)
     for line in problems:
@@ -462,7 +470,7 @@ def compare(
     extractor_b: str = typer.Argument(...),
     task: str = typer.Option(..., "--task", "-t"),
     protocol: str = typer.Option(..., "--protocol", "-p"),
-    results: Path = typer.Option(Path("results"), help="results folder"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
     metric: Optional[str] = typer.Option(None, help=f"{', '.join(LABEL_METRICS)} (default: the task's main metric)"),
     bootstrap: int = typer.Option(2000, min=100),
 ) -> None:
@@ -476,7 +484,7 @@ def compare(
     frames = []
     with _user_errors():
         for name in (extractor_a, extractor_b):
-            record_path, path = result_paths(results, name, task, protocol)
+            record_path, path = result_paths(_results(results), name, task, protocol)
             if not path.is_file():
                 _fail(f"no predictions for {name} on {task} / {protocol} at {path}; run `bench run` first", 1)
             if metric is None and record_path.is_file():
@@ -537,7 +545,7 @@ def train(
     eval_task: Optional[str] = typer.Option(None, help="evaluate every export with kNN on this task"),
     eval_data_root: Optional[Path] = typer.Option(None, help="--data-root for the evaluation task"),
     eval_protocol: List[str] = typer.Option(["knn-20"], help="protocol(s) for the evaluation of exports"),
-    results: Optional[Path] = typer.Option(None, help="results folder for the evaluations (default: OUT/results)"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP + " (the exports' evaluations)"),
     max_steps: Optional[int] = typer.Option(None, min=1, help="stop after this many iterations"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config field: --set base_lr=1e-4"),
 ) -> None:
@@ -545,7 +553,7 @@ def train(
     from bench.runner import RunOptions, run_pair
     from dinobloom_train.train import main_cli
 
-    options = RunOptions(results_dir=results or out / "results", data_root=eval_data_root, progress=False)
+    options = RunOptions(results_dir=_results(results), data_root=eval_data_root, progress=False)
 
     def evaluate_export(path: Path) -> None:
         if eval_task is None:
@@ -589,7 +597,7 @@ def plot_umap(
     thumbnails: bool = typer.Option(False, "--thumbnails", help="draw 60 cell images (a seeded choice) at their points"),
     seed: int = typer.Option(0, help="UMAP seed: the same seed gives the same picture"),
     pool: str = typer.Option("mean", help="bag tasks: a patient's point is the mean of its cells, or (a bag protocol, e.g. abmil-gated) their sum weighted by the attention of that protocol's result in --results"),
-    results: Path = typer.Option(Path("results"), help="results folder: a one-task map keeps a small copy here for the HTML leaderboard; --pool reads attention here"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP + "; a one-task map keeps a small copy there for the HTML leaderboard; --pool reads attention there"),
     data_root: Optional[Path] = typer.Option(None, help="the first task's data folder"),
     weights: Optional[Path] = typer.Option(None),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
@@ -605,13 +613,14 @@ def plot_umap(
 
     with _user_errors():
         options = RunOptions(data_root=data_root, weights=weights, offline=offline, device=device,
-                              precision=precision.value, batch_size=batch_size, progress=progress, results_dir=results)
+                              precision=precision.value, batch_size=batch_size, progress=progress,
+                              results_dir=_results(results))
         scatter = umap_scatter(extractor, _split(task), options, color_by=color_by.value, fit_on=fit_on.value,
                                seed=seed, pool=pool, log=_log, busy=_busy if progress else None)
     png = scatter_png(scatter, out_path, thumbnails=60 if thumbnails else 0, seed=seed)
     html = scatter_html(scatter, out_path.with_suffix(".html"))
     with _user_errors():
-        kept = keep_for_board(scatter, results, seed=seed, fit_on=fit_on.value)
+        kept = keep_for_board(scatter, options.results_dir, seed=seed, fit_on=fit_on.value)
     out.print(f"wrote {png} and {html}" + (f"; the leaderboard's copy: {kept}" if kept else ""), markup=False)
 
 
@@ -644,7 +653,7 @@ def batch_effect_cmd(
     max_per_class: int = typer.Option(500, help="cells per data set and class at most (drawn at random per repeat)"),
     repeats: int = typer.Option(5, help="random draws when a class has more cells than are used"),
     seed: int = typer.Option(0, help="seed of the draws and of the chance level of the mixing score"),
-    results: Path = typer.Option(Path("results"), help="results folder"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
     weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
     device: str = typer.Option("auto"),
@@ -666,7 +675,7 @@ def batch_effect_cmd(
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
     with _user_errors():
         scorer = BatchEffect(k=k, max_per_class=max_per_class, repeats=repeats, seed=seed)
-        options = RunOptions(results_dir=results, weights=weights, offline=offline, device=device,
+        options = RunOptions(results_dir=_results(results), weights=weights, offline=offline, device=device,
                              precision=precision.value, batch_size=batch_size, progress=progress)
     table = Table("extractor", "tasks", *(LABELS[m] for m in BATCH_METRICS), "status", box=None, pad_edge=False)
     failed = False

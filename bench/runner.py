@@ -45,7 +45,7 @@ OVERWRITE_POLICIES = ("never", "always", "only-missing")
 
 @dataclass
 class RunOptions:
-    results_dir: Path = Path("results")
+    results_dir: Path = field(default_factory=settings.results_dir)  # $BENCH_RESULTS, else ./results
     data_root: Path | None = None
     split_file: Path | None = None  # a fixed train/test split (CSV path,split) instead of the task's k-fold CV
     weights: Path | None = None

@@ -252,3 +252,14 @@ def test_ctrl_c_says_what_is_kept_and_a_rerun_resumes(image_folder, tmp_path, ti
     resumed = CliRunner().invoke(app, args)
     assert resumed.exit_code == 0, resumed.output
     assert tiny_plugin.forward_calls == 3  # 36 images in shards of 8: the 2 complete ones were kept
+
+
+def test_every_command_shares_one_results_default(image_folder, tmp_path, monkeypatch):
+    """$BENCH_RESULTS is the default results folder of run and leaderboard alike (and of train's evaluations)."""
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "shared-results"))
+    monkeypatch.chdir(tmp_path)
+    done = _run("run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--no-progress")
+    assert done.exit_code == 0, done.output
+    assert list((tmp_path / "shared-results").rglob("knn-1.json")) and not (tmp_path / "results").exists()
+    board = _run("leaderboard", "--bootstrap", "0")
+    assert board.exit_code == 0 and "knn-1" in board.output

@@ -1,4 +1,6 @@
-"""Where hemabench keeps things: ``$BENCH_HOME`` (default: the user cache folder) holds cache/, data/, weights/."""
+"""Where hemabench keeps things: ``$BENCH_HOME`` (default: the user cache folder) holds cache/, data/, weights/;
+results go to ``$BENCH_RESULTS`` (default: ``results`` in the working folder), the one default of every command
+that writes or reads results (run, batch-effect, plot, train's evaluations, leaderboard, compare)."""
 
 from __future__ import annotations
 
@@ -25,3 +27,8 @@ def data_dir() -> Path:
 
 def weights_dir() -> Path:
     return bench_home() / "weights"
+
+
+def results_dir() -> Path:
+    env = os.environ.get("BENCH_RESULTS")
+    return Path(env).expanduser() if env else Path("results")
