@@ -25,8 +25,15 @@ def as_entry(name: str, obj: Any):
     from extractors.base import entry_from_module_class
 
     if inspect.isclass(obj) and issubclass(obj, nn.Module):
-        return entry_from_module_class(name, obj)
+        return entry_from_module_class(display_name(name, obj), obj)
     return obj
+
+
+def display_name(name: str, cls) -> str:
+    """A plugin class's name: its ``name`` attribute, else the name it was asked by (which the registry turns into
+    ``<file name>:<Class>`` for ``path/to/file.py:Class``: the same wherever the file is run from)."""
+    own = getattr(cls, "name", None)
+    return own if isinstance(own, str) and own else name
 
 
 EXTRACTORS: Registry = Registry(
@@ -108,7 +115,7 @@ for _scheme, _factory, _argument, _summary in [
     ("openclip", "extractors.openclip:entry_for", "ARCH[/TAG]", "an OpenCLIP visual tower"),
     ("trained", "extractors.trained:entry_for", "EXPORT.pth", "a DinoBloom trainer export (bench train)"),
 ]:
-    EXTRACTORS.add_scheme(_scheme, _factory, argument=_argument, summary=_summary)
+    EXTRACTORS.add_scheme(_scheme, _factory, argument=_argument, summary=_summary, names_itself=_scheme == "trained")
 
 
 def get_extractor(name: str):

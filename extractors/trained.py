@@ -41,7 +41,7 @@ def entry_for(spec: str) -> ExtractorEntry:
         raise UsageError(f"{side}: not a hemabench trainer sidecar (format {info.get('format')!r})")
     vit = ViTSpec.from_dict(info["architecture"])
     return ExtractorEntry(
-        name=f"trained:{spec}",
+        name=f"{Path(str(info.get('run') or export.parent)).name}@{info.get('iteration')}",  # e.g. tiny@30
         family="trained",
         architecture=f"timm:{vit.timm_name}@{vit.img_size}{''.join(f'+{k}={v}' for k, v in vit.overrides)}",
         dim=vit.embed_dim,

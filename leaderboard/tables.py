@@ -280,14 +280,13 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[s
         return _render_md(results, n_boot, problems)
     if fmt == "html":
         from leaderboard.html import render_html
-        from leaderboard.paper import CITATION, paper_rows, reported_table
-
         from leaderboard.maps import maps_beside
+        from leaderboard.paper import CITATION, paper_rows, reported_table
 
         reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
         scored = with_confidence(results, n_boot, problems=problems)
         maps = maps_beside(results, problems)
-        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems, maps)
+        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems, maps, paper_rows())
     raise UsageError(f"--format must be md, csv or html, got {fmt!r}")
 
 

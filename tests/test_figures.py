@@ -104,7 +104,8 @@ def test_a_one_task_umap_is_kept_for_the_html_leaderboard(image_folder, tmp_path
     (kept,) = results.rglob(MAP_FILE)
     assert kept.parent == next(results.rglob("knn-1.json")).parent  # beside the pair's results
     board = render(read_results(results), "html", n_boot=0)
-    figure = board[board.index('<figure class="map">'):board.index("</figure>")]
+    start = board.index('<figure class="map">')
+    figure = board[start:board.index("</figure>", start)]
     assert figure.count("<circle") == 36 and "class: " in figure and "36 points, seed 0" in figure
     kept.write_text("{not json")
     problems: list[str] = []

@@ -207,7 +207,8 @@ def test_a_subset_result_is_marked_and_never_ranked_with_full_set_results(tmp_pa
     csv = pd.read_csv(io.StringIO(render(results, "csv", n_boot=0)))
     assert csv.set_index(["extractor", "task"])["subset"].fillna("").to_dict()[("on-subset", "acevedo")] == mark
     page = render(results, "html", n_boot=0)
-    assert f"95.0 ({mark})" in page and f"acevedo ({mark}) / knn-20" in page
+    assert f'<th colspan="2" class="group">acevedo ({mark})</th>' in page  # its own column group in the grid
+    assert f"acevedo ({mark}) / knn-20" in page
 
 
 def test_tasks_with_a_published_size_record_it():

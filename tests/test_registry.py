@@ -143,3 +143,26 @@ def test_every_built_in_carries_its_registered_name_and_summary():
         card = TASKS.get(name).card
         assert isinstance(TASKS.get(name), Task) and card.name == name and card.protocols and card.obtain
         assert card.kind in ("cells", "bags") and card.layout and card.evaluation
+
+
+def test_a_plugin_file_is_named_the_same_from_any_folder(tmp_path, monkeypatch):
+    """`path/to/file.py:Class` is named `file.py:Class` (or the class's `name`) whichever path reaches it, with
+    the same fingerprint: the same row on the board and the same cached features."""
+    import shutil
+
+    from extractors import get_extractor
+    from tests.conftest import REPO
+
+    (tmp_path / "mine").mkdir()
+    shutil.copy(REPO / "tests" / "plugins" / "tiny_vit.py", tmp_path / "mine" / "tiny_vit.py")
+    with open(tmp_path / "mine" / "tiny_vit.py", "a") as fh:
+        fh.write("\n\nclass Named(TinyViT):\n    name = 'tiny-named'\n\n\nclass Clash(TinyViT):\n    name = 'dinov2-s'\n")
+    monkeypatch.chdir(tmp_path)
+    here = get_extractor("mine/tiny_vit.py:TinyViT")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    there = get_extractor("../mine/tiny_vit.py:TinyViT")
+    assert here.name == there.name == "tiny_vit.py:TinyViT"
+    assert (here.architecture, here.code_sha256) == (there.architecture, there.code_sha256)
+    assert get_extractor("../mine/tiny_vit.py:Named").name == "tiny-named"
+    assert get_extractor("../mine/tiny_vit.py:Clash").name == "tiny_vit.py:Clash"  # a built-in's name stays its own

@@ -65,6 +65,14 @@ def test_export_sidecar_and_trained_door(images, tmp_path):
     export = trainer.export()
     entry = get_extractor(f"trained:{export}")
     assert entry.dim == 48 and entry.input_size == 56 and entry.metadata["training"]["iteration"] == 1
+    assert entry.name == "run@1"  # the run's name and the iteration, however the path was spelled
+    import os
+
+    os.chdir(export.parent)
+    try:
+        assert get_extractor(f"trained:{export.name}").name == "run@1"
+    finally:
+        os.chdir(tmp_path)
     model = entry.build(weights=export)
     x = torch.randn(2, 3, 56, 56)
     with torch.inference_mode():

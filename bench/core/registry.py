@@ -52,6 +52,7 @@ class Scheme:
     factory: str
     argument: str  # what follows the colon, for help texts: PATH, MODEL, TASK, ...
     summary: str
+    names_itself: bool = False  # the factory gives its objects their (display) name; else the name is the spec
 
 
 def safe_name(name: str) -> str:
@@ -150,11 +151,13 @@ class Registry(Generic[T]):
             raise UsageError(f"lazy target {target!r} for {self.kind} {name!r} must be 'module:attr'")
         self._insert(name, _Slot(target=target, summary=summary, origin=origin))
 
-    def add_scheme(self, scheme: str, factory: str, *, argument: str, summary: str) -> None:
-        """``<scheme>:<argument>`` names resolve through ``factory(argument)`` (a lazy ``module:attr`` target)."""
+    def add_scheme(self, scheme: str, factory: str, *, argument: str, summary: str, names_itself: bool = False) -> None:
+        """``<scheme>:<argument>`` names resolve through ``factory(argument)`` (a lazy ``module:attr`` target);
+        ``names_itself``: the objects keep the name the factory gives them (a display name that does not depend
+        on how the argument was spelled), else they are named by the whole spec."""
         if scheme in self._schemes:
             raise RegistryError(f"{self.kind} scheme {scheme!r}: is already registered; choose another scheme")
-        self._schemes[scheme] = Scheme(scheme, factory, argument, summary)
+        self._schemes[scheme] = Scheme(scheme, factory, argument, summary, names_itself)
 
     def register(self, name: str | None = None, *, summary: str = "") -> Callable[[Any], Any]:
         """Decorator: ``@REGISTRY.register("name")`` on a class, function or factory."""
@@ -212,7 +215,7 @@ class Registry(Generic[T]):
             argument = name.partition(":")[2]
             if not argument:
                 raise UsageError(f"{self.kind} {name!r}: say what to load after '{scheme.name}:' ({scheme.summary})")
-            return self._resolve(name, import_target(scheme.factory)(argument), "")
+            return self._resolve(name, import_target(scheme.factory)(argument), "", own_name=scheme.names_itself)
         if self.is_file_target(name):  # loaded on demand, cached apart: not a registered name
             slot = self._files.setdefault(name, _Slot(target=name, origin="file"))
         else:
@@ -222,13 +225,15 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name))
         if not slot.ready:  # every way in is adapted, checked and named once, at the first lookup
             obj = slot.obj if slot.target is None else import_target(slot.target)
-            slot.obj = self._resolve(name, obj, slot.summary)
+            slot.obj = self._resolve(name, obj, slot.summary, own_name=slot.origin == "file")
             slot.summary = slot.summary or _first_doc_line(slot.obj)
             slot.target, slot.ready = None, True
         return slot.obj
 
-    def _resolve(self, name: str, obj: Any, summary: str) -> Any:
-        """What a target points at, as a ``base`` named ``name`` with the registered ``summary`` (if any)."""
+    def _resolve(self, name: str, obj: Any, summary: str, own_name: bool = False) -> Any:
+        """What a target points at, as a ``base`` named ``name`` with the registered ``summary`` (if any).
+        ``own_name`` (a file target, a scheme that names itself): the object keeps a name of its own, which must
+        not be a registered name; without one it is named ``name``."""
         if self._adapt is not None:
             obj = self._adapt(name, obj)
         if isinstance(self.base, str):
@@ -243,7 +248,16 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r} resolves to a {type(obj).__name__}, not a {what}; point the name at a {what} "
                 f"or at a zero-argument factory returning one (`bench list {self.kind}s` shows working names)"
             )
-        return _named(obj, name, summary)
+        if not own_name:
+            return _named(obj, name, summary)
+        own = getattr(obj, "name", None)
+        self._load_entry_points()
+        if not isinstance(own, str) or not own or own == name or own in self._slots:
+            # no name of its own (or a registered one, which stays the built-in's: results are never mixed up):
+            # a file target is named by the file's name, not by the path it was run by
+            module, _, attr = name.partition(":")
+            own = f"{Path(module).name}:{attr}" if self.is_file_target(name) else name
+        return _named(obj, own, summary)
 
     def unknown_message(self, name: str) -> str:
         names = self.names()

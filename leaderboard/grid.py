@@ -1,0 +1,99 @@
+"""The board as the paper's Table 2: one row per extractor, one column group per task and protocol, weighted F1
+and balanced accuracy in each, the best measured value of every column marked; the paper's reported rows beneath
+in the same columns (never marked, never ranked with measured rows). A result on a subset of a data set with a
+published size is its own column group, headed as a subset. Batch-effect results (other scores) are not here.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from bench.core.metrics import BALANCED_ACCURACY, LABELS, WEIGHTED_F1
+
+GRID_METRICS = (WEIGHTED_F1, BALANCED_ACCURACY)
+_ORDER = {"knn-1": 0, "knn-20": 1, "knn-cosine": 2, "linear": 3, "linear-std": 4, "abmil-paper": 5, "abmil-gated": 6}
+
+
+def columns(results: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(task label, task, protocol) of every column group, tasks by name, protocols in the paper's order."""
+    rows = results[results[f"{WEIGHTED_F1}_mean"].notna()]  # (batch-effect results hold other scores)
+    groups = {(r["task_label"], r["task"], r["protocol"]) for _, r in rows.iterrows()}
+    return sorted(groups, key=lambda g: (g[0], _ORDER.get(g[2], 99), g[2]))
+
+
+def _pct(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
+
+
+def grid_html(results: pd.DataFrame, reported: pd.DataFrame) -> str:
+    """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known); ``reported``:
+    :func:`leaderboard.paper.paper_rows`. An empty string when no result has these metrics."""
+    groups = columns(results)
+    if not groups:
+        return ""
+    head_tasks, head_protocols, head_metrics = ["<th rowspan=\"3\">extractor</th>"], [], []
+    for label in dict.fromkeys(g[0] for g in groups):
+        span = 2 * sum(1 for g in groups if g[0] == label)
+        head_tasks.append(f'<th colspan="{span}" class="group">{escape(label)}</th>')
+    for label, _, protocol in groups:
+        head_protocols.append(f'<th colspan="2" class="group">{escape(protocol)}</th>')
+        head_metrics += [f'<th class="metric">{escape(LABELS[m])}</th>' for m in GRID_METRICS]
+    cells = results.set_index(["extractor", "task_label", "protocol"])
+    best = {}
+    for label, _, protocol in groups:
+        rows = results[(results["task_label"] == label) & (results["protocol"] == protocol)]
+        for metric in GRID_METRICS:
+            values = rows[f"{metric}_mean"].dropna()
+            best[(label, protocol, metric)] = values.max() if len(values) else None
+    body = []
+    for extractor in sorted(results["extractor"].unique()):
+        tds = [f'<td class="name" title="{escape(extractor, quote=True)}">{escape(extractor)}</td>']
+        for label, _, protocol in groups:
+            key = (extractor, label, protocol)
+            row = cells.loc[key] if key in cells.index else None
+            for metric in GRID_METRICS:
+                tds.append(_measured_cell(row, metric, best[(label, protocol, metric)]))
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    paper = _reported_rows(groups, reported)
+    table = ('<div class="scroll"><table class="grid" id="grid"><thead>'
+             f"<tr>{''.join(head_tasks)}</tr><tr>{''.join(head_protocols)}</tr><tr>{''.join(head_metrics)}</tr>"
+             f"</thead><tbody>{''.join(body)}</tbody>{paper}</table></div>")
+    return table
+
+
+def _measured_cell(row, metric: str, best) -> str:
+    if row is None or pd.isna(row[f"{metric}_mean"]):
+        return '<td class="num">—</td>'
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    tip = f"mean ± std over {int(row['n_folds'])} fold(s): {_pct(mean)} ± {_pct(std)}"
+    if metric == row["main_metric"] and pd.notna(row.get("ci_low")):
+        tip += f"; 95 % interval {_pct(row['ci_low'])}–{_pct(row['ci_high'])}"
+    top = best is not None and mean >= best - 1e-12
+    mark = ' best" aria-label="best in this column' if top else ""
+    return f'<td class="num{mark}" title="{escape(tip, quote=True)}">{_pct(mean)}</td>'
+
+
+def _reported_rows(groups, reported: pd.DataFrame) -> str:
+    """The paper's rows in the same columns (its full-set numbers also under a subset column's base task)."""
+    if reported is None or reported.empty:
+        return ""
+    wanted = {(task, protocol) for _, task, protocol in groups}
+    rows = reported[[(t, p) in wanted for t, p in zip(reported["task"], reported["protocol"])]]
+    if rows.empty:
+        return ""
+    indexed = rows.set_index(["extractor", "task", "protocol"])
+    span = 1 + 2 * len(groups)
+    out = [f'<tbody class="reported"><tr><th colspan="{span}" class="reported-title">reported in the paper '
+           "(full data sets; not ranked with the rows above)</th></tr>"]
+    for extractor in sorted(rows["extractor"].unique()):
+        tds = [f'<td class="name">{escape(extractor)} (paper)</td>']
+        for _, task, protocol in groups:
+            key = (extractor, task, protocol)
+            for metric in GRID_METRICS:
+                column = f"{metric}_mean"
+                value = indexed.loc[key, column] if key in indexed.index and column in indexed else None
+                tds.append(f'<td class="num">{_pct(value)}</td>')
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    return "".join(out) + "</tbody>"
