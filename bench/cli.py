@@ -434,7 +434,12 @@ def leaderboard(
     problems: list[str] = []
     results = _results(results)
     with _user_errors():
-        text = render(read_results(results, problems), format.value, n_boot=bootstrap, problems=problems)
+        table = read_results(results, problems)
+        if bootstrap and len(table):
+            _log(f"bootstrap 95 % intervals of {len(table)} result(s), {bootstrap} resamples each (kept beside the "
+                 "predictions: a board rebuilt from the same results reads them)")
+        with _steps("bootstrap intervals", console.is_terminal) as update:
+            text = render(table, format.value, n_boot=bootstrap, problems=problems, on_row=update)
     for line in problems:
         _log(f"warning: {line}")
     # a name UTF-8 cannot encode (a lone surrogate from a JSON escape in a result file) is shown escaped
@@ -558,6 +563,8 @@ def train(
     def evaluate_export(path: Path) -> None:
         if eval_task is None:
             return
+        _log(f"export {path.name}: evaluating it on {eval_task} ({', '.join(_split(eval_protocol))}), which "
+             "extracts its features first; training goes on after")
         outcome = run_pair(f"trained:{path}", eval_task, _split(eval_protocol), options, log=_log)
         for record in outcome.records:
             _log(f"export {path.name}: {eval_task} {record.protocol.name} "

@@ -456,6 +456,40 @@ def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInput
     return record, json_path
 
 
+class SplitProgress:
+    """What an evaluation is doing while it runs: a progress bar over its splits (``fold 2/5``, with the elapsed
+    time; one line when bars are off), and each split's warnings (e.g. a probe that did not converge) as soon as
+    that split is done, not only in the result file once all are."""
+
+    def __init__(self, what: str, bar: bool, log):
+        self.what, self.enabled, self.log, self.bar, self.task = what, bar, log, None, None
+
+    def __call__(self, done: int, total: int, split: str, notes: list[str]) -> None:
+        if done == 0:
+            if self.enabled:
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task(f"{self.what}: evaluating", total=total)
+            else:
+                self.log(f"{self.what}: evaluating {total} split(s)")
+            return
+        for note in notes:
+            self.log(f"warning: {self.what}: {note}")
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, description=f"{self.what}: {split} done")
+
+    def __enter__(self) -> "SplitProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def set_aside(json_path: Path) -> Path:
     """Move a result that is not current (and its predictions and attention) to ``*.stale`` beside it: out of
     the leaderboard, even if its recomputation fails, but not deleted. Returns the record's new path."""
@@ -561,11 +595,12 @@ def run_pair(
         outcome.bug = not isinstance(exc, HemabenchError)
         return outcome
     current = prepared.current
-    from protocols.base import evaluation_device
+    from protocols.base import evaluation_device, evaluation_progress
 
     for protocol in plan.todo:  # each protocol succeeds or fails on its own
         try:
-            with evaluation_device(env["device"]):
+            reporter = SplitProgress(f"{plan.entry.name} / {plan.label} / {protocol.name}", options.progress, log)
+            with evaluation_device(env["device"]), evaluation_progress(reporter), reporter:
                 evaluation = protocol.evaluate(inputs.features, inputs.design)
             record, json_path = record_result(plan, primary, inputs, protocol, evaluation, env, options.results_dir,
                                               current[protocol.name])

@@ -184,7 +184,7 @@ def _fmt(mean, std) -> str:
 
 
 def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                    problems: list[str] | None = None) -> pd.DataFrame:
+                    problems: list[str] | None = None, on_row=None) -> pd.DataFrame:
     """Add the main metric over all stored predictions (``main_pooled``) and its bootstrap 95 % interval.
 
     A predictions file that is missing or cannot be read leaves its row with its score and no interval, and
@@ -192,7 +192,9 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     problems = [] if problems is None else problems
     results = results.copy()
     pooled, low, high = [], [], []
-    for _, row in results.iterrows():
+    for number, (_, row) in enumerate(results.iterrows()):
+        if on_row is not None:  # progress: on_row(done, total)
+            on_row(number, len(results))
         path = Path(row["predictions"])
         point = lo = hi = None
         if n_boot > 0 and row["main_metric"] in LABEL_METRICS:
@@ -208,6 +210,8 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                     problems.append(f"no interval: predictions file {path} cannot be read "
                                     f"({type(exc).__name__}: {_one_line(exc)}); {fix}")
         pooled.append(point), low.append(lo), high.append(hi)
+    if on_row is not None:
+        on_row(len(results), len(results))
     results["main_pooled"], results["ci_low"], results["ci_high"] = pooled, low, high
     return results
 
@@ -270,30 +274,32 @@ def ranking(results: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return rank_table(scores.astype(float))
 
 
-def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[str] | None = None) -> str:
+def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[str] | None = None,
+           on_row=None) -> str:
     """The board in ``fmt`` (md, csv, html). ``problems``: what reading the results reported
     (:func:`read_results`); problems with predictions are added to it. The md and html boards list them all."""
     problems = [] if problems is None else problems
     if fmt == "csv":
-        return with_confidence(results, n_boot, problems=problems).drop(columns=["record"]).to_csv(index=False)
+        return with_confidence(results, n_boot, problems=problems, on_row=on_row).drop(columns=["record"]).to_csv(
+            index=False)
     if fmt == "md":
-        return _render_md(results, n_boot, problems)
+        return _render_md(results, n_boot, problems, on_row)
     if fmt == "html":
         from leaderboard.html import render_html
         from leaderboard.maps import maps_beside
         from leaderboard.paper import CITATION, paper_rows, reported_table
 
         reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
-        scored = with_confidence(results, n_boot, problems=problems)
+        scored = with_confidence(results, n_boot, problems=problems, on_row=on_row)
         maps = maps_beside(results, problems)
         return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems, maps, paper_rows())
     raise UsageError(f"--format must be md, csv or html, got {fmt!r}")
 
 
-def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str]) -> str:
+def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=None) -> str:
     if results.empty:
         return "\n".join(["_No results yet._", *_problems_md(problems)]) + "\n"
-    scored = with_confidence(results, n_boot, problems=problems)
+    scored = with_confidence(results, n_boot, problems=problems, on_row=on_row)
     scored = scored.assign(task_label=_labels(scored))
     parts = [_md_table(main_table(results)),
              "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]

@@ -48,6 +48,26 @@ def current_evaluation_device() -> str:
     return _DEVICE.get()
 
 
+# Who hears of an evaluation's progress (the harness's progress bar): report(done, total, what, notes), called
+# before the first split and after each, with the notes (e.g. no convergence) of the split just done.
+_PROGRESS = contextvars.ContextVar("hemabench_evaluation_progress", default=None)
+
+
+@contextlib.contextmanager
+def evaluation_progress(report) -> Iterator[None]:
+    token = _PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def report_split(done: int, total: int, what: str, notes: list[str] | tuple = ()) -> None:
+    report = _PROGRESS.get()
+    if report is not None:
+        report(done, total, what, list(notes))
+
+
 @dataclass
 class Prediction:
     labels: np.ndarray  # (n_test,) int

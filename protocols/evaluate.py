@@ -10,7 +10,7 @@ import pandas as pd
 from bench.core.design import BagDesign
 from bench.core.errors import DataError
 from bench.core.metrics import METRICS, classification_metrics
-from protocols.base import CellProtocol, Evaluation
+from protocols.base import CellProtocol, Evaluation, report_split
 
 
 def evaluate(
@@ -24,13 +24,15 @@ def evaluate(
     t0 = time.perf_counter()
     n_classes = len(classes)
     per_fold, frames, notes = [], [], []
-    for fold, train, test in splits:
+    report_split(0, len(splits), f"fold {splits[0][0]}" if splits else "")
+    for number, (fold, train, test) in enumerate(splits, 1):
         if len(train) == 0 or len(test) == 0:
             raise DataError(f"split {fold!r} has {len(train)} training and {len(test)} test samples; both must be > 0")
         prediction = protocol.fit_predict(features[train], labels[train], features[test], n_classes)
         metrics = classification_metrics(labels[test], prediction.labels, prediction.proba, n_classes)
         per_fold.append({"fold": fold, "n_train": int(len(train)), "n_test": int(len(test)), **metrics})
         notes.extend(f"fold {fold}: {note}" for note in prediction.notes)
+        report_split(number, len(splits), f"fold {fold}", [f"fold {fold}: {note}" for note in prediction.notes])
         predicted = np.unique(prediction.labels)
         if len(predicted) == 1 and len(np.unique(labels[test])) > 1:
             notes.append(
@@ -73,13 +75,16 @@ def evaluate_bags(protocol, features: np.ndarray, design: BagDesign) -> Evaluati
     n_classes = len(classes)
     bags = [np.asarray(features[rows], dtype=np.float32) for rows in bag_rows]
     per_fold, frames, attention_frames, notes = [], [], [], []
-    for seed, fold, train, test in design.splits:
+    report_split(0, len(design.splits), "seed and fold 1")
+    for number, (seed, fold, train, test) in enumerate(design.splits, 1):
         prediction = protocol.fit_predict_bags(
             [bags[i] for i in train], bag_labels[train], [bags[i] for i in test], n_classes, seed
         )
         metrics = classification_metrics(bag_labels[test], prediction.labels, prediction.proba, n_classes)
         per_fold.append({"seed": seed, "fold": str(fold), "n_train": int(len(train)), "n_test": int(len(test)), **metrics})
         notes.extend(f"seed {seed} fold {fold}: {note}" for note in prediction.notes)
+        report_split(number, len(design.splits), f"seed {seed} fold {fold}",
+                     [f"seed {seed} fold {fold}: {note}" for note in prediction.notes])
         frame = pd.DataFrame({"bag": [bag_ids[i] for i in test], "seed": seed, "fold": fold,
                               "label": bag_labels[test], "prediction": prediction.labels.astype(np.int64)})
         _proba_columns(frame, prediction.proba, classes)

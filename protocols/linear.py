@@ -42,7 +42,10 @@ class LinearProbe(CellProtocol):
             model = LogisticRegression(C=c, max_iter=self.max_iter).fit(x_train, y_train)
         for warning in caught:
             if issubclass(warning.category, ConvergenceWarning):
-                notes.append(f"L-BFGS did not converge in {self.max_iter} iterations (C={c:g})")
+                notes.append(f"L-BFGS did not converge in {self.max_iter} iterations (C={c:g}): the probe stopped "
+                             "short of its optimum, so this fold's score is that of an unfinished fit and may be "
+                             "lower than the converged probe's; `linear-std` (standardised features) converges "
+                             "faster")
         proba = np.zeros((len(x_test), n_classes))
         proba[:, model.classes_] = model.predict_proba(x_test)
         return Prediction(labels=model.predict(x_test).astype(np.int64), proba=proba, notes=sorted(set(notes)))

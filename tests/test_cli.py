@@ -261,5 +261,6 @@ def test_every_command_shares_one_results_default(image_folder, tmp_path, monkey
     done = _run("run", "-e", TINY, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--no-progress")
     assert done.exit_code == 0, done.output
     assert list((tmp_path / "shared-results").rglob("knn-1.json")) and not (tmp_path / "results").exists()
-    board = _run("leaderboard", "--bootstrap", "0")
+    board = _run("leaderboard", "--bootstrap", "20")
     assert board.exit_code == 0 and "knn-1" in board.output
+    assert "bootstrap 95 % intervals of 1 result(s), 20 resamples each" in board.output  # never a silent wait

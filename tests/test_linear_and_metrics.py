@@ -88,3 +88,22 @@ def test_linear_std_is_invariant_to_feature_scale_and_offset():
     plain = LINEAR_STD.fit_predict(x_train, y_train, x_test, n_classes)
     scaled = LINEAR_STD.fit_predict(x_train * 1e4 + 1e5, y_train, x_test * 1e4 + 1e5, n_classes)
     assert np.mean(plain.labels == scaled.labels) > 0.97
+
+
+def test_each_split_reports_its_progress_and_its_warnings_as_it_ends():
+    """The harness hears of every split as it ends (its progress bar), with that split's warnings: a probe
+    that did not converge is said after its first fold, not only in the result file at the end."""
+    import dataclasses
+
+    from protocols.base import evaluation_progress
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (60, 20)) * 50
+    y = np.arange(60) % 3
+    splits = [(str(k), np.flatnonzero(np.arange(60) % 3 != k), np.flatnonzero(np.arange(60) % 3 == k)) for k in range(3)]
+    heard = []
+    with evaluation_progress(lambda done, total, what, notes: heard.append((done, total, what, notes))):
+        evaluate(dataclasses.replace(LINEAR, max_iter=1), x, y, splits, ["a", "b", "c"])
+    assert [(d, t) for d, t, _, _ in heard] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert heard[1][2] == "fold 0" and any("did not converge in 1 iterations" in n for n in heard[1][3])
+    assert "score is that of an unfinished fit" in heard[1][3][0]
