@@ -81,6 +81,32 @@ class BoardFormat(str, Enum):
     html = "html"
 
 
+EXAMPLES = {
+    "list": ['bench list extractors', 'bench list extractors --details', 'bench list tasks'],
+    "run": ['bench run -e dinobloom-s -t acevedo', 'bench run -e dinobloom-s,resnet50 -t acevedo,bmc -p knn-20,linear --precision bf16'],
+    "extract": ['bench extract -e dinobloom-s -t acevedo --export feats/acevedo-s'],
+    "leaderboard": ['bench leaderboard', 'bench leaderboard --format html --out board.html'],
+    "compare": ['bench compare dinobloom-s resnet50 -t acevedo -p knn-20'],
+    "check-extractor": ['bench check-extractor my_extractor.py:SmallViT', 'bench check-extractor uni --weights ~/hub/MahmoodLab-UNI'],
+    "train": ['bench train --preset tiny-cpu --data cells/ --out runs/tiny --eval-task synthetic-wbc --max-steps 400'],
+    "plot umap": ['bench plot umap -e dinobloom-s -t acevedo --out figs/acevedo.png', 'bench plot umap -e dinobloom-s -t aml-hehr --pool abmil-paper --out figs/aml.png'],
+    "plot patch-pca": ['bench plot patch-pca -e dinobloom-b --images a.jpg --images b.jpg --out figs/pca.png'],
+    "batch-effect": ['bench batch-effect -e dinobloom-s,resnet50 -t synthetic-wbc,synthetic-wbc-shifted'],
+    "data check": ['bench data check acevedo --data-root ~/data/PBC'],
+    "data info": ['bench data info bmc'],
+    "cache ls": ['bench cache ls'],
+    "cache verify": ['bench cache verify'],
+    "cache prune": ['bench cache prune --older-than 30'],
+    "weights list": ['bench weights list'],
+    "weights fetch": ['bench weights fetch dinobloom-s'],
+}
+
+
+def _examples(command: str) -> str:
+    """The help's closing examples (typer's epilog: shown under the options)."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in EXAMPLES[command])
+
+
 def _split(values: List[str] | None) -> List[str]:
     """Repeated options and comma-separated lists both work: --extractor a --extractor b,c.
 
@@ -175,7 +201,7 @@ def _steps(what: str, enabled: bool):
             shown["bar"].stop()
 
 
-@app.command("list")
+@app.command("list", epilog=_examples("list"))
 def list_(
     kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"),
     details: bool = typer.Option(False, "--details", help="extractors: grouped by family, with dim, parameters, licence and whether the weights are here (imports the model code)"),
@@ -219,7 +245,7 @@ def _list_extractor_details() -> None:
     out.print(table)
 
 
-@app.command()
+@app.command(epilog=_examples("run"))
 def run(
     extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
     task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
@@ -369,7 +395,7 @@ def _print_outcomes(outcomes) -> None:
     out.print(table)
 
 
-@app.command()
+@app.command(epilog=_examples("extract"))
 def extract(
     extractor: str = typer.Option(..., "--extractor", "-e"),
     task: str = typer.Option(..., "--task", "-t"),
@@ -415,7 +441,7 @@ def extract(
               f"{export / 'index.csv'}", markup=False)
 
 
-@app.command()
+@app.command(epilog=_examples("leaderboard"))
 def leaderboard(
     results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
     format: BoardFormat = typer.Option(BoardFormat.md, "--format"),
@@ -469,7 +495,7 @@ def leaderboard(
     out.print(f"wrote {out_path}{noted}", markup=False)
 
 
-@app.command()
+@app.command(epilog=_examples("compare"))
 def compare(
     extractor_a: str = typer.Argument(...),
     extractor_b: str = typer.Argument(...),
@@ -512,7 +538,7 @@ def compare(
         f"({r['n_units']} units, {r['n_boot']} resamples)", markup=False)
 
 
-@app.command("check-extractor")
+@app.command("check-extractor", epilog=_examples("check-extractor"))
 def check_extractor_cmd(
     name: str = typer.Argument(..., help="extractor name or path/to/file.py:Name"),
     weights: Optional[Path] = typer.Option(None),
@@ -542,7 +568,7 @@ def check_extractor_cmd(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_examples("train"))
 def train(
     preset: str = typer.Option(..., help="tiny-cpu, s, b, l or g"),
     data: Path = typer.Option(..., help="image folder, or a folder of .txt image lists (the authors' format)"),
@@ -594,7 +620,7 @@ class FitOn(str, Enum):
     all = "all"
 
 
-@plot_app.command("umap")
+@plot_app.command("umap", epilog=_examples("plot umap"))
 def plot_umap(
     extractor: str = typer.Option(..., "--extractor", "-e"),
     task: List[str] = typer.Option(..., "--task", "-t", help="task(s); several: one map, --color-by domain tells them apart"),
@@ -631,7 +657,7 @@ def plot_umap(
     out.print(f"wrote {png} and {html}" + (f"; the leaderboard's copy: {kept}" if kept else ""), markup=False)
 
 
-@plot_app.command("patch-pca")
+@plot_app.command("patch-pca", epilog=_examples("plot patch-pca"))
 def plot_patch_pca(
     extractor: str = typer.Option(..., "--extractor", "-e"),
     images: List[Path] = typer.Option(..., "--images", help="image file(s); repeat the option"),
@@ -652,7 +678,7 @@ def plot_patch_pca(
     out.print(f"wrote {written}", markup=False)
 
 
-@app.command("batch-effect")
+@app.command("batch-effect", epilog=_examples("batch-effect"))
 def batch_effect_cmd(
     extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names"),
     task: List[str] = typer.Option(..., "--tasks", "-t", help="the data sets (cell tasks) to compare, at least two: -t a,b or -t a -t b"),
@@ -712,7 +738,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them,
 app.add_typer(data_app, name="data")
 
 
-@data_app.command("check")
+@data_app.command("check", epilog=_examples("data check"))
 def data_check(
     task: str = typer.Argument(..., help="task name"),
     data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/...)"),
@@ -730,7 +756,7 @@ def data_check(
         raise typer.Exit(1)
 
 
-@data_app.command("info")
+@data_app.command("info", epilog=_examples("data info"))
 def data_info(task: str = typer.Argument(..., help="task name")) -> None:
     """Where to obtain a task's data, its licence and the expected layout."""
     from bench.core import settings
@@ -756,7 +782,7 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:,.1f} MiB"
 
 
-@cache_app.command("ls")
+@cache_app.command("ls", epilog=_examples("cache ls"))
 def cache_ls(cache: Optional[Path] = typer.Option(None, help="cache folder (default: $BENCH_HOME/cache)")) -> None:
     """Every cache entry: extractor, rows x dim, size, created, status (size and shape checked)."""
     from rich.markup import escape
@@ -776,7 +802,7 @@ def cache_ls(cache: Optional[Path] = typer.Option(None, help="cache folder (defa
     out.print(f"{len(cache_entries(root))} entries, {_size(total)} in {root}", markup=False)
 
 
-@cache_app.command("verify")
+@cache_app.command("verify", epilog=_examples("cache verify"))
 def cache_verify(cache: Optional[Path] = typer.Option(None, help="cache folder (default: $BENCH_HOME/cache)"),
                  evict: bool = typer.Option(True, help="remove the entries that fail (they are re-extracted when next needed)")) -> None:
     """Check every complete entry against its checksums (reads every file); exit code 1 if any fails."""
@@ -798,7 +824,7 @@ def cache_verify(cache: Optional[Path] = typer.Option(None, help="cache folder (
         raise typer.Exit(1)
 
 
-@cache_app.command("prune")
+@cache_app.command("prune", epilog=_examples("cache prune"))
 def cache_prune(
     cache: Optional[Path] = typer.Option(None, help="cache folder (default: $BENCH_HOME/cache)"),
     older_than: Optional[float] = typer.Option(None, min=0, help="also remove complete entries created more than this many days ago"),
@@ -820,7 +846,7 @@ weights_app = typer.Typer(no_args_is_help=True, help="Weight files: where they a
 app.add_typer(weights_app, name="weights")
 
 
-@weights_app.command("list")
+@weights_app.command("list", epilog=_examples("weights list"))
 def weights_list() -> None:
     """Each extractor's weights: not needed, present (where), missing (where from)."""
     from rich.markup import escape
@@ -841,7 +867,7 @@ def weights_list() -> None:
     out.print(f"weights folder: {settings.weights_dir()}", markup=False)
 
 
-@weights_app.command("fetch")
+@weights_app.command("fetch", epilog=_examples("weights fetch"))
 def weights_fetch(name: str = typer.Argument(..., help="extractor name")) -> None:
     """Download an extractor's weights into $BENCH_HOME/weights/<name>/ and verify their sha256."""
     from bench.core import settings

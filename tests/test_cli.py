@@ -264,3 +264,30 @@ def test_every_command_shares_one_results_default(image_folder, tmp_path, monkey
     board = _run("leaderboard", "--bootstrap", "20")
     assert board.exit_code == 0 and "knn-1" in board.output
     assert "bootstrap 95 % intervals of 1 result(s), 20 resamples each" in board.output  # never a silent wait
+
+
+def test_every_command_has_examples_that_parse():
+    """Each command's help ends with examples, and each example parses (names and options exist)."""
+    import shlex
+
+    import typer
+
+    from bench.cli import EXAMPLES
+
+    root = typer.main.get_command(app)
+    commands = {}
+
+    def walk(group, prefix):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group (typer's own click)
+                walk(command, prefix + [name])
+            else:
+                commands[" ".join(prefix + [name])] = command
+
+    walk(root, [])
+    assert set(EXAMPLES) == set(commands)  # every command has examples
+    for name, lines in EXAMPLES.items():
+        assert "Examples:" in _run(*name.split(), "--help").output
+        for line in lines:
+            words = shlex.split(line)[1 + len(name.split()):]
+            commands[name].make_context(name, words)  # raises on an unknown option or a missing required one
