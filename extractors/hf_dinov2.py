@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import WeightsError
-from extractors.base import ExtractorEntry, FeatureModel, pool_tokens
+from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel, pool_tokens
 
 _RENAMES_V4_TO_V5 = (
     ("attention.attention.query.", "attention.q_proj."),
@@ -120,3 +120,23 @@ def _take_position_grid(backbone: nn.Module, stored: torch.Tensor | None) -> Non
     device = embeddings.position_embeddings.device
     embeddings.position_embeddings = nn.Parameter(torch.empty(stored.shape, device=device))
     backbone.config.image_size = side * backbone.config.patch_size
+
+
+def dinov2_entry(name: str, family: str, config: tuple[tuple[str, Any], ...], dim: int, card, *, pooling: str = "cls",
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear") -> ExtractorEntry:
+    """A named ``Dinov2Model`` entry: the card's config values, its preprocessing and pooling, its weights
+    (``card``: :class:`extractors.timm_hub.ModelCard`)."""
+    return ExtractorEntry(
+        name=name,
+        family=family,
+        architecture="transformers:Dinov2Model(" + ", ".join(f"{k}={v}" for k, v in config) + ")",
+        dim=dim,
+        build_fn=partial(build_dinov2, config=config),
+        interpolation=interpolation,
+        mean=tuple(mean),
+        std=tuple(std),
+        pooling=pooling,
+        weights=(card.source,),
+        metadata=card.metadata(),
+        unwrap_fn=unwrap_dinov2,
+    )

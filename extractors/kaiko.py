@@ -12,7 +12,7 @@ CLS token (384, 384, 768, 768, 1024-d). Preprocessing: ``Resize(224)``, ``Center
 
 from __future__ import annotations
 
-from extractors.timm_hub import TimmArchitecture, hub_entry, release_card
+from extractors.timm_hub import TimmArchitecture, hub_card, hub_entry, release_card
 
 KAIKO_MEAN = KAIKO_STD = (0.5, 0.5, 0.5)
 _RELEASE = "https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/{name}.pth"
@@ -46,26 +46,13 @@ MIDNIGHT_CONFIG = (("hidden_size", 1536), ("num_hidden_layers", 40), ("num_atten
 
 
 def _midnight():
-    from functools import partial
+    from extractors.hf_dinov2 import dinov2_entry
 
-    from extractors.base import ExtractorEntry, WeightSource
-    from extractors.hf_dinov2 import build_dinov2, unwrap_dinov2
-
-    return ExtractorEntry(
-        name="midnight",
-        family="kaiko",
-        architecture="transformers:Dinov2Model/vit-giant-patch14 SwiGLU (kaiko-ai/midnight config)",
-        dim=3072,
-        build_fn=partial(build_dinov2, config=MIDNIGHT_CONFIG),
-        mean=KAIKO_MEAN,
-        std=KAIKO_STD,
-        pooling="cls+mean",
-        weights=(WeightSource("hub", "kaiko-ai/midnight", revision="adc6b15679c981cce6f9b018bbad09d16eeeda9f",
-                              filename="model.safetensors"),),
-        metadata={"licence": "MIT (the code's; the weights' licence is on the card)", "gated": False,
-                  "card": "https://huggingface.co/kaiko-ai/midnight"},
-        unwrap_fn=unwrap_dinov2,
-    )
+    return dinov2_entry("midnight", "kaiko", MIDNIGHT_CONFIG, 3072,
+                        hub_card("kaiko-ai/midnight", "model.safetensors",
+                                 "MIT (the code's; the weights' licence is on the card)", gated=False,
+                                 revision="adc6b15679c981cce6f9b018bbad09d16eeeda9f"),
+                        pooling="cls+mean", mean=KAIKO_MEAN, std=KAIKO_STD)
 
 
 MIDNIGHT = _midnight()

@@ -156,23 +156,14 @@ PHIKON_V2_CONFIG = (("hidden_size", 1024), ("num_hidden_layers", 24), ("num_atte
 
 
 def _phikon_v2() -> ExtractorEntry:
-    from extractors.hf_dinov2 import build_dinov2, unwrap_dinov2
+    from extractors.hf_dinov2 import dinov2_entry
+    from extractors.timm_hub import hub_card
 
-    return ExtractorEntry(
-        name="phikon-v2",
-        family="phikon",
-        architecture="transformers:Dinov2Model/vit-large-patch16 (owkin/phikon-v2 config)",
-        dim=1024,
-        build_fn=partial(build_dinov2, config=PHIKON_V2_CONFIG),
-        input_size=224,
-        interpolation="bicubic",
-        pooling="cls",
-        weights=(WeightSource("hub", "owkin/phikon-v2", revision="2ae989a9c40cffaa27f0a6cb29cc94d1d6f9a5fd",
-                              filename="model.safetensors"),),
-        metadata={"licence": "Owkin non-commercial (LICENSE.pdf on the card)", "gated": None,
-                  "card": "https://huggingface.co/owkin/phikon-v2"},
-        unwrap_fn=unwrap_dinov2,
-    )
+    return dinov2_entry("phikon-v2", "phikon", PHIKON_V2_CONFIG, 1024,
+                        hub_card("owkin/phikon-v2", "model.safetensors",
+                                 "Owkin non-commercial (LICENSE.pdf on the card)", gated=None,
+                                 revision="2ae989a9c40cffaa27f0a6cb29cc94d1d6f9a5fd"),
+                        interpolation="bicubic")
 
 
 PHIKON_V2 = _phikon_v2()

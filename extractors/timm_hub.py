@@ -64,6 +64,10 @@ class ModelCard:
     gated: bool | None
     source: WeightSource
 
+    def metadata(self, **more) -> dict:
+        """What results record of the card (``extractor.metadata``) and ``bench list --details`` shows."""
+        return {"licence": self.licence, "gated": self.gated, "card": self.url, **more}
+
 
 def hub_card(repo: str, filename: str, licence: str, gated: bool | None, revision: str | None = None,
              sha256: str | None = None) -> ModelCard:
@@ -94,7 +98,7 @@ def hub_entry(name: str, family: str, architecture: TimmArchitecture, dim: int, 
         pooling=pooling,
         weights=(card.source,),
         summary=summary,
-        metadata={"licence": card.licence, "gated": card.gated, "card": card.url, "timm": architecture.model},
+        metadata=card.metadata(timm=architecture.model),
         unwrap_fn=unwrap_timm,
         meta_init=True,
     )
