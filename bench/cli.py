@@ -98,6 +98,8 @@ EXAMPLES = {
     "cache verify": ['bench cache verify'],
     "cache prune": ['bench cache prune --older-than 30'],
     "weights list": ['bench weights list'],
+    "submit": ['bench submit --out leaderboard/submissions', 'bench submit -e dinobloom-s -t acevedo --out leaderboard/submissions'],
+    "verify": ['bench verify leaderboard/submissions'],
     "weights fetch": ['bench weights fetch dinobloom-s'],
 }
 
@@ -732,6 +734,46 @@ def batch_effect_cmd(
     out.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command(epilog=_examples("submit"))
+def submit(
+    out_path: Path = typer.Option(..., "--out", help="the submissions folder (e.g. leaderboard/submissions)"),
+    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
+    extractor: Optional[List[str]] = typer.Option(None, "--extractor", "-e", help="only these extractors"),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="only these tasks"),
+) -> None:
+    """Package results for a pull request: each record, its predictions (compressed), the extractor's card, the
+    data's identity and digests that `bench verify` checks (docs/leaderboard.md)."""
+    from bench.submissions import submit as package
+
+    with _user_errors():
+        written = package(_results(results), out_path, _split(extractor) or None, _split(task) or None, log=_log)
+    if not written:
+        _fail(f"no result with predictions found under {_results(results)}" + (" for the names given" if extractor
+              or task else "") + "; run `bench run` first", 1)
+    size = sum(f.stat().st_size for folder in written for f in folder.iterdir())
+    out.print(f"wrote {len(written)} submission(s) under {out_path} ({size / 1e6:.2f} MB)", markup=False)
+
+
+@app.command(epilog=_examples("verify"))
+def verify(
+    submissions: Path = typer.Argument(..., help="the submissions folder"),
+) -> None:
+    """Check submissions before they reach a board: every label metric re-scored from the predictions, the
+    predictions and labels against their digests, a prediction for every test sample, no duplicates."""
+    from bench.submissions import verify as check
+
+    if not submissions.is_dir():
+        _fail(f"submissions folder {submissions} does not exist", 1)
+    found, problems = check(submissions)
+    for line in problems:
+        _log(f"refused: {line}")
+    if not found:
+        _fail(f"no submission (submission.json) under {submissions}; make them with `bench submit`", 1)
+    if problems:
+        _fail(f"{len(problems)} problem(s) in {found} submission(s); those submissions do not reach the board", 1)
+    out.print(f"{found} submission(s) verified", markup=False)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: where to get them, and checking a copy.")

@@ -1,0 +1,151 @@
+"""``bench submit`` and ``bench verify``: results packaged for a pull request, and checked before they reach a board.
+
+A submission is one folder per (extractor, task, protocol) under the submissions folder::
+
+    <extractor>/<task>/<protocol>/record.json         the result record, as written by `bench run`
+    <extractor>/<task>/<protocol>/predictions.csv.gz  its per-sample predictions, compressed
+    <extractor>/<task>/<protocol>/submission.json     the extractor's card, the data's identity, digests, who/when
+
+``verify`` re-scores every label metric of every fold from the stored predictions and compares them with the
+record, checks the predictions and the labels against the digests written at submission, that every test sample
+of every fold has a prediction, and that no (extractor, task, protocol) is submitted twice. Each failure is one
+line naming the submission, the field and what was expected. (Not yet: canonical split files shipped with the
+tasks, published weight digests, the board's badges; issue 17.)
+"""
+
+from __future__ import annotations
+
+import getpass
+import gzip
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bench.core.errors import ResultsError
+from bench.core.files import atomic_write_bytes
+from bench.core.metrics import LABEL_METRICS, metric_value
+from bench.core.record import ResultRecord, now_utc, predictions_path
+from bench.core.registry import safe_name
+
+SUBMISSION_FORMAT = "hemabench-submission/1"
+TOLERANCE = 1e-9  # re-scored metrics must equal the record's (both are computed by the same scikit-learn calls)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def labels_digest(predictions: pd.DataFrame) -> str:
+    """The identity of the test samples and their labels: sha256 of the sorted (sample, fold, label) rows."""
+    key = "path" if "path" in predictions else "bag"
+    rows = sorted(f"{s}\t{f}\t{label}" for s, f, label in zip(predictions[key], predictions["fold"].astype(str),
+                                                             predictions["label"].astype(str)))
+    return _sha256("\n".join(rows).encode())
+
+
+def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, tasks: list[str] | None = None,
+           log=print) -> list[Path]:
+    """Package every result record under ``results_dir`` (those of ``extractors`` / ``tasks`` when given) that
+    has its predictions; returns the submission folders written."""
+    written = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        if path.name.endswith((".intervals.json", ".map.json")):
+            continue
+        try:
+            record = ResultRecord.read(path)
+        except ResultsError:
+            continue  # not a result record (or unreadable: `bench leaderboard` reports those)
+        if (extractors and record.extractor.name not in extractors) or (tasks and record.task.name not in tasks):
+            continue
+        table = predictions_path(path)
+        if not table.is_file():
+            log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
+            continue
+        raw = table.read_bytes()
+        predictions = pd.read_csv(io.BytesIO(raw))
+        folder = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name) / safe_name(
+            record.protocol.name)
+        extractor = record.extractor
+        card = {"name": extractor.name, "summary": extractor.summary, "dim": extractor.dim,
+                "n_parameters": extractor.n_parameters, "precision": extractor.precision,
+                "weights_sha256": extractor.weights_sha256, "family": extractor.fingerprint.get("family"),
+                "transform": extractor.fingerprint.get("transform"), "metadata": extractor.metadata}
+        info = {"format": SUBMISSION_FORMAT, "extractor": card, "task": record.task.name,
+                "protocol": record.protocol.name, "inputs": record.inputs,
+                "predictions_sha256": _sha256(raw), "labels_sha256": labels_digest(predictions),
+                "n_predictions": len(predictions), "environment": record.environment,
+                "submitted_by": getpass.getuser(), "submitted": now_utc()}
+        atomic_write_bytes(folder / "record.json", path.read_bytes())
+        atomic_write_bytes(folder / "predictions.csv.gz", gzip.compress(raw, mtime=0))
+        atomic_write_bytes(folder / "submission.json", (json.dumps(info, indent=2, sort_keys=True, default=str)
+                                                        + "\n").encode())
+        written.append(folder)
+    return written
+
+
+def verify(submissions: Path) -> tuple[int, list[str]]:
+    """(submissions found, one line per failure)."""
+    found, problems, seen = 0, [], {}
+    for info_path in sorted(Path(submissions).rglob("submission.json")):
+        found += 1
+        folder = info_path.parent
+        where = str(folder.relative_to(submissions))
+        try:
+            info = json.loads(info_path.read_text())
+            record = ResultRecord.read(folder / "record.json")
+            raw = gzip.decompress((folder / "predictions.csv.gz").read_bytes())
+        except (OSError, ValueError, ResultsError) as exc:
+            problems.append(f"{where}: cannot be read ({type(exc).__name__}: {exc})")
+            continue
+        key = (record.extractor.name, record.task.name, record.protocol.name)
+        if key in seen:
+            problems.append(f"{where}: duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one")
+            continue
+        seen[key] = where
+        problems.extend(f"{where}: {line}" for line in _check(info, record, raw))
+    return found, problems
+
+
+def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
+    out = []
+    if info.get("format") != SUBMISSION_FORMAT:
+        return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
+    if _sha256(raw) != info.get("predictions_sha256"):
+        out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
+    predictions = pd.read_csv(io.BytesIO(raw))
+    if labels_digest(predictions) != info.get("labels_sha256"):
+        out.append("predictions.csv.gz label: the samples or labels differ from the labels_sha256 written at "
+                   "submission")
+    for field, value in (("extractor", record.extractor.name), ("task", record.task.name),
+                         ("protocol", record.protocol.name)):
+        expected = info["extractor"]["name"] if field == "extractor" else info.get(field)
+        if value != expected:
+            out.append(f"record.json {field}: {value!r}, submission.json says {expected!r}")
+    by_fold = predictions.groupby(["seed", "fold"] if "seed" in predictions else ["fold"], sort=False)
+    groups = {tuple(str(k) for k in (key if isinstance(key, tuple) else (key,))): rows for key, rows in by_fold}
+    for number, fold in enumerate(record.metrics.per_fold):
+        name = tuple(str(fold[k]) for k in (("seed", "fold") if "seed" in predictions else ("fold",)) if k in fold)
+        rows = groups.get(name)
+        label = " ".join(name) or str(number)
+        if rows is None:
+            out.append(f"predictions fold {label}: no predictions for this fold of the record")
+            continue
+        if "n_test" in fold and len(rows) != fold["n_test"]:
+            out.append(f"predictions fold {label}: {len(rows)} prediction(s), the record's fold has "
+                       f"n_test = {fold['n_test']}")
+        for metric in LABEL_METRICS:
+            if fold.get(metric) is None:
+                continue
+            again = metric_value(rows["label"].astype(str), rows["prediction"].astype(str), metric)
+            if abs(again - fold[metric]) > TOLERANCE:
+                out.append(f"record.json metrics.per_fold[{number}].{metric}: {fold[metric]!r}, the predictions "
+                           f"give {again!r}")
+    for metric in LABEL_METRICS:
+        values = [fold.get(metric) for fold in record.metrics.per_fold]
+        mean = record.metrics.mean.get(metric)
+        if mean is not None and None not in values and abs(sum(values) / len(values) - mean) > TOLERANCE:
+            out.append(f"record.json metrics.mean.{metric}: {mean!r}, the folds give {sum(values) / len(values)!r}")
+    return out
