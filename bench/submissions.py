@@ -9,8 +9,9 @@ A submission is one folder per (extractor, task, protocol) under the submissions
 ``verify`` re-scores every label metric of every fold from the stored predictions and compares them with the
 record, checks the predictions and the labels against the digests written at submission, that every test sample
 of every fold has a prediction, and that no (extractor, task, protocol) is submitted twice. Each failure is one
-line naming the submission, the field and what was expected. (Not yet: canonical split files shipped with the
-tasks, published weight digests, the board's badges; issue 17.)
+line naming the submission, the field and what was expected; a result under a built-in name must use that
+extractor's published weights where their sha256 is known. (Not yet: canonical split files shipped with the
+tasks, the board's badges; issue 17.)
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
         expected = info["extractor"]["name"] if field == "extractor" else info.get(field)
         if value != expected:
             out.append(f"record.json {field}: {value!r}, submission.json says {expected!r}")
+    out.extend(_check_weights(record))
     by_fold = predictions.groupby(["seed", "fold"] if "seed" in predictions else ["fold"], sort=False)
     groups = {tuple(str(k) for k in (key if isinstance(key, tuple) else (key,))): rows for key, rows in by_fold}
     for number, fold in enumerate(record.metrics.per_fold):
@@ -149,3 +151,20 @@ def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
         if mean is not None and None not in values and abs(sum(values) / len(values) - mean) > TOLERANCE:
             out.append(f"record.json metrics.mean.{metric}: {mean!r}, the folds give {sum(values) / len(values)!r}")
     return out
+
+
+def _check_weights(record: ResultRecord) -> list[str]:
+    """A result under a built-in name must come from that extractor's published weights, where their sha256 is
+    known (a full digest, or torchvision's prefix in the file name)."""
+    from extractors import EXTRACTORS, get_extractor
+
+    name = record.extractor.name
+    if name not in EXTRACTORS.names():
+        return []
+    published = [s.sha256.lower() for s in get_extractor(name).weights if s.sha256]
+    actual = ((record.extractor.fingerprint.get("weights") or {}).get("sha256") or "").lower()
+    if published and not any(actual.startswith(p) for p in published):
+        return [f"record.json extractor.fingerprint.weights.sha256: {actual or 'none'}, the published {name} "
+                f"weights have {' or '.join(published)}; a result under a built-in name must use its published "
+                "weights (submit your own file under another name, e.g. a plugin or trained: export)"]
+    return []

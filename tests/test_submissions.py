@@ -91,3 +91,27 @@ def test_a_duplicate_is_refused(submitted, tmp_path):
     shutil.copytree(folder, target / "copy" / folder.name)
     done = _verify(target)
     assert done.exit_code == 1 and "duplicate of" in done.output and "submitted twice" in done.output
+
+
+def test_a_wrong_fold_assignment_is_refused(submitted, tmp_path):
+    target, folder = _copy(submitted, tmp_path)
+    table = _predictions(folder)
+    folds = sorted(table["fold"].unique())
+    table.loc[0, "fold"] = folds[1] if table.loc[0, "fold"] == folds[0] else folds[0]
+    _write_predictions(folder, table)
+    done = _verify(target)
+    assert done.exit_code == 1 and "labels_sha256" in done.output and "n_test = " in done.output
+
+
+def test_a_builtin_name_with_other_weights_is_refused(submitted, tmp_path):
+    target, folder = _copy(submitted, tmp_path)
+    record = json.loads((folder / "record.json").read_text())
+    record["extractor"]["name"] = "dinobloom-s"
+    record["extractor"]["fingerprint"]["weights"] = {"kind": "file", "sha256": "0" * 64}
+    (folder / "record.json").write_text(json.dumps(record))
+    info = json.loads((folder / "submission.json").read_text())
+    info["extractor"]["name"] = "dinobloom-s"
+    (folder / "submission.json").write_text(json.dumps(info))
+    done = _verify(target)
+    assert done.exit_code == 1 and "extractor.fingerprint.weights.sha256: 0000" in done.output
+    assert "the published dinobloom-s weights have c2f7990b" in done.output
