@@ -28,7 +28,7 @@ import pandas as pd
 from bench.core.errors import ResultsError
 from bench.core.files import atomic_write_bytes
 from bench.core.metrics import LABEL_METRICS, metric_value
-from bench.core.record import ResultRecord, now_utc, predictions_path
+from bench.core.record import ResultRecord, now_utc
 from bench.core.registry import safe_name
 
 SUBMISSION_FORMAT = "hemabench-submission/1"
@@ -51,20 +51,20 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
            log=print) -> list[Path]:
     """Package every result record under ``results_dir`` (those of ``extractors`` / ``tasks`` when given) that
     has its predictions; returns the submission folders written."""
-    written = []
-    for path in sorted(Path(results_dir).rglob("*.json")):
-        if path.name.endswith((".intervals.json", ".map.json")):
+    from leaderboard.tables import read_results
+
+    written, problems = [], []
+    rows = read_results(results_dir, problems)  # the records a board would show (unreadable files are skipped)
+    for line in problems:
+        log(f"skipped: {line}")
+    for _, row in rows.iterrows():
+        if (extractors and row["extractor"] not in extractors) or (tasks and row["task"] not in tasks):
             continue
-        try:
-            record = ResultRecord.read(path)
-        except ResultsError:
-            continue  # not a result record (or unreadable: `bench leaderboard` reports those)
-        if (extractors and record.extractor.name not in extractors) or (tasks and record.task.name not in tasks):
-            continue
-        table = predictions_path(path)
+        path, table = Path(row["record"]), Path(row["predictions"])
         if not table.is_file():
             log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
             continue
+        record = ResultRecord.read(path)
         raw = table.read_bytes()
         predictions = pd.read_csv(io.BytesIO(raw))
         folder = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name) / safe_name(

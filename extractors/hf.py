@@ -178,6 +178,19 @@ def hf_token_features(backbone: nn.Module, images: torch.Tensor, *, pooling: str
     return pool_tokens(tokens, pooling, num_prefix_tokens)
 
 
+def hf_patch_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The final normed patch tokens of a transformers ViT: ``last_hidden_state`` without its CLS token."""
+    return backbone(pixel_values=images).last_hidden_state[:, 1:]
+
+
+def sdpa_config(config_class, values: dict[str, Any]):
+    """``config_class(**values)`` with PyTorch SDPA attention where the installed transformers can select it."""
+    try:
+        return config_class(**values, attn_implementation="sdpa")
+    except (TypeError, ValueError):  # a transformers without selectable attention implementations
+        return config_class(**values)
+
+
 def _build(entry: ExtractorEntry, source: str) -> FeatureModel:
     from transformers import AutoModel
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import WeightsError
-from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel, pool_tokens
+from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel
 
 _RENAMES_V4_TO_V5 = (
     ("attention.attention.query.", "attention.q_proj."),
@@ -38,28 +38,14 @@ _RENAMES_V4_TO_V5 = (
 )
 
 
-def dinov2_config(values: dict[str, Any]):
-    from transformers import Dinov2Config
-
-    try:
-        return Dinov2Config(**values, attn_implementation="sdpa")
-    except (TypeError, ValueError):  # a transformers without selectable attention implementations
-        return Dinov2Config(**values)
-
-
-def _features(backbone: nn.Module, images: torch.Tensor, *, pooling: str) -> torch.Tensor:
-    return pool_tokens(backbone(pixel_values=images).last_hidden_state, pooling, 1)
-
-
-def _patch_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    return backbone(pixel_values=images).last_hidden_state[:, 1:]
-
-
 def build_dinov2(entry: ExtractorEntry, config: tuple[tuple[str, Any], ...]) -> FeatureModel:
-    from transformers import Dinov2Model
+    from transformers import Dinov2Config, Dinov2Model
 
-    backbone = Dinov2Model(dinov2_config(dict(config)))
-    return FeatureModel(backbone, partial(_features, pooling=entry.pooling), _patch_tokens)
+    from extractors.hf import hf_patch_tokens, hf_token_features, sdpa_config
+
+    backbone = Dinov2Model(sdpa_config(Dinov2Config, dict(config)))
+    return FeatureModel(backbone, partial(hf_token_features, pooling=entry.pooling, num_prefix_tokens=1),
+                        hf_patch_tokens)
 
 
 def unwrap_dinov2(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import WeightsError
-from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel, WeightSource, pool_tokens
+from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel, WeightSource
 
 # owkin/phikon config.json (main, after discussion #1); everything else is ViTConfig's default.
 PHIKON_CONFIG: dict[str, Any] = {
@@ -85,26 +85,19 @@ def vit_config(**overrides: Any):
     """``ViTConfig`` with Phikon's values (``overrides`` replace them), SDPA attention where supported."""
     from transformers import ViTConfig
 
-    values = {**PHIKON_CONFIG, **overrides}
-    try:
-        return ViTConfig(**values, attn_implementation="sdpa")
-    except (TypeError, ValueError):  # a transformers without selectable attention implementations
-        return ViTConfig(**values)
+    from extractors.hf import sdpa_config
 
-
-def _token_features(backbone: nn.Module, images: torch.Tensor, *, pooling: str) -> torch.Tensor:
-    return pool_tokens(backbone(pixel_values=images).last_hidden_state, pooling, 1)
+    return sdpa_config(ViTConfig, {**PHIKON_CONFIG, **overrides})
 
 
 def build_phikon(entry: ExtractorEntry) -> FeatureModel:
     from transformers import ViTModel
 
+    from extractors.hf import hf_patch_tokens, hf_token_features
+
     backbone = ViTModel(vit_config(), add_pooling_layer=False)
-    return FeatureModel(backbone, partial(_token_features, pooling=entry.pooling), _patch_tokens)
-
-
-def _patch_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    return backbone(pixel_values=images).last_hidden_state[:, 1:]  # the final normed tokens without the CLS token
+    return FeatureModel(backbone, partial(hf_token_features, pooling=entry.pooling, num_prefix_tokens=1),
+                        hf_patch_tokens)
 
 
 def unwrap_phikon(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:

@@ -52,11 +52,6 @@ def _cell(value, numeric: bool = False, text: str | None = None) -> str:
     return f'<td class="{"num" if numeric else "txt"}" data-value="{data}">{shown}</td>'
 
 
-def _whole(n) -> str:
-    """An iteration count as written (10, not the 10.0 a column with gaps holds)."""
-    return "—" if n is None or pd.isna(n) else f"{int(n)}"
-
-
 def _millions(n) -> str:
     return "—" if n is None or pd.isna(n) else f"{n / 1e6:.1f} M"
 
