@@ -450,8 +450,16 @@ def leaderboard(
     out_path: Optional[Path] = typer.Option(None, "--out", help="write here instead of printing"),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
     check: bool = typer.Option(False, "--check", help="fail if the board at --out differs from the results"),
+    submissions: Optional[Path] = typer.Option(
+        None, help="also the submissions in this folder that `bench verify` accepts (e.g. leaderboard/submissions)"),
+    runs_badge: str = typer.Option("run here", help="the badge of the results folder's rows on the HTML board "
+                                   "(the published board's CI build says 'reproduced by CI')"),
 ) -> None:
     """Turn a results folder into tables: scores, bootstrap intervals, ranks (Borda) per protocol.
+
+    With --submissions, verified submissions join the results' rows, each row badged by where it comes from (the
+    results folder, a verified submission; the paper's reported rows apart); a refused submission is listed as a
+    problem and not shown.
 
     A result file that cannot be read, results held twice (a copied folder) and predictions that cannot be read
     are reported on stderr, one line each, and listed on the board; the board is still written (exit 0), and
@@ -462,12 +470,22 @@ def leaderboard(
     problems: list[str] = []
     results = _results(results)
     with _user_errors():
-        table = read_results(results, problems)
+        if submissions is not None and not results.exists():  # a board of submissions alone
+            from leaderboard.tables import empty_results
+
+            table = empty_results()
+        else:
+            table = read_results(results, problems)
+        if submissions is not None:
+            from bench.submissions import board_rows
+
+            table = board_rows(table, submissions, problems)
         if bootstrap and len(table):
             _log(f"bootstrap 95 % intervals of {len(table)} result(s), {bootstrap} resamples each (kept beside the "
                  "predictions: a board rebuilt from the same results reads them)")
         with _steps("bootstrap intervals", console.is_terminal) as update:
-            text = render(table, format.value, n_boot=bootstrap, problems=problems, on_row=update)
+            text = render(table, format.value, n_boot=bootstrap, problems=problems, on_row=update,
+                          runs_badge=runs_badge)
     for line in problems:
         _log(f"warning: {line}")
     # a name UTF-8 cannot encode (a lone surrogate from a JSON escape in a result file) is shown escaped
@@ -761,7 +779,9 @@ def verify(
     submissions: Path = typer.Argument(..., help="the submissions folder"),
 ) -> None:
     """Check submissions before they reach a board: every label metric re-scored from the predictions, the
-    predictions and labels against their digests, a prediction for every test sample, no duplicates."""
+    predictions and labels against their digests, a prediction for every test sample, the split digest from the
+    predictions, the protocol's and task's settings against the registered ones, built-in names against their
+    published weights, no duplicates."""
     from bench.submissions import verify as check
 
     if not submissions.is_dir():

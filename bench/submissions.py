@@ -3,15 +3,25 @@
 A submission is one folder per (extractor, task, protocol) under the submissions folder::
 
     <extractor>/<task>/<protocol>/record.json         the result record, as written by `bench run`
-    <extractor>/<task>/<protocol>/predictions.csv.gz  its per-sample predictions, compressed
+    <extractor>/<task>/<protocol>/predictions.csv.gz  its per-sample predicted labels (no probabilities: BMC's
+                                                      34k rows stay ~0.2 MB), compressed
     <extractor>/<task>/<protocol>/submission.json     the extractor's card, the data's identity, digests, who/when
 
-``verify`` re-scores every label metric of every fold from the stored predictions and compares them with the
-record, checks the predictions and the labels against the digests written at submission, that every test sample
-of every fold has a prediction, and that no (extractor, task, protocol) is submitted twice. Each failure is one
-line naming the submission, the field and what was expected; a result under a built-in name must use that
-extractor's published weights where their sha256 is known. (Not yet: canonical split files shipped with the
-tasks, the board's badges; issue 17.)
+``verify`` refuses a submission when (each failure one line naming the submission, the field and what was
+expected):
+
+- a label metric of a fold, re-scored from the stored predictions, differs from the record's, or the record's
+  means differ from its folds;
+- the predictions or the labels differ from the digests written at submission, or a fold has fewer predictions
+  than its ``n_test``;
+- a k-fold result's predictions (every sample once: path, label, fold) do not give the record's ``split_sha256``;
+- the protocol's settings differ from the registered protocol of that name (k, C rule, iterations, ...), or the
+  task's split settings from the registered task's (folds, seeds), where the name is registered;
+- a built-in extractor name is used without that model's published weights (sha256, where known);
+- the (extractor, task, protocol) is submitted twice.
+
+A result on another split than the task's pinned canonical one, or on a subset, is not refused: its record says
+so, and the board keeps it apart from canonical full-set rows (``leaderboard.tables.subset_mark``).
 """
 
 from __future__ import annotations
@@ -65,8 +75,9 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
             log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
             continue
         record = ResultRecord.read(path)
-        raw = table.read_bytes()
-        predictions = pd.read_csv(io.BytesIO(raw))
+        predictions = pd.read_csv(table, dtype=str, keep_default_na=False)  # every value as written
+        predictions = predictions[[c for c in predictions.columns if not c.startswith("proba_")]]
+        raw = predictions.to_csv(index=False, lineterminator="\n").encode()
         folder = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name) / safe_name(
             record.protocol.name)
         extractor = record.extractor
@@ -89,25 +100,34 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
 
 def verify(submissions: Path) -> tuple[int, list[str]]:
     """(submissions found, one line per failure)."""
-    found, problems, seen = 0, [], {}
-    for info_path in sorted(Path(submissions).rglob("submission.json")):
-        found += 1
+    outcome = verify_each(submissions)
+    return len(outcome), [line for lines in outcome.values() for line in lines]
+
+
+def verify_each(submissions: Path) -> dict[Path, list[str]]:
+    """Every submission folder under ``submissions`` -> its failures (empty: verified), in path order."""
+    submissions = Path(submissions)
+    if not submissions.is_dir():
+        raise ResultsError(f"submissions folder {submissions} does not exist; pass the folder `bench submit --out` "
+                           "wrote")
+    outcome, seen = {}, {}
+    for info_path in sorted(submissions.rglob("submission.json")):
         folder = info_path.parent
-        where = str(folder.relative_to(submissions))
+        where = folder.relative_to(submissions).as_posix()
         try:
             info = json.loads(info_path.read_text())
             record = ResultRecord.read(folder / "record.json")
             raw = gzip.decompress((folder / "predictions.csv.gz").read_bytes())
         except (OSError, ValueError, ResultsError) as exc:
-            problems.append(f"{where}: cannot be read ({type(exc).__name__}: {exc})")
+            outcome[folder] = [f"{where}: cannot be read ({type(exc).__name__}: {exc})"]
             continue
         key = (record.extractor.name, record.task.name, record.protocol.name)
         if key in seen:
-            problems.append(f"{where}: duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one")
+            outcome[folder] = [f"{where}: duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"]
             continue
         seen[key] = where
-        problems.extend(f"{where}: {line}" for line in _check(info, record, raw))
-    return found, problems
+        outcome[folder] = [f"{where}: {line}" for line in _check(info, record, raw)]
+    return outcome
 
 
 def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
@@ -116,7 +136,7 @@ def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
         return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
     if _sha256(raw) != info.get("predictions_sha256"):
         out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
-    predictions = pd.read_csv(io.BytesIO(raw))
+    predictions = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     if labels_digest(predictions) != info.get("labels_sha256"):
         out.append("predictions.csv.gz label: the samples or labels differ from the labels_sha256 written at "
                    "submission")
@@ -126,6 +146,8 @@ def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
         if value != expected:
             out.append(f"record.json {field}: {value!r}, submission.json says {expected!r}")
     out.extend(_check_weights(record))
+    out.extend(_check_settings(record))
+    out.extend(_check_split(record, predictions))
     by_fold = predictions.groupby(["seed", "fold"] if "seed" in predictions else ["fold"], sort=False)
     groups = {tuple(str(k) for k in (key if isinstance(key, tuple) else (key,))): rows for key, rows in by_fold}
     for number, fold in enumerate(record.metrics.per_fold):
@@ -168,3 +190,60 @@ def _check_weights(record: ResultRecord) -> list[str]:
                 f"weights have {' or '.join(published)}; a result under a built-in name must use its published "
                 "weights (submit your own file under another name, e.g. a plugin or trained: export)"]
     return []
+
+
+def _check_settings(record: ResultRecord) -> list[str]:
+    """The protocol's settings must be those of the registered protocol of that name, and the task's split
+    settings those of the registered task (a result computed with other settings under a canonical name is not
+    that protocol's or task's result)."""
+    from protocols import PROTOCOLS, get_protocol
+    from tasks import TASKS, get_task
+
+    out = []
+    name = record.protocol.name
+    if name in PROTOCOLS.names():
+        canonical = json.loads(json.dumps(get_protocol(name).settings()))  # tuples as lists, as in the record
+        for key in sorted(set(canonical) | set(record.protocol.settings)):
+            if record.protocol.settings.get(key) != canonical.get(key):
+                out.append(f"record.json protocol.settings.{key}: {record.protocol.settings.get(key)!r}, the "
+                           f"registered {name} has {canonical.get(key)!r}")
+    task = record.task.model_extra or {}
+    if record.task.name in TASKS.names() and "train" not in task:
+        canonical = json.loads(json.dumps(get_task(record.task.name).settings()))
+        for key in sorted(canonical):
+            if key in task and task[key] != canonical[key]:
+                out.append(f"record.json task.{key}: {task[key]!r}, the registered {record.task.name} has "
+                           f"{canonical[key]!r}")
+    return out
+
+
+def _check_split(record: ResultRecord, predictions: pd.DataFrame) -> list[str]:
+    """A k-fold result predicts every sample once: its (path, label, fold) rows must give the record's split digest
+    (the formula of ``tasks.base.CellDataset.split_fingerprint``), so the samples, labels and folds it claims are
+    the ones it was scored on."""
+    task = record.task.model_extra or {}
+    if task.get("split_kind") != "kfold" or "path" not in predictions or "seed" in predictions:
+        return []
+    if len(predictions) != task.get("n_samples"):
+        return []  # skipped images: not the full set, and the record says so
+    from bench.core.files import split_digest
+
+    digest = split_digest(predictions["path"], predictions["label"], predictions["fold"])
+    if digest != task.get("split_sha256"):
+        return [f"record.json task.split_sha256: {task.get('split_sha256')}, the predictions' samples, labels and "
+                f"folds give {digest}"]
+    return []
+
+
+def board_rows(runs: pd.DataFrame, submissions: Path, problems: list[str]) -> pd.DataFrame:
+    """The board's rows: ``runs`` (``leaderboard.tables.read_results``) and every submission under
+    ``submissions`` that ``verify`` accepts; each refused one is listed in ``problems`` (never shown)."""
+    from leaderboard.tables import submission_row, with_submissions
+
+    accepted = []
+    for folder, failures in verify_each(submissions).items():
+        if failures:
+            problems.extend(f"submission not shown: {line}" for line in failures)
+            continue
+        accepted.append(submission_row(folder / "record.json", folder / "predictions.csv.gz"))
+    return with_submissions(runs, accepted)

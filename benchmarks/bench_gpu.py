@@ -14,7 +14,10 @@ and prints one Markdown table per part:
    decoded on the CPU (PIL) and on the GPU (nvJPEG);
 2. kNN-20 at BMC size (137,374 x 34,266 x 1,536, clustered random float32 features): the device path's seconds
    and rows that fell back, and its predictions against the CPU path on 1,000 test rows (must agree 100 %);
-3. the trainer, preset ``s`` at global batch 152, colour augmentations in the workers (PIL) and on the GPU
+3. the paper's linear probe at BMC size (float64, C = dim x classes / 100, max_iter 1000) through scikit-learn's
+   array-API path on the GPU: seconds, iterations, whether it converged; and on a 20,000-row training subset the
+   device fit's predictions against the CPU (numpy) fit's (must agree 100 % when both converge);
+4. the trainer, preset ``s`` at global batch 152, colour augmentations in the workers (PIL) and on the GPU
    (``augment_on=gpu``): the real pipeline against on-device batches (``benchmarks/bench_train.py``).
 
 ``--quick`` runs every part at toy sizes (dinobloom-s, 64 images, a small kNN), so the script itself can be
@@ -31,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import PBC_DEFAULT, emit_report, machine_info, write_dinobloom  # noqa: E402
+
+import bench  # noqa: E402,F401  (before anything imports scipy: it switches on scipy's array API)
 
 
 def image_folder(source: Path, dest: Path, n: int) -> Path:
@@ -156,6 +161,44 @@ def knn_rows(device, quick: bool) -> list[str]:
     return rows
 
 
+def linear_rows(device, quick: bool) -> list[str]:
+    import numpy as np
+    import torch
+
+    from protocols.linear import _fit, fit_predict_on_device, paper_c, scipy_array_api_enabled
+
+    if not scipy_array_api_enabled():
+        return ["scikit-learn's array-API path is off (SCIPY_ARRAY_API=1 must be set before scipy's first import)"]
+    n_train, n_test, dim, n_classes = (137_374, 34_266, 1_536, 21) if not quick else (2_000, 500, 64, 5)
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(n_classes, dim))
+    y_train, y_test = rng.integers(0, n_classes, n_train), rng.integers(0, n_classes, n_test)
+    x_train = centers[y_train] + rng.normal(scale=3.0, size=(n_train, dim))
+    x_test = centers[y_test] + rng.normal(scale=3.0, size=(n_test, dim))
+    c = paper_c(dim, y_train)
+    rows = ["| train x test x dim | where | seconds | converged | predictions agreeing with the CPU fit | "
+            "peak GPU GiB |", "|---|---|---:|---|---:|---:|"]
+    t0 = time.perf_counter()
+    _, _, converged = fit_predict_on_device(x_train, y_train, x_test, c, 1000, str(device))
+    rows.append(f"| {n_train:,} x {n_test:,} x {dim:,} | {device} | {time.perf_counter() - t0:.1f} | {converged} | "
+                f"- | {_peak_gib()} |")
+    print(rows[-1], flush=True)
+    sub = slice(0, min(20_000, n_train))
+    t0 = time.perf_counter()
+    labels, _, converged = fit_predict_on_device(x_train[sub], y_train[sub], x_test, c, 1000, str(device))
+    device_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model, cpu_converged = _fit(x_train[sub], y_train[sub], c, 1000)
+    cpu_s = time.perf_counter() - t0
+    agree = float(np.mean(labels == model.predict(x_test)))
+    rows.append(f"| {sub.stop:,} x {n_test:,} x {dim:,} | {device} / CPU | {device_s:.1f} / {cpu_s:.1f} | "
+                f"{converged} / {cpu_converged} | {100 * agree:.3f} % | {_peak_gib()} |")
+    print(rows[-1], flush=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
 def trainer_rows(quick: bool) -> list[str]:
     import bench_train
 
@@ -193,6 +236,7 @@ def main(argv=None) -> int:
         lines += ["## Extraction", "", f"{n} images from {args.images if args.images.is_dir() else 'generated JPEGs'}",
                   "", *extraction_rows(folder, files, device, n, args.quick), ""]
     lines += ["## kNN-20", "", *knn_rows(device, args.quick), ""]
+    lines += ["## Linear probe", "", *linear_rows(device, args.quick), ""]
     lines += ["## Trainer", "", *trainer_rows(args.quick), ""]
     lines.append(f"Total {time.perf_counter() - t_start:.0f} s.")
     return emit_report(lines, args.out)

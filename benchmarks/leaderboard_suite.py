@@ -6,7 +6,9 @@ Runs, through the `bench` command line: the weight-free extractors on the embedd
 domain shift between its two stains), the real Acevedo subset in ../shared/data/pbc/labeled when present
 (colour histograms; the ViTs with --full), the paper's extractors whose weights are present in
 $BENCH_HOME/weights, and a short trainer run (tiny-cpu) whose exports are evaluated on synthetic-wbc. Then
-writes leaderboard.md, leaderboard.csv and index.html (the static page) into --out. Pairs that fail are
+verifies the submissions in leaderboard/submissions (`bench verify`) and writes leaderboard.md, leaderboard.csv
+and index.html (the static page) into --out from both: this suite's rows badged "reproduced by CI", the verified
+submissions as such, the paper's reported rows apart. Pairs that fail are
 reported and the suite goes on; the exit code says whether any failed.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PBC = REPO.parent / "shared" / "data" / "pbc" / "labeled"
+SUBMISSIONS = REPO / "leaderboard" / "submissions"
 
 
 def bench(*args: str) -> int:
@@ -41,6 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument("--full", action="store_true", help="also the ViTs on the real subset (slow on CPU)")
     parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--runs-badge", default="reproduced by CI",
+                        help="the badge of this suite's own rows on the HTML board")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     results = (args.results or out / "results").resolve()
@@ -66,8 +71,12 @@ def main(argv=None) -> int:
                           "synthetic-wbc", "--results", str(results), "--set", f"export_every={max(args.train_steps // 2, 1)}",
                           "--set", "num_workers=0") != 0
     out.mkdir(parents=True, exist_ok=True)
+    board = ["--results", str(results)]
+    if SUBMISSIONS.is_dir():  # the repository's submissions: verified (a refused one fails the suite), then shown
+        failures += bench("verify", str(SUBMISSIONS)) != 0
+        board += ["--submissions", str(SUBMISSIONS), "--runs-badge", args.runs_badge]
     for fmt, name in (("md", "leaderboard.md"), ("csv", "leaderboard.csv"), ("html", "index.html")):
-        failures += bench("leaderboard", "--results", str(results), "--format", fmt, "--out", str(out / name)) != 0
+        failures += bench("leaderboard", *board, "--format", fmt, "--out", str(out / name)) != 0
     print(f"leaderboard written to {out} ({failures} failing step(s))")
     return 1 if failures else 0
 

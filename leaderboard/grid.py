@@ -23,13 +23,32 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, str]]:
     return sorted(groups, key=lambda g: (g[0], _ORDER.get(g[2], 99), g[2]))
 
 
+BADGE_CSS = (".badge{display:inline-block;font-size:10px;line-height:14px;padding:0 4px;margin:1px 0 1px 4px;"
+             "border-radius:3px;white-space:nowrap;font-weight:normal}.badge.run{background:#dde8f6}"
+             ".badge.submission{background:#f6e8c8}.badge.paper{background:#e8e8e8}")
+SUBMISSION_BADGE, PAPER_BADGE = "verified submission", "reported in the paper"
+
+
+def sources(value) -> list[str]:
+    """The sources of a row ("run", "submission", or both: ``leaderboard.tables.with_submissions``)."""
+    return [part.strip() for part in str(value or "run").split(",") if part.strip()]
+
+
+def badge(source: str, runs_badge: str) -> str:
+    text = {"run": runs_badge, "submission": SUBMISSION_BADGE, "paper": PAPER_BADGE}.get(source, source)
+    kind = source if source in ("run", "submission", "paper") else "run"
+    return f'<span class="badge {kind}">{escape(text)}</span>'
+
+
 def _pct(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
 
 
-def grid_html(results: pd.DataFrame, reported: pd.DataFrame) -> str:
-    """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known); ``reported``:
-    :func:`leaderboard.paper.paper_rows`. An empty string when no result has these metrics."""
+def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here") -> str:
+    """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known, ``source``);
+    ``reported``: :func:`leaderboard.paper.paper_rows`. Each extractor's name carries a badge per source of its
+    values (the results folder: ``runs_badge``; a verified submission), the paper's rows theirs. An empty string
+    when no result has these metrics."""
     groups = columns(results)
     if not groups:
         return ""
@@ -48,13 +67,18 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame) -> str:
             values = rows[f"{metric}_mean"].dropna()
             best[(label, protocol, metric)] = values.max() if len(values) else None
     body = []
+    wanted = {(label, protocol) for label, _, protocol in groups}
+    shown = results[[key in wanted for key in zip(results["task_label"], results["protocol"])]]
     for extractor in sorted(results["extractor"].unique()):
-        tds = [f'<td class="name" title="{escape(extractor, quote=True)}">{escape(extractor)}</td>']
+        mine = shown.loc[shown["extractor"] == extractor, "source"] if "source" in shown else []
+        kinds = sorted({k for value in mine for k in sources(value)}, key=["run", "submission"].index)
+        tds = [f'<td class="name" title="{escape(extractor, quote=True)}">{escape(extractor)}'
+               f'{"".join(badge(k, runs_badge) for k in kinds)}</td>']
         for label, _, protocol in groups:
             key = (extractor, label, protocol)
             row = cells.loc[key] if key in cells.index else None
             for metric in GRID_METRICS:
-                tds.append(_measured_cell(row, metric, best[(label, protocol, metric)]))
+                tds.append(_measured_cell(row, metric, best[(label, protocol, metric)], runs_badge))
         body.append("<tr>" + "".join(tds) + "</tr>")
     paper = _reported_rows(groups, reported)
     table = ('<div class="scroll"><table class="grid" id="grid"><thead>'
@@ -63,11 +87,13 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame) -> str:
     return table
 
 
-def _measured_cell(row, metric: str, best) -> str:
+def _measured_cell(row, metric: str, best, runs_badge: str = "run here") -> str:
     if row is None or pd.isna(row[f"{metric}_mean"]):
         return '<td class="num">—</td>'
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     tip = f"mean ± std over {int(row['n_folds'])} fold(s): {_pct(mean)} ± {_pct(std)}"
+    origin = [{"run": runs_badge, "submission": SUBMISSION_BADGE}.get(k, k) for k in sources(row.get("source"))]
+    tip += f"; {' and '.join(origin)}"
     if metric == row["main_metric"] and pd.notna(row.get("ci_low")):
         tip += f"; 95 % interval {_pct(row['ci_low'])}–{_pct(row['ci_high'])}"
     top = best is not None and mean >= best - 1e-12
@@ -88,7 +114,7 @@ def _reported_rows(groups, reported: pd.DataFrame) -> str:
     out = [f'<tbody class="reported"><tr><th colspan="{span}" class="reported-title">reported in the paper '
            "(full data sets; not ranked with the rows above)</th></tr>"]
     for extractor in sorted(rows["extractor"].unique()):
-        tds = [f'<td class="name">{escape(extractor)} (paper)</td>']
+        tds = [f'<td class="name">{escape(extractor)}{badge("paper", "")}</td>']
         for _, task, protocol in groups:
             key = (extractor, task, protocol)
             for metric in GRID_METRICS:

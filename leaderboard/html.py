@@ -9,6 +9,7 @@ from html import escape
 
 import pandas as pd
 
+from leaderboard.grid import BADGE_CSS, badge, sources
 from leaderboard.tables import BATCH_EFFECT, BATCH_EFFECT_NOTE
 
 _CSS = """
@@ -23,7 +24,7 @@ th.reported-title{font-weight:normal;font-style:italic;background:#fafafa}
 .charts{display:flex;flex-wrap:wrap;gap:1em 2em;align-items:flex-start}
 figure.chart{margin:0;width:420px}figure.chart figcaption{font-weight:bold;font-size:13px;margin-bottom:4px}
 figure.map{display:inline-block;margin:0 1.5em 1.5em 0;font-size:11px;max-width:260px;vertical-align:top}
-"""
+""" + BADGE_CSS
 
 # Sorting by clicking a header; written here because the page must work offline with no library.
 _JS = """
@@ -152,12 +153,14 @@ def _problems(problems) -> list[str]:
 
 
 def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str,
-                problems: list[str] = (), maps: list[dict] = (), paper: pd.DataFrame | None = None) -> str:
+                problems: list[str] = (), maps: list[dict] = (), paper: pd.DataFrame | None = None,
+                runs_badge: str = "run here") -> str:
     """``results``: ``tables.with_confidence(read_results(...))`` (with ``task_label``: the task, marked when the
     result is on a subset); ``reported``: protocol -> extractors x tasks; ``problems``: lines about files that
     were skipped, clashed or had unreadable predictions, listed at the top; ``maps``: the UMAPs kept beside the
     results (:func:`leaderboard.maps.maps_beside`), drawn small per extractor; ``paper``: the paper's rows
-    (:func:`leaderboard.paper.paper_rows`) for the Table 2 view."""
+    (:func:`leaderboard.paper.paper_rows`) for the Table 2 view; ``runs_badge``: the badge of rows from the
+    results folder (verified submissions and the paper's rows have their own)."""
     from leaderboard.grid import grid_html
 
     subset = results["subset"].fillna("") if "subset" in results else pd.Series("", index=results.index)
@@ -166,7 +169,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
                              subset=subset,
                              task_label=results["task_label"] if "task_label" in results else results["task"])
     header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",
-              "run date"]
+              "run date", "source"]
     body = []
     for _, r in results.iterrows():
         interval = "—" if pd.isna(r.get("ci_low")) else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
@@ -175,14 +178,20 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             _cell(r["main_mean"], True, _pct(r["main_mean"])), _cell(r["main_std"], True, _pct(r["main_std"])),
             _cell(r.get("ci_low"), True, interval), _cell(r["n_folds"], True), _cell(r["warnings"], True),
             _cell(str(r.get("created") or "")[:10]),
+            f'<td class="txt" data-value="{escape(str(r.get("source") or "run"), quote=True)}">'
+            f'{"".join(badge(k, runs_badge) for k in sources(r.get("source")))}</td>',
         ]) + "</tr>")
-    grid = grid_html(results, paper)
+    grid = grid_html(results, paper, runs_badge)
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
              f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
              "<p>Percent. Rows: extractors; columns: task, protocol, and weighted F1 / balanced accuracy (mean over "
              "folds; hover a value for its ± std and 95 % interval); the best measured value of each column in bold. "
              "A column headed \"subset: n of N images\" is on part of a data set whose full set has N images: not "
-             "comparable with full-set results nor with the paper's reported numbers.</p>",
+             "comparable with full-set results nor with the paper's reported numbers; one marked "
+             "\"not the canonical split\" used other folds or files than the task's pinned split. Badges say where a row comes from: "
+             f"{badge('run', runs_badge)} the results this page was built from, {badge('submission', '')} a "
+             "submitted run whose every metric <code>bench verify</code> re-scored from its predictions, "
+             f"{badge('paper', '')} the numbers the DinoBloom paper reports.</p>",
              *([f"<p>{escape(BATCH_EFFECT_NOTE)}</p>"] if (results["protocol"] == BATCH_EFFECT).any() else []),
              *_problems(problems),
              *([grid] if grid else []),

@@ -20,12 +20,15 @@ from bench.core.errors import ResultsError, UsageError
 from bench.core.metrics import LABEL_METRICS, SCORES
 from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
-COLUMNS = ["extractor", "task", "protocol", "subset", "main_metric", "n_folds", "warnings", "created", "predictions",
-           "n_images", "full_set_images", "dim", "n_parameters", "precision", "weights_sha256", "training_iteration",
-           "training_run", "record"] + [
+COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "n_folds", "warnings", "created",
+           "predictions", "n_images", "full_set_images", "dim", "n_parameters", "precision", "weights_sha256",
+           "training_iteration", "training_run", "record"] + [
     f"{m}_{s}" for m in SCORES for s in ("mean", "std")
 ]
 _KEY = ["extractor", "task", "protocol"]
+# Where a row comes from: a results folder this board was built from ("run"), a submission that `bench verify`
+# accepted ("submission"), or both (the run is shown: it reproduced the submission's entry)
+RUN, SUBMISSION = "run", "submission"
 _SIDE_FILES = (".intervals.json", ".map.json")  # bootstrap intervals (below), UMAPs (leaderboard.maps)
 BATCH_EFFECT = "batch-effect"  # the protocol name of `bench batch-effect` results (protocols/batch_effect.py)
 BATCH_EFFECT_NOTE = (
@@ -73,6 +76,31 @@ def read_results(results_dir: str | Path, problems: list[str] | None = None) -> 
     return table.sort_values(["task", "protocol", "extractor"], ignore_index=True)
 
 
+def empty_results() -> pd.DataFrame:
+    """The table of :func:`read_results` without rows."""
+    return pd.DataFrame([], columns=COLUMNS).astype({"n_images": "Int64", "full_set_images": "Int64"})
+
+
+def submission_row(record_path: Path, predictions: Path) -> dict:
+    """The board row of a verified submission's record (its predictions: ``predictions.csv.gz`` beside it)."""
+    return _row(ResultRecord.read(record_path), Path(record_path), predictions=Path(predictions), source=SUBMISSION)
+
+
+def with_submissions(runs: pd.DataFrame, submitted: list[dict]) -> pd.DataFrame:
+    """The board's rows: the runs and the verified submissions' rows. Where both hold an (extractor, task,
+    protocol), the run is shown and its source reads "run, submission" (it reproduced the submitted entry)."""
+    have = {tuple(r) for r in runs[_KEY].itertuples(index=False)}
+    runs = runs.copy()
+    both = {tuple(row[k] for k in _KEY) for row in submitted} & have
+    runs["source"] = [f"{RUN}, {SUBMISSION}" if tuple(r) in both else s
+                      for r, s in zip(runs[_KEY].itertuples(index=False), runs["source"])]
+    extra = pd.DataFrame([row for row in submitted if tuple(row[k] for k in _KEY) not in have], columns=COLUMNS)
+    if extra.empty:
+        return runs
+    table = pd.concat([runs, extra.astype({"n_images": "Int64", "full_set_images": "Int64"})], ignore_index=True)
+    return table.sort_values(["task", "protocol", "extractor"], ignore_index=True)
+
+
 def _created(row: dict) -> _dt.datetime:
     """The record's creation time for choosing among copies; missing or unreadable ones count as oldest."""
     try:
@@ -105,9 +133,10 @@ def _without_duplicates(rows: list[dict], problems: list[str]) -> list[dict]:
 def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     """(images found, published full-set size, mark) of a record's task section: the mark reads
     "subset: 4,000 of 17,092 images" when the data held fewer images than the task's published full set
-    (``full_set_images``, recorded by tasks that have one). Images found: ``n_images_found`` (image files in
-    the data folder, including those a task leaves out on purpose) where recorded, else ``n_samples``. A
-    domain-shift record marks its train and test sides."""
+    (``full_set_images``, recorded by tasks that have one), and "not the canonical split" when the task pins its
+    split (``canonical_split_sha256``) and the result's ``split_sha256`` differs (other folds, files or labels).
+    Images found: ``n_images_found`` (image files in the data folder, including those a task leaves out on
+    purpose) where recorded, else ``n_samples``. A domain-shift record marks its train and test sides."""
     if isinstance(task.get("train"), dict) or isinstance(task.get("test"), dict):
         marks = []
         for side in ("train", "test"):
@@ -119,24 +148,29 @@ def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     found = task.get("n_images_found", task.get("n_samples"))
     full = full if isinstance(full, int) and not isinstance(full, bool) and full > 0 else None
     found = found if isinstance(found, int) and not isinstance(found, bool) else None
+    marks = []
     if full is not None and found is not None and found < full:
-        return found, full, f"subset: {found:,} of {full:,} images"
-    return found, full, ""
+        marks.append(f"subset: {found:,} of {full:,} images")
+    canonical = task.get("canonical_split_sha256")
+    if isinstance(canonical, str) and task.get("split_sha256") != canonical and not task.get("split_file"):
+        marks.append("not the canonical split")
+    return found, full, "; ".join(marks)
 
 
-def _row(record: ResultRecord, path: Path) -> dict:
+def _row(record: ResultRecord, path: Path, predictions: Path | None = None, source: str = RUN) -> dict:
     extractor, training = record.extractor, record.extractor.training
     n_images, full_set, mark = subset_mark(record.task.model_extra or {})
     row = {
         "extractor": extractor.name,
         "task": record.task.name,
         "protocol": record.protocol.name,
+        "source": source,
         "subset": mark,
         "main_metric": record.metrics.main,
         "n_folds": len(record.metrics.per_fold),
         "warnings": len(record.warnings) + len(training.get("warnings") or []),  # e.g. the trainer's collapse warning
         "created": record.created,
-        "predictions": str(predictions_path(path)),
+        "predictions": str(predictions or predictions_path(path)),
         "n_images": n_images,
         "full_set_images": full_set,
         "dim": extractor.dim,
@@ -220,8 +254,15 @@ INTERVALS_VERSION = 1  # bump when the interval computation changes its numbers
 
 
 def intervals_path(predictions: Path) -> Path:
-    """``<protocol>.intervals.json`` beside ``<protocol>.predictions.csv``: the intervals computed from it."""
-    return predictions.with_name(predictions.name.replace(".predictions.csv", ".intervals.json"))
+    """``<protocol>.intervals.json`` beside ``<protocol>.predictions.csv``: the intervals computed from it. Any
+    other predictions file (a submission's ``predictions.csv.gz``, in a repository) is never written beside, nor
+    is a file found there trusted: its intervals are kept in the cache, under the file's sha256."""
+    if predictions.name.endswith(".predictions.csv"):
+        return predictions.with_name(predictions.name.replace(".predictions.csv", ".intervals.json"))
+    from bench.core import settings
+    from bench.core.files import sha256_file
+
+    return settings.cache_dir() / "intervals" / f"{sha256_file(predictions)}.json"
 
 
 def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
@@ -249,6 +290,7 @@ def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) 
     interval = bootstrap_ci(pd.read_csv(predictions), metric, n_boot=n_boot, seed=seed)
     keep["intervals"][key] = list(interval)
     try:  # renamed into place, but not fsynced: a cache lost in a crash is only recomputed
+        cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(keep, sort_keys=True))
         os.replace(tmp, cache)
@@ -275,7 +317,7 @@ def ranking(results: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
 
 def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[str] | None = None,
-           on_row=None) -> str:
+           on_row=None, runs_badge: str = "run here") -> str:
     """The board in ``fmt`` (md, csv, html). ``problems``: what reading the results reported
     (:func:`read_results`); problems with predictions are added to it. The md and html boards list them all."""
     problems = [] if problems is None else problems
@@ -292,7 +334,8 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[s
         reported = {p: reported_table(p) for p in sorted(paper_rows()["protocol"].unique())}
         scored = with_confidence(results, n_boot, problems=problems, on_row=on_row)
         maps = maps_beside(results, problems)
-        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems, maps, paper_rows())
+        return render_html(scored.assign(task_label=_labels(scored)), reported, CITATION, problems, maps, paper_rows(),
+                           runs_badge)
     raise UsageError(f"--format must be md, csv or html, got {fmt!r}")
 
 
@@ -305,10 +348,16 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
              "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
     if (results["protocol"] == BATCH_EFFECT).any():
         parts.append(BATCH_EFFECT_NOTE)
+    submitted = results[[SUBMISSION in str(s) for s in results["source"]]] if "source" in results else results[:0]
+    if len(submitted):
+        names = "; ".join(f"{e} / {t} / {p}" for e, t, p in submitted[_KEY].itertuples(index=False))
+        parts.append(f"Verified submissions (every metric re-scored from their predictions by `bench verify`): "
+                     f"{md_text(names)}.")
     if (scored["task_label"] != scored["task"]).any():
         parts.append("A column marked \"subset: n of N images\" holds results on part of a data set whose full set "
                      "has N images: they are not comparable with full-set results (nor with the paper's reported "
-                     "numbers below) and are never ranked with them.")
+                     "numbers below) and are never ranked with them. One marked \"not the canonical split\" used "
+                     "other folds, files or labels than the task's pinned split, and is kept apart likewise.")
     for protocol in sorted(results["protocol"].unique()):
         table = ranking(results, protocol)
         cells = scored[scored["protocol"] == protocol].set_index(["extractor", "task_label"])

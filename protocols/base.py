@@ -26,7 +26,8 @@ import pandas as pd
 # Recorded with every result (``inputs``): bump it when a change to the protocols or to the evaluation loop
 # changes results, so that `bench run --overwrite only-missing` recomputes the results of the older code.
 # 2: ABMIL standardises features on the training bags; results record what they were computed from.
-EVALUATION_CODE_VERSION = 2
+# 3: the linear probe fits in float64 with C = dim x the classes present in the training labels (the authors').
+EVALUATION_CODE_VERSION = 3
 
 
 # Where protocols may compute ("cpu", "cuda", "cuda:1"): set by the harness around an evaluation. Not a protocol

@@ -33,12 +33,8 @@ def evaluate(
         per_fold.append({"fold": fold, "n_train": int(len(train)), "n_test": int(len(test)), **metrics})
         notes.extend(f"fold {fold}: {note}" for note in prediction.notes)
         report_split(number, len(splits), f"fold {fold}", [f"fold {fold}: {note}" for note in prediction.notes])
-        predicted = np.unique(prediction.labels)
-        if len(predicted) == 1 and len(np.unique(labels[test])) > 1:
-            notes.append(
-                f"fold {fold}: predictions collapsed to one class ({classes[predicted[0]]!r}) although the test "
-                "split holds several; for `linear`, try `linear-std` (the paper's probe is not scale-invariant)"
-            )
+        notes.extend(collapse_notes(f"fold {fold}", labels[test], prediction.labels, classes,
+                                    "for `linear`, try `linear-std` (the paper's probe is not scale-invariant)"))
         frame = pd.DataFrame(
             {"row": test, "fold": fold, "label": labels[test], "prediction": prediction.labels.astype(np.int64)}
         )
@@ -46,6 +42,32 @@ def evaluate(
         frames.append(frame)
     mean, std = _aggregate(per_fold)
     return Evaluation(per_fold, mean, std, pd.concat(frames, ignore_index=True), notes, time.perf_counter() - t0)
+
+
+def collapse_notes(where: str, true: np.ndarray, predicted: np.ndarray, classes: list[str], hint: str) -> list[str]:
+    """A warning when a split's predictions collapsed to one class although its test labels hold several."""
+    shown = np.unique(predicted)
+    if len(shown) == 1 and len(np.unique(true)) > 1:
+        return [f"{where}: predictions collapsed to one class ({classes[shown[0]]!r}) although the test split holds "
+                f"several; {hint}"]
+    return []
+
+
+def dominance_notes(true: np.ndarray, predicted: np.ndarray, classes: list[str], hint: str,
+                    share: float = 0.8) -> list[str]:
+    """A warning when, over all splits, one class takes at least ``share`` of the predictions but at most half of
+    the labels (e.g. 34 of 40 patients predicted "control", 10 of them control): the model mostly predicts one
+    class, whatever a single split shows."""
+    values, counts = np.unique(predicted, return_counts=True)
+    if not len(values):
+        return []
+    top = int(np.argmax(counts))
+    label, n = int(values[top]), int(counts[top])
+    actual = int(np.sum(true == label))
+    if n >= share * len(predicted) and actual <= 0.5 * len(true) and len(np.unique(true)) > 1:
+        return [f"predictions are dominated by one class: {n} of {len(predicted)} predicted {classes[label]!r}, "
+                f"{actual} of them are; {hint}"]
+    return []
 
 
 def _aggregate(per_fold: list[dict]) -> tuple[dict, dict]:
@@ -62,6 +84,10 @@ def _proba_columns(frame: pd.DataFrame, proba, classes: list[str]) -> None:
     if proba is not None:
         for j, name in enumerate(classes):
             frame[f"proba_{name}"] = proba[:, j]
+
+
+BAG_HINT = ("the attention model learned little beyond the majority class: too few patients or epochs, or features "
+            "that do not separate the diagnoses")
 
 
 def evaluate_bags(protocol, features: np.ndarray, design: BagDesign) -> Evaluation:
@@ -85,6 +111,8 @@ def evaluate_bags(protocol, features: np.ndarray, design: BagDesign) -> Evaluati
         notes.extend(f"seed {seed} fold {fold}: {note}" for note in prediction.notes)
         report_split(number, len(design.splits), f"seed {seed} fold {fold}",
                      [f"seed {seed} fold {fold}: {note}" for note in prediction.notes])
+        notes.extend(collapse_notes(f"seed {seed} fold {fold}", bag_labels[test], prediction.labels, classes,
+                                    BAG_HINT))
         frame = pd.DataFrame({"bag": [bag_ids[i] for i in test], "seed": seed, "fold": fold,
                               "label": bag_labels[test], "prediction": prediction.labels.astype(np.int64)})
         _proba_columns(frame, prediction.proba, classes)
@@ -98,6 +126,10 @@ def evaluate_bags(protocol, features: np.ndarray, design: BagDesign) -> Evaluati
                 for j, name in enumerate(classes):
                     cells[f"attention_{name}"] = weights[:, j]
             attention_frames.append(cells)
+    if frames:
+        predicted = pd.concat(frames, ignore_index=True)
+        notes.extend(dominance_notes(predicted["label"].to_numpy(), predicted["prediction"].to_numpy(), classes,
+                                     BAG_HINT))
     mean, std = _aggregate(per_fold)
     return Evaluation(
         per_fold,

@@ -48,6 +48,7 @@ class TaskCard:
     citation: str = ""
     classes: tuple[str, ...] = ()  # the expected classes; empty: whatever the data holds
     full_set_images: int | None = None  # the published size of the full data set (None: no such thing)
+    canonical_split_sha256: str | None = None  # the split every ranked result uses (None: not pinned yet)
 
 
 @dataclass
@@ -101,6 +102,10 @@ class Task(ABC):
     # The published size of the full data set, in image files (e.g. 17,092 for Acevedo); recorded with every
     # result (``size_settings``) so that the leaderboard marks a result on fewer images as a subset.
     full_set_images: int | None = None
+    # The canonical split's digest (``CellDataset.split_fingerprint``: sha256 over the sorted (path, label, fold)
+    # rows), pinned where it is known; recorded with every result so that the leaderboard keeps results on another
+    # split (other folds, a subset, other labels) apart from the canonical ones, and `bench verify` checks it.
+    canonical_split_sha256: str | None = None
     kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
     layout: ClassVar[str] = ""
     expected_classes: ClassVar[tuple[str, ...]] = ()
@@ -111,7 +116,7 @@ class Task(ABC):
             name=self.name, summary=self.summary, kind=self.kind, protocols=tuple(self.protocols),
             main_metric=self.main_metric, obtain=self.obtain, layout=self.layout, evaluation=self.evaluation,
             licence=self.licence, citation=self.citation, classes=tuple(self.expected_classes),
-            full_set_images=self.full_set_images,
+            full_set_images=self.full_set_images, canonical_split_sha256=self.canonical_split_sha256,
         )
 
     @property
@@ -147,9 +152,13 @@ class Task(ABC):
         published size)."""
 
     def size_settings(self) -> dict:
-        """``{"full_set_images": N}`` for a task with a published full-set size, else ``{}``: what the result
-        record needs, beside the data set's counts, to tell a subset from the full set."""
-        return {} if self.full_set_images is None else {"full_set_images": int(self.full_set_images)}
+        """``{"full_set_images": N}`` for a task with a published full-set size and ``{"canonical_split_sha256":
+        ...}`` for one with a pinned split: what the result record needs, beside the data set's counts and split
+        digest, to tell a subset or another split from the canonical full set."""
+        out = {} if self.full_set_images is None else {"full_set_images": int(self.full_set_images)}
+        if self.canonical_split_sha256 is not None:
+            out["canonical_split_sha256"] = self.canonical_split_sha256
+        return out
 
 
 @dataclass
@@ -214,10 +223,9 @@ class CellDataset:
         return digest.hexdigest()
 
     def split_fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for path, label, fold in sorted(zip(self.samples["path"], self.samples["label"], self.samples["fold"].astype(str))):
-            digest.update(f"{path}\0{label}\0{fold}\n".encode())
-        return digest.hexdigest()
+        from bench.core.files import split_digest
+
+        return split_digest(self.samples["path"], self.samples["label"], self.samples["fold"].astype(str))
 
     def describe(self) -> dict:
         return {

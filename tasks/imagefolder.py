@@ -62,7 +62,7 @@ class CellTask(Task):
 
     def settings(self) -> dict:
         return {"n_folds": self.n_folds, "split_seed": self.split_seed, "main_metric": self.main_metric,
-                "groups": self.groups}
+                "groups": self.groups, **self.size_settings()}
 
 
 def task_for(path: str) -> CellTask:

@@ -56,4 +56,5 @@ class BagTask(Task):
         return BagDataset(self.name, root, samples, "patients", ignored, n_folds=self.n_folds, seeds=tuple(self.seeds))
 
     def settings(self) -> dict:
-        return {"n_folds": self.n_folds, "seeds": list(self.seeds), "main_metric": self.main_metric, "unit": "patient"}
+        return {"n_folds": self.n_folds, "seeds": list(self.seeds), "main_metric": self.main_metric, "unit": "patient",
+                **self.size_settings()}

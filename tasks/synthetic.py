@@ -575,6 +575,11 @@ def write_patient_bags(root, *, n_patients_per_label: int, cells_per_patient: in
 # ----------------------------------------------------------------------------------------------
 SYNTHETIC_N_PER_CLASS = 50
 SYNTHETIC_SIZE = 128
+# The canonical splits (``split_fingerprint`` of the generated data with the default settings: paths, labels and
+# folds; both stains share the file names and so the folds). A change to the generator that moves them bumps
+# GENERATOR_VERSION and these.
+SYNTHETIC_WBC_SPLIT = "f2dcbe279b7c6a8629a467ea1b97ae785e24716b2399fa39f43453ffd9dd236a"
+SYNTHETIC_BAGS_SPLIT = "515e85d67b955534cb898c0eb7bfa8b935474b0156c600090665b184c44e6173"
 
 
 def _synthetic_task(name: str, stain: str):
@@ -587,6 +592,7 @@ def _synthetic_task(name: str, stain: str):
         data_dir=f"{name}-v{GENERATOR_VERSION}",
         obtain="It is generated on first use; pass an empty or absent --data-root to generate it there.",
         prepare=partial(write_cell_folder, n_per_class=SYNTHETIC_N_PER_CLASS, seed=0, size=SYNTHETIC_SIZE, stain=stain),
+        canonical_split_sha256=SYNTHETIC_WBC_SPLIT,
     )
 
 
@@ -605,6 +611,7 @@ def _synthetic_bags():
         obtain="It is generated on first use.",
         prepare=partial(write_patient_bags, n_patients_per_label=10, cells_per_patient=24, seed=0, size=64),
         seeds=(0,),
+        canonical_split_sha256=SYNTHETIC_BAGS_SPLIT,
     )
 
 

@@ -211,6 +211,21 @@ def test_a_subset_result_is_marked_and_never_ranked_with_full_set_results(tmp_pa
     assert f"acevedo ({mark}) / knn-20" in page
 
 
+def test_a_result_on_another_split_than_the_pinned_one_is_kept_apart(tmp_path):
+    pinned = "a" * 64
+    _write(tmp_path / "a", _sized(_record("canonical", "synthetic-wbc", "knn-20", 0.7), split_sha256=pinned,
+                                  canonical_split_sha256=pinned))
+    _write(tmp_path / "b", _sized(_record("other-folds", "synthetic-wbc", "knn-20", 0.9), split_sha256="b" * 64,
+                                  canonical_split_sha256=pinned))
+    _write(tmp_path / "c", _sized(_record("unpinned", "acevedo", "knn-20", 0.9), split_sha256="c" * 64))
+    results = read_results(tmp_path)
+    assert dict(zip(results["extractor"], results["subset"])) == {
+        "canonical": "", "other-folds": "not the canonical split", "unpinned": ""}
+    table = main_table(results)
+    assert table.loc["other-folds", "synthetic-wbc (not the canonical split) / knn-20"] == "90.0 ± 1.0"
+    assert table.loc["other-folds", "synthetic-wbc / knn-20"] == "—"
+
+
 def test_tasks_with_a_published_size_record_it():
     from tasks import get_task
 

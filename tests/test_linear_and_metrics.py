@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -21,19 +22,45 @@ def _problem(seed=0, n=300, dim=24, n_classes=4, scale=1.0):
     return x[:200], y[:200], x[200:], y[200:], n_classes
 
 
-def test_linear_equals_sklearn_with_the_papers_c():
+def test_linear_equals_a_float64_sklearn_fit_with_the_papers_c():
     x_train, y_train, x_test, _, n_classes = _problem()
     ours = LINEAR.fit_predict(x_train, y_train, x_test, n_classes)
-    reference = LogisticRegression(C=x_train.shape[1] * n_classes / 100, max_iter=1000).fit(x_train, y_train)
-    np.testing.assert_array_equal(ours.labels, reference.predict(x_test))
-    np.testing.assert_allclose(ours.proba, reference.predict_proba(x_test), rtol=1e-6)
+    x64 = x_train.astype(np.float64)  # the authors' features reach scikit-learn as float64 arrays
+    reference = LogisticRegression(C=x_train.shape[1] * n_classes / 100, max_iter=1000).fit(x64, y_train)
+    np.testing.assert_array_equal(ours.labels, reference.predict(x_test.astype(np.float64)))
+    np.testing.assert_allclose(ours.proba, reference.predict_proba(x_test.astype(np.float64)), rtol=1e-12)
+
+
+def test_unconverged_probe_is_the_float64_iterate_and_says_so():
+    """Where L-BFGS stops at max_iter, float32 and float64 fits differ: ours is the float64 one."""
+    from protocols.linear import LinearProbe
+
+    x_train, y_train, x_test, _, n_classes = _problem(seed=0, scale=50.0)
+    ours = LinearProbe("linear-short", max_iter=30).fit_predict(x_train, y_train, x_test, n_classes)
+    c = x_train.shape[1] * n_classes / 100
+    with pytest.warns(ConvergenceWarning):
+        fit64 = LogisticRegression(C=c, max_iter=30).fit(x_train.astype(np.float64), y_train)
+        fit32 = LogisticRegression(C=c, max_iter=30).fit(x_train, y_train)
+    np.testing.assert_allclose(ours.proba, fit64.predict_proba(x_test.astype(np.float64)), atol=1e-9)
+    assert np.abs(ours.proba - fit32.predict_proba(x_test)).max() > 0.1  # measured 0.74: the case discriminates
+    assert any("did not converge in 30 iterations" in note for note in ours.notes)
+
+
+def test_c_counts_the_classes_in_the_training_labels_not_the_label_map():
+    x_train, y_train, x_test, _, _ = _problem()
+    y_train = np.where(y_train == 3, 0, y_train)  # 3 classes present; the label map has 6
+    ours = LINEAR.fit_predict(x_train, y_train, x_test, 6)
+    reference = LogisticRegression(C=x_train.shape[1] * 3 / 100, max_iter=1000)
+    reference.fit(x_train.astype(np.float64), y_train)
+    np.testing.assert_allclose(ours.proba[:, :3], reference.predict_proba(x_test.astype(np.float64)), rtol=1e-12)
 
 
 def test_linear_std_equals_standardised_pipeline():
     x_train, y_train, x_test, _, n_classes = _problem(scale=1000.0)
     ours = LINEAR_STD.fit_predict(x_train, y_train, x_test, n_classes)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=x_train.shape[1] * n_classes / 100, max_iter=1000))
-    np.testing.assert_array_equal(ours.labels, pipe.fit(x_train, y_train).predict(x_test))
+    pipe.fit(x_train.astype(np.float64), y_train)
+    np.testing.assert_array_equal(ours.labels, pipe.predict(x_test.astype(np.float64)))
 
 
 def test_probability_columns_follow_the_label_map_when_a_class_is_missing_in_training():

@@ -420,3 +420,37 @@ def test_pbc_planted_signal_is_learned(pbc_planted, protocol):
     features, rows, labels, ids = pbc_planted
     evaluation = evaluate_bags(protocol, features, rows, labels, ids, seeds=(0, 1, 2), classes=list(PBC_MARKERS))
     assert evaluation.mean["balanced_accuracy"] >= 0.6, evaluation.per_fold
+
+
+def test_bag_protocols_warn_when_predictions_collapse_or_one_class_dominates():
+    """Like the cell protocols: a split predicted as one class is named; over all splits, a class taking most
+    predictions but at most half of the labels is named with its counts (34 of 40 patients "control")."""
+    from dataclasses import dataclass
+
+    from bench.core.design import BagDesign
+    from protocols.base import BagPrediction, BagProtocol
+
+    @dataclass(frozen=True)
+    class MostlyFirst(BagProtocol):
+        def fit_predict_bags(self, train_bags, train_labels, test_bags, n_classes, seed):
+            labels = np.zeros(len(test_bags), dtype=np.int64)
+            labels[-1:] = 1 if seed == 1 else 0  # seed 1 predicts two classes: no collapse there
+            return BagPrediction(labels=labels)
+
+    labels = np.array([0, 1, 2, 3] * 5)
+    bags = [np.full((3, 2), i, dtype=np.float32) for i in range(len(labels))]
+    rows, start = [], 0
+    for bag in bags:
+        rows.append(np.arange(start, start + len(bag)))
+        start += len(bag)
+    features = np.concatenate(bags)
+    halves = [np.arange(0, 10), np.arange(10, 20)]
+    splits = [(0, 0, halves[1], halves[0]), (1, 1, halves[0], halves[1])]
+    design = BagDesign(["control", "a", "b", "c"], [f"p{i}" for i in range(20)], labels, rows, splits)
+    result = MostlyFirst("mostly-first").evaluate(features, design)
+    collapsed = [n for n in result.warnings if "collapsed to one class" in n]
+    assert collapsed == [n for n in collapsed if n.startswith("seed 0 fold 0")] and len(collapsed) == 1
+    assert "'control'" in collapsed[0]
+    dominated = [n for n in result.warnings if "dominated by one class" in n]
+    assert dominated == ["predictions are dominated by one class: 19 of 20 predicted 'control', 5 of them are; "
+                         + dominated[0].split("; ", 1)[1]]

@@ -115,3 +115,107 @@ def test_a_builtin_name_with_other_weights_is_refused(submitted, tmp_path):
     done = _verify(target)
     assert done.exit_code == 1 and "extractor.fingerprint.weights.sha256: 0000" in done.output
     assert "the published dinobloom-s weights have c2f7990b" in done.output
+
+
+def _resign(folder, table: pd.DataFrame) -> None:
+    """Write predictions and the digests that match them (what a careful forger would do)."""
+    from bench.submissions import labels_digest
+
+    raw = table.to_csv(index=False, lineterminator="\n").encode()
+    (folder / "predictions.csv.gz").write_bytes(gzip.compress(raw))
+    info = json.loads((folder / "submission.json").read_text())
+    info["predictions_sha256"] = __import__("hashlib").sha256(raw).hexdigest()
+    info["labels_sha256"] = labels_digest(table)
+    (folder / "submission.json").write_text(json.dumps(info))
+
+
+def test_predictions_of_other_samples_than_the_records_split_are_refused(submitted, tmp_path):
+    target, folder = _copy(submitted, tmp_path)
+    table = pd.read_csv(io.BytesIO(gzip.decompress((folder / "predictions.csv.gz").read_bytes())), dtype=str,
+                        keep_default_na=False)
+    table.loc[0, "path"] = "a/not_in_the_data_set.png"  # same counts, labels and scores: only the split differs
+    _resign(folder, table)
+    done = _verify(target)
+    assert done.exit_code == 1 and "task.split_sha256" in done.output, done.output
+    assert "predictions_sha256" not in done.output and "n_test" not in done.output
+
+
+def test_protocol_settings_other_than_the_registered_ones_are_refused(submitted, tmp_path):
+    target, folder = _copy(submitted, tmp_path)
+    folder = target / folder.relative_to(target).parent / "knn-20"
+    record = json.loads((folder / "record.json").read_text())
+    record["protocol"]["settings"]["k"] = 10
+    (folder / "record.json").write_text(json.dumps(record))
+    done = _verify(target)
+    assert done.exit_code == 1 and "protocol.settings.k: 10, the registered knn-20 has 20" in done.output
+
+
+@pytest.fixture(scope="module")
+def synthetic_submission(tmp_path_factory):
+    """The tiny ViT on the embedded task, whose canonical split is pinned: run, submitted."""
+    root = tmp_path_factory.mktemp("synthetic")
+    runner = CliRunner()
+    env = {"BENCH_HOME": str(root / "home")}
+    done = runner.invoke(app, ["run", "-e", TINY, "-t", "synthetic-wbc", "-p", "knn-20", "--results",
+                               str(root / "results"), "--no-progress"], env=env)
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["submit", "--results", str(root / "results"), "--out", str(root / "submissions")])
+    assert done.exit_code == 0, done.output
+    return root
+
+
+def test_the_embedded_task_runs_on_its_pinned_canonical_split(synthetic_submission):
+    from tasks import get_task
+
+    record = json.loads(next((synthetic_submission / "submissions").rglob("record.json")).read_text())
+    assert record["task"]["split_sha256"] == get_task("synthetic-wbc").card.canonical_split_sha256
+    assert record["task"]["canonical_split_sha256"] == record["task"]["split_sha256"]
+
+
+def test_task_split_settings_other_than_the_registered_ones_are_refused(synthetic_submission, tmp_path):
+    target = tmp_path / "s"
+    shutil.copytree(synthetic_submission / "submissions", target)
+    folder = next(target.rglob("record.json")).parent
+    record = json.loads((folder / "record.json").read_text())
+    record["task"]["split_seed"] = 7
+    (folder / "record.json").write_text(json.dumps(record))
+    done = _verify(target)
+    assert done.exit_code == 1 and "task.split_seed: 7, the registered synthetic-wbc has 0" in done.output
+
+
+def test_board_shows_verified_submissions_with_their_badge_and_lists_refused_ones(synthetic_submission, submitted,
+                                                                                  tmp_path):
+    """run -> submit -> verify -> board row: the verified submission is a row of the board, badged; a tampered
+    one is not shown and is listed as a problem; the intervals of submissions are never written beside them."""
+    target = tmp_path / "subs"
+    shutil.copytree(synthetic_submission / "submissions", target / "synthetic")
+    shutil.copytree(submitted, target / "tiny")
+    tampered = next((target / "tiny").rglob("knn-20/record.json"))
+    record = json.loads(tampered.read_text())
+    record["metrics"]["per_fold"][0]["accuracy"] += 0.5
+    tampered.write_text(json.dumps(record))
+    env = {"BENCH_HOME": str(tmp_path / "home")}
+    html, md = tmp_path / "index.html", tmp_path / "board.md"
+    for fmt, out in (("html", html), ("md", md)):
+        done = CliRunner().invoke(app, ["leaderboard", "--results", str(tmp_path / "no-runs"), "--submissions",
+                                        str(target), "--format", fmt, "--out", str(out), "--bootstrap", "20"], env=env)
+        assert done.exit_code == 0, done.output
+    page = html.read_text()
+    assert page.count('<span class="badge submission">verified submission</span>') >= 2  # the grid and All results
+    assert "synthetic-wbc" in page and "submission not shown: tiny/" in page and "metrics.per_fold[0].accuracy" in page
+    board = md.read_text()
+    assert "Verified submissions" in board and "tiny_vit.py:TinyViT / synthetic-wbc / knn-20" in board
+    verified = board.split("Verified submissions")[1].split("\n")[0]
+    assert "/ knn-1" in verified and "/ imagefolder:" in verified and "cells / knn-20" not in verified
+    assert not list(target.rglob("*.intervals.json"))
+    assert list((tmp_path / "home").rglob("intervals/*.json"))
+
+
+def test_a_run_reproducing_a_submission_is_shown_once_with_both_sources(synthetic_submission, tmp_path):
+    done = CliRunner().invoke(app, ["leaderboard", "--results", str(synthetic_submission / "results"),
+                                    "--submissions", str(synthetic_submission / "submissions"), "--format", "csv",
+                                    "--bootstrap", "0", "--runs-badge", "reproduced by CI"],
+                              env={"BENCH_HOME": str(tmp_path / "home")})
+    assert done.exit_code == 0, done.output
+    table = pd.read_csv(io.StringIO(done.output))
+    assert len(table) == 1 and table.loc[0, "source"] == "run, submission"

@@ -84,6 +84,16 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def split_digest(paths, labels, folds) -> str:
+    """A data set's split identity: sha256 over its sorted (path, label, fold) rows, all as text. The same from a
+    task's samples and from a k-fold result's predictions (every sample once), so a submission can be checked
+    against the split its record claims."""
+    out = hashlib.sha256()
+    for path, label, fold in sorted(zip(map(str, paths), map(str, labels), map(str, folds))):
+        out.update(f"{path}\0{label}\0{fold}\n".encode())
+    return out.hexdigest()
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path`` (atomic on POSIX:
     a reader or a killed writer never sees half a file)."""
