@@ -58,7 +58,7 @@ def batch_effect(extractor: str, tasks: list[str], options: RunOptions, scorer, 
     paths = np.concatenate([p.paths[r] for p, r in zip(parts, rows)])
     log(f"{built.entry.name}: batch effect over {', '.join(tasks)} ({len(features)} cells)")
     scores = scorer.score(features, domains, labels, on_repeat)
-    keys = [TaskFeaturesKey.of(built, p.dataset).as_dict() for p in parts]
+    keys = [TaskFeaturesKey.of(p.extractor, p.dataset).as_dict() for p in parts]  # (each with its task's preprocessing)
     identity = {"features": [{k: v for k, v in key.items() if k != "root"} for key in keys],
                 "protocol": {"name": scorer.name, "settings": scorer.settings()},
                 "batch_effect_code_version": _code_version()}

@@ -247,6 +247,13 @@ def _list_extractor_details() -> None:
     out.print(table)
 
 
+PREPROCESSING_HELP = ("before the extractor's transform: task (the task's own), authors-cv (a PIL bicubic resize to "
+                      "224 x 224 first: the DinoBloom authors' cross-validation code, Acevedo's default) or direct "
+                      "(the transform on the original image: their fixed-split code, BMC's)")
+FOLDS_HELP = ("k-fold tasks: task (the portable folds) or authors (StratifiedKFold(5) without shuffling over the "
+              "sorted file names, as the DinoBloom authors split)")
+
+
 @app.command(epilog=_examples("run"))
 def run(
     extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
@@ -268,9 +275,19 @@ def run(
     num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max 16)"),
     skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    preprocessing: str = typer.Option("task", help=PREPROCESSING_HELP),
+    folds: str = typer.Option("task", help=FOLDS_HELP),
+    shift_training: str = typer.Option("all", help="domain shift: one probe trained on all of --task (all), or each "
+                                       "cross-validation fold's probe tested on --test-task, as the authors did "
+                                       "(folds: mean ± std over the folds)"),
+    shift_classes: str = typer.Option("all", help="domain shift: score every test cell (all), or only the classes "
+                                      "both tasks hold, predictions restricted to them (shared)"),
 ) -> None:
     """Extract features (cached), run the protocols and write one result file per protocol. Under torchrun the
-    ranks share the features of every pair and each pair's owner evaluates it (docs/distributed.md)."""
+    ranks share the features of every pair and each pair's owner evaluates it (docs/distributed.md).
+
+    A choice other than the task's own (--preprocessing, --folds, --shift-training, --shift-classes) gives a result
+    of its own name (e.g. acevedo@folds=authors), kept beside the default one and never ranked with it."""
     from bench.runner import RunOptions, help_pair, run_pair
 
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
@@ -288,7 +305,8 @@ def run(
             results_dir=_results(results), data_root=data_root, split_file=split_file, weights=weights, offline=offline,
             pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
             precision=precision.value, decode=decode.value, batch_size=batch_size, num_workers=num_workers,
-            skip_bad_images=skip_bad_images, progress=progress, shard_size=shard_size,
+            skip_bad_images=skip_bad_images, progress=progress, shard_size=shard_size, preprocessing=preprocessing,
+            folds=folds, shift_training=shift_training, shift_classes=shift_classes,
         )
         world = _join(device, {"cache": options.extraction().cache_root, "results": options.results_dir})
         options = replace(options, progress=progress and world.rank == 0)
@@ -415,6 +433,8 @@ def extract(
     num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
     skip_bad_images: bool = typer.Option(False),
     progress: bool = typer.Option(True),
+    preprocessing: str = typer.Option("task", help=PREPROCESSING_HELP),
+    folds: str = typer.Option("task", help=FOLDS_HELP),
 ) -> None:
     """Export features (from the cache, extracting what is missing) and an index of their rows."""
     import numpy as np
@@ -426,7 +446,7 @@ def extract(
                              pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
                              precision=precision.value, decode=decode.value,
                              num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
-                             shard_size=shard_size)
+                             shard_size=shard_size, preprocessing=preprocessing, folds=folds)
         world = _join(device, {"cache": options.extraction().cache_root})
         options = replace(options, progress=progress and world.rank == 0)
         with _stopped(world):

@@ -288,17 +288,22 @@ def decode_batch(
     mean: Sequence[float],
     std: Sequence[float],
     skip_bad: bool = False,
+    pre_resize: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch from :class:`EncodedFiles` as the model's input: ((N, 3, size, size) float32 on ``device``,
     (N,) bool ok on CPU). ``paths[i]`` is the file of ``encoded[i]`` (named in errors, read again for a
     fallback). A bad file raises :class:`BadImageError`, or with ``skip_bad`` gives a zero image and ok False,
-    as in ``ImageFiles``. Raises :class:`UsageError` for an interpolation the device cannot do (lanczos)."""
+    as in ``ImageFiles``. Raises :class:`UsageError` for an interpolation the device cannot do (lanczos).
+    ``pre_resize``: first a bicubic resize to that size, as ``ExtractorEntry.transform`` does."""
     check_interpolation(interpolation)
     device = torch.device(device)
     pixels = decode_pixels(encoded, paths, device, skip_bad)
     out = torch.zeros(len(encoded), 3, size, size, dtype=torch.float32, device=device)
     for rows in shape_groups(pixels):
-        levels = resize_levels(torch.stack([pixels[r] for r in rows]).float(), size, interpolation)
+        levels = torch.stack([pixels[r] for r in rows]).float()
+        if pre_resize is not None:
+            levels = resize_levels(levels, pre_resize, "bicubic")
+        levels = resize_levels(levels, size, interpolation)
         out[torch.tensor(rows, device=device)] = normalise(levels, mean, std)
     ok = torch.tensor([image is not None for image in pixels], dtype=torch.bool)
     return out, ok

@@ -404,7 +404,7 @@ def _dataset(entry, paths: Sequence[Path], settings: ExtractionSettings, target:
     """The images to extract, and (GPU decoding) what turns a batch of them into images on the device."""
     if resolve_decode(settings.decode, target, entry.interpolation) == "gpu":
         on_device = partial(decode_batch, device=target, size=entry.input_size, mean=entry.mean, std=entry.std,
-                            interpolation=entry.interpolation, skip_bad=settings.skip_bad)
+                            interpolation=entry.interpolation, skip_bad=settings.skip_bad, pre_resize=entry.pre_resize)
         return EncodedFiles(paths, settings.skip_bad), on_device
     return ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad), None
 

@@ -15,6 +15,7 @@ into the exit code.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 
 from bench.core import settings
 from bench.core.design import CellDesign
-from bench.core.errors import HemabenchError, NotFoundError, ResultsError, ResultsExistError, UsageError
+from bench.core.errors import DataError, HemabenchError, NotFoundError, ResultsError, ResultsExistError, UsageError
 from bench.core.files import digest, sha256_file
 from bench.core.record import (
     ExtractorInfo,
@@ -41,6 +42,13 @@ from bench.core.record import (
 )
 
 OVERWRITE_POLICIES = ("never", "always", "only-missing")
+# Preprocessing before the extractor's own transform (issue 18): "authors-cv" pre-resizes every image to 224 x 224
+# with PIL's default filter (bicubic), as the DinoBloom authors' cross-validation code did (Acevedo); "direct" is
+# the extractor's transform on the original image, as their fixed-split code did (BMC). A task names its own.
+PREPROCESSING = {"direct": None, "authors-cv": 224}
+FOLD_SCHEMES = ("portable", "authors")  # tasks.splits: stratified_group_folds | authors_folds
+SHIFT_TRAINING = ("all", "folds")  # domain shift: one probe on all the training task | each CV fold's probe
+SHIFT_CLASSES = ("all", "shared")  # domain shift: score every test cell | only the classes both tasks hold
 
 
 @dataclass
@@ -62,12 +70,22 @@ class RunOptions:
     shard_size: int = 1024
     cache_root: Path | None = None  # default: $BENCH_HOME/cache
     data_home: Path | None = None  # default: $BENCH_HOME/data
+    preprocessing: str = "task"  # task (the task's own) | a PREPROCESSING name
+    folds: str = "task"  # task (its portable folds) | a FOLD_SCHEMES name
+    shift_training: str = "all"  # SHIFT_TRAINING
+    shift_classes: str = "all"  # SHIFT_CLASSES
 
     def __post_init__(self) -> None:
         from bench.precision import PRECISION_CHOICES
 
         if self.overwrite not in OVERWRITE_POLICIES:
             raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, got {self.overwrite!r}")
+        for flag, value, allowed in (("--preprocessing", self.preprocessing, ("task", *PREPROCESSING)),
+                                     ("--folds", self.folds, ("task", *FOLD_SCHEMES)),
+                                     ("--shift-training", self.shift_training, SHIFT_TRAINING),
+                                     ("--shift-classes", self.shift_classes, SHIFT_CLASSES)):
+            if value not in allowed:
+                raise UsageError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
         if self.precision not in PRECISION_CHOICES:
             raise UsageError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
 
@@ -140,6 +158,43 @@ def shift_label(train_task: str, test_task: str) -> str:
     return f"{train_task}=>{test_task}"
 
 
+def configured_task(task_name: str, options: RunOptions):
+    """The task with the run's preprocessing and fold scheme where they are not the task's own (a task is a frozen
+    dataclass: ``replace`` makes the variant; its settings record both)."""
+    from tasks import get_task
+
+    task = get_task(task_name)
+    changes = {}
+    if options.preprocessing != "task" and options.preprocessing != getattr(task, "preprocessing", "direct"):
+        if task.kind != "cells":
+            raise UsageError(f"--preprocessing applies to cell tasks; {task.name!r} is a {task.kind} task")
+        changes["preprocessing"] = options.preprocessing
+    if options.folds != "task" and options.folds != getattr(task, "fold_scheme", "portable"):
+        if task.kind != "cells" or not getattr(task, "k_fold", False):
+            raise UsageError(f"--folds applies to cell tasks with k-fold cross-validation; {task.name!r} is not one")
+        if options.split_file is not None:
+            raise UsageError("--folds and --split-file exclude each other: a split file replaces the folds")
+        changes["fold_scheme"] = options.folds
+    return dataclasses.replace(task, **changes) if changes else task
+
+
+def variant_label(default, task, label: str, options: RunOptions) -> str:
+    """The result's task name with what makes it another result than the task's default: ``@folds=authors``,
+    ``@preprocessing=direct``, and for domain shift ``@training=folds`` / ``@classes=shared``. Such a result never
+    replaces the default one, and the leaderboard keeps it in its own column. ``default``: the task as registered,
+    ``task``: as configured for the run (:func:`configured_task`)."""
+    parts = []
+    if getattr(task, "fold_scheme", None) != getattr(default, "fold_scheme", None):
+        parts.append(f"folds={task.fold_scheme}")
+    if getattr(task, "preprocessing", None) != getattr(default, "preprocessing", None):
+        parts.append(f"preprocessing={task.preprocessing}")
+    if "=>" in label and options.shift_training != "all":
+        parts.append(f"training={options.shift_training}")
+    if "=>" in label and options.shift_classes != "all":
+        parts.append(f"classes={options.shift_classes}")
+    return label + "".join(f"@{part}" for part in parts)
+
+
 def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions,
               test_task: str | None = None) -> PairPlan:
     from protocols import get_protocol
@@ -148,7 +203,9 @@ def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | N
     if test_task is not None and options.split_file is not None:
         raise UsageError("a split file and a test task exclude each other: a domain-shift run trains on all "
                          "of the task and tests on all of the test task")
-    task = get_task(task_name)
+    if test_task is None and (options.shift_training != "all" or options.shift_classes != "all"):
+        raise UsageError("--shift-training and --shift-classes apply to domain-shift runs; add --test-task")
+    task = configured_task(task_name, options)
     protocols = [get_protocol(name) for name in (protocol_names or task.protocols)]
     wrong = [p.name for p in protocols if p.kind != task.kind]
     if wrong:
@@ -166,6 +223,7 @@ def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | N
         label = split_label(task.name, options.split_file)
     if shifted is not None:
         label = shift_label(task.name, shifted.name)
+    label = variant_label(get_task(task_name), task, label, options)
     entry = resolve_entry(extractor_name, options.pooling)
     plan = PairPlan(entry, task, shifted, label, [], [])
     for protocol in protocols:
@@ -322,7 +380,7 @@ def load_dataset(task, options: RunOptions, loaded: dict | None = None):
     ``loaded``: data sets loaded earlier in the same command, by task and folder (each hashed once per command,
     not once per extractor)."""
     home = options.data_home or settings.data_dir()
-    memo = (task.name, str(options.data_root), str(options.split_file), str(home))
+    memo = (task.name, getattr(task, "fold_scheme", None), str(options.data_root), str(options.split_file), str(home))
     if loaded is not None and memo in loaded:
         return loaded[memo]
     dataset = task.load(options.data_root, data_home=home, split_file=options.split_file)
@@ -337,16 +395,30 @@ def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset
     from bench.extract import cached_features
 
     dataset = load_dataset(task, options) if dataset is None else dataset
+    built = preprocessed(built, task)
     cached, stats = cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
                                     dataset.content_fingerprint(), options.extraction(), log=log, world=world)
     return TaskFeatures(built, task, dataset, cached, stats)
 
 
-def extract_share(built: BuiltExtractor, dataset, options: RunOptions, log, world) -> None:
+def preprocessed(built: BuiltExtractor, task) -> BuiltExtractor:
+    """The extractor with the task's preprocessing (``PREPROCESSING``): the same model, the pre-resize in its
+    transform and so in its fingerprint (the features' cache key)."""
+    size = PREPROCESSING[getattr(task, "preprocessing", "direct")]
+    if size == built.entry.pre_resize:
+        return built
+    entry = built.entry.replace(pre_resize=size)
+    transform = {**entry.transform_spec(), **{k: v for k, v in built.fingerprint["transform"].items()
+                                              if k == "decode"}}
+    return BuiltExtractor(entry, built.model, {**built.fingerprint, "transform": transform})
+
+
+def extract_share(built: BuiltExtractor, task, dataset, options: RunOptions, log, world) -> None:
     """A rank that does not own the pair extracts the shards of its features that nobody holds, and returns
     without waiting: the owner finalises them (:func:`bench.extract.extract_to_store`)."""
     from bench.extract import cached_features
 
+    built = preprocessed(built, task)
     cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
                     dataset.content_fingerprint(), options.extraction(), log=log, world=world, finalise=False)
 
@@ -354,13 +426,12 @@ def extract_share(built: BuiltExtractor, dataset, options: RunOptions, log, worl
 def load_pair(extractor_name: str, task_name: str, options: RunOptions, log, world=None) -> TaskFeatures | None:
     """Resolve both names, build the model and get the task's features (``bench extract``). Under torchrun rank
     0 finalises and gets the features; the other ranks extract their share and get None."""
-    from tasks import get_task
-
+    task = configured_task(task_name, options)
     built = build_extractor(resolve_entry(extractor_name, options.pooling), options, log)
     if world is not None and world.rank != 0:
-        extract_share(built, load_dataset(get_task(task_name), options), options, log, world)
+        extract_share(built, task, load_dataset(task, options), options, log, world)
         return None
-    return task_features(built, get_task(task_name), options, log, world=world)
+    return task_features(built, task, options, log, world=world)
 
 
 def test_options(options: RunOptions) -> RunOptions:
@@ -390,9 +461,8 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
         log(f"note ({plan.task.name}): {note}")
     for warning in primary.dataset.warnings:
         log(f"warning ({plan.task.name}): {warning}")
-    if options.split_file is not None:
-        info["task"] = plan.label
     if plan.test_task is None:
+        info["task"] = plan.label  # TASK, or TASK@split=..., TASK@folds=authors, ...
         classes = primary.dataset.classes  # the label map: the union over all rows
         return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
                                 primary.skipped_images, primary.stats.as_dict(), list(primary.dataset.warnings))
@@ -401,7 +471,20 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
     names = np.concatenate([primary.dataset.samples["label"].to_numpy(), test.dataset.samples["label"].to_numpy()])
     classes = sorted(set(names))
     n_train = len(primary.dataset)
-    splits = [("test", np.flatnonzero(primary.keep), n_train + np.flatnonzero(test.keep))]
+    shared = sorted(set(primary.dataset.classes) & set(test.dataset.classes))
+    test_rows = n_train + np.flatnonzero(test.keep)
+    predictable = None
+    if options.shift_classes == "shared":
+        if not shared:
+            raise DataError(f"{plan.task.name!r} and {plan.test_task.name!r} share no class: nothing to score with "
+                            "--shift-classes shared")
+        predictable = [classes.index(c) for c in shared]
+        test_rows = test_rows[np.isin(names[test_rows], shared)]
+    if options.shift_training == "folds":  # the authors': each CV fold's probe (trained on its 80 %) on the test task
+        design = primary.dataset.design(primary.keep, classes)
+        splits = [(fold, train, test_rows) for fold, train, _ in design.splits]
+    else:
+        splits = [("test", np.flatnonzero(primary.keep), test_rows)]
     warnings = list(primary.dataset.warnings) + [f"test task: {w}" for w in test.dataset.warnings]
     only_train = sorted(set(primary.dataset.classes) - set(test.dataset.classes))
     only_test = sorted(set(test.dataset.classes) - set(primary.dataset.classes))
@@ -410,11 +493,17 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions
     if only_test:
         warnings.append(f"classes only in the test task {plan.test_task.name!r}: {only_test} "
                         "(never predicted: no training data)")
+    if predictable is not None:
+        left = sorted(set(test.dataset.classes) - set(shared))
+        warnings.append(f"scored on the {len(shared)} classes both tasks hold ({', '.join(shared)}), predictions "
+                        f"restricted to them" + (f"; test cells of {left} are not scored" if left else ""))
     return EvaluationInputs(
         np.concatenate([primary.features, test.features]),
         np.concatenate([primary.paths, test.paths]),
-        CellDesign(classes, np.searchsorted(classes, names), splits),
-        {"task": plan.label, "train": info, "test": test.task_info(), "main_metric": plan.task.main_metric},
+        CellDesign(classes, np.searchsorted(classes, names), splits, predictable),
+        {"task": plan.label, "train": info, "test": test.task_info(), "main_metric": plan.task.main_metric,
+         "shift_training": options.shift_training, "shift_classes": options.shift_classes,
+         **({"shared_classes": shared} if predictable is not None else {})},
         primary.skipped_images + [f"{plan.test_task.name}:{path}" for path in test.skipped_images],
         {"train_task": primary.stats.as_dict(), "test_task": test.stats.as_dict()},
         warnings,
@@ -518,7 +607,8 @@ def prepare_pair(extractor_name: str, task_name: str, protocol_names: list[str] 
     built = build_extractor(plan.entry, options, log)
     dataset = load_dataset(plan.task, options, loaded)
     test_dataset = None if plan.test_task is None else load_dataset(plan.test_task, test_options(options), loaded)
-    keys = [TaskFeaturesKey.of(built, d) for d in (dataset, test_dataset) if d is not None]
+    keys = [TaskFeaturesKey.of(preprocessed(built, t), d) for t, d in ((plan.task, dataset),
+                                                                       (plan.test_task, test_dataset)) if d is not None]
     current = {p.name: result_inputs(keys, plan.task.settings(), p)
                for p in plan.todo + [p for p, _ in plan.existing.values()]}
     for name, (protocol, record) in plan.existing.items():
@@ -542,9 +632,10 @@ def help_pair(extractor_name: str, task_name: str, protocol_names: list[str] | N
     try:
         prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, test_task, loaded)
         if prepared.plan.todo:
-            extract_share(prepared.built, prepared.dataset, options, log, world)
+            extract_share(prepared.built, prepared.plan.task, prepared.dataset, options, log, world)
             if prepared.test_dataset is not None:
-                extract_share(prepared.built, prepared.test_dataset, test_options(options), log, world)
+                extract_share(prepared.built, prepared.plan.test_task, prepared.test_dataset, test_options(options),
+                              log, world)
     except Exception as exc:  # reported by the pair's owner
         log(f"{extractor_name} / {task_name}: not helping with its features ({type(exc).__name__}: {exc}); "
             f"rank {owner} owns the pair and reports what fails")

@@ -128,6 +128,10 @@ class ExtractorEntry:
     # build_fn makes every tensor of the model a parameter or persistent buffer, so a model built on the meta
     # device (no random initialisation: ViT-g's takes ~30 s) is complete once a weight file is assigned to it
     meta_init: bool = False
+    # Set by the harness, never by an entry: the task's preprocessing (bench.runner.PREPROCESSING). An int N: every
+    # image is first resized to N x N with PIL's default filter (bicubic) before the transform below, as the
+    # DinoBloom authors' cross-validation code did (``Image.open(p).resize((224, 224))``); None: the transform alone.
+    pre_resize: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -221,12 +225,16 @@ class ExtractorEntry:
 
     # -- preprocessing ------------------------------------------------------------------------------------
     def transform(self):
-        """PIL image -> normalised tensor: resize to input_size x input_size (aspect not kept, no crop)."""
+        """PIL image -> normalised tensor: resize to input_size x input_size (aspect not kept, no crop); with
+        ``pre_resize``, a bicubic resize to that size first (PIL then skips the second resize of a 224-px model)."""
         from torchvision import transforms
 
         mode = getattr(transforms.InterpolationMode, self.interpolation.upper())
+        first = [] if self.pre_resize is None else [
+            transforms.Resize((self.pre_resize, self.pre_resize), interpolation=transforms.InterpolationMode.BICUBIC)]
         return transforms.Compose(
             [
+                *first,
                 transforms.Resize((self.input_size, self.input_size), interpolation=mode),
                 transforms.ToTensor(),
                 transforms.Normalize(self.mean, self.std),
@@ -241,6 +249,8 @@ class ExtractorEntry:
             "mean": list(self.mean),
             "std": list(self.std),
             "convert": "RGB",
+            # only when set, so that the keys of features made without it stay what they were
+            **({} if self.pre_resize is None else {"pre_resize": [self.pre_resize, self.pre_resize, "bicubic"]}),
         }
 
     # -- identity -----------------------------------------------------------------------------------------

@@ -44,11 +44,12 @@ def _pct(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
 
 
-def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here") -> str:
+def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here", spread: str = "") -> str:
     """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known, ``source``);
     ``reported``: :func:`leaderboard.paper.paper_rows`. Each extractor's name carries a badge per source of its
-    values (the results folder: ``runs_badge``; a verified submission), the paper's rows theirs. An empty string
-    when no result has these metrics."""
+    values (the results folder: ``runs_badge``; a verified submission), the paper's rows theirs, under a title
+    that says how far fold choice alone moves a result (``spread``). An empty string when no result has these
+    metrics."""
     groups = columns(results)
     if not groups:
         return ""
@@ -80,7 +81,7 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "
             for metric in GRID_METRICS:
                 tds.append(_measured_cell(row, metric, best[(label, protocol, metric)], runs_badge))
         body.append("<tr>" + "".join(tds) + "</tr>")
-    paper = _reported_rows(groups, reported)
+    paper = _reported_rows(groups, reported, spread)
     table = ('<div class="scroll"><table class="grid" id="grid"><thead>'
              f"<tr>{''.join(head_tasks)}</tr><tr>{''.join(head_protocols)}</tr><tr>{''.join(head_metrics)}</tr>"
              f"</thead><tbody>{''.join(body)}</tbody>{paper}</table></div>")
@@ -101,7 +102,7 @@ def _measured_cell(row, metric: str, best, runs_badge: str = "run here") -> str:
     return f'<td class="num{mark}" title="{escape(tip, quote=True)}">{_pct(mean)}</td>'
 
 
-def _reported_rows(groups, reported: pd.DataFrame) -> str:
+def _reported_rows(groups, reported: pd.DataFrame, spread: str = "") -> str:
     """The paper's rows in the same columns (its full-set numbers also under a subset column's base task)."""
     if reported is None or reported.empty:
         return ""
@@ -112,7 +113,7 @@ def _reported_rows(groups, reported: pd.DataFrame) -> str:
     indexed = rows.set_index(["extractor", "task", "protocol"])
     span = 1 + 2 * len(groups)
     out = [f'<tbody class="reported"><tr><th colspan="{span}" class="reported-title">reported in the paper '
-           "(full data sets; not ranked with the rows above)</th></tr>"]
+           f"(full data sets; not ranked with the rows above). {escape(spread)}</th></tr>"]
     for extractor in sorted(rows["extractor"].unique()):
         tds = [f'<td class="name">{escape(extractor)}{badge("paper", "")}</td>']
         for _, task, protocol in groups:

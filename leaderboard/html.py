@@ -10,7 +10,7 @@ from html import escape
 import pandas as pd
 
 from leaderboard.grid import BADGE_CSS, badge, sources
-from leaderboard.tables import BATCH_EFFECT, BATCH_EFFECT_NOTE
+from leaderboard.tables import BATCH_EFFECT, BATCH_EFFECT_NOTE, fold_spread_sentence
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -181,14 +181,15 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             f'<td class="txt" data-value="{escape(str(r.get("source") or "run"), quote=True)}">'
             f'{"".join(badge(k, runs_badge) for k in sources(r.get("source")))}</td>',
         ]) + "</tr>")
-    grid = grid_html(results, paper, runs_badge)
+    grid = grid_html(results, paper, runs_badge, fold_spread_sentence(results))
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
              f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
              "<p>Percent. Rows: extractors; columns: task, protocol, and weighted F1 / balanced accuracy (mean over "
              "folds; hover a value for its ± std and 95 % interval); the best measured value of each column in bold. "
              "A column headed \"subset: n of N images\" is on part of a data set whose full set has N images: not "
              "comparable with full-set results nor with the paper's reported numbers; one marked "
-             "\"not the canonical split\" used other folds or files than the task's pinned split. Badges say where a row comes from: "
+             "\"not the canonical split\" used other folds or files than the task's pinned split. Badges say where a "
+             "row comes from: "
              f"{badge('run', runs_badge)} the results this page was built from, {badge('submission', '')} a "
              "submitted run whose every metric <code>bench verify</code> re-scored from its predictions, "
              f"{badge('paper', '')} the numbers the DinoBloom paper reports.</p>",
@@ -219,7 +220,8 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
                  + "".join(f"<th>{escape(h)}</th>" for h in header)
                  + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
     parts.append(_extractors_table(results))
-    parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1 on the full data sets, not ranked</h2>')
+    parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1 on the full data sets, not ranked</h2>'
+                 f'<p id="fold-spread">{escape(fold_spread_sentence(results))}</p>')
     for protocol, table in reported.items():
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
         rows = "".join("<tr>" + _cell(name) + "".join(_cell(v, True, "—" if pd.isna(v) else f"{v:.1f}") for v in values)

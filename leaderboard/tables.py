@@ -379,7 +379,7 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
                  "lower score) compare only the extractors that have a result on every task of the table, sorted "
                  "first by Borda count.")
     parts += _problems_md(problems)
-    parts += _reported_sections()
+    parts += _reported_sections(results)
     return "\n".join(parts) + "\n"
 
 
@@ -427,11 +427,47 @@ def _with_ci(value, cells: pd.DataFrame, extractor: str, task: str, rank=None) -
     return f"{_pct(value)} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]{rank}"
 
 
-def _reported_sections() -> list[str]:
+def fold_spread(results: pd.DataFrame) -> pd.DataFrame:
+    """How much the choice of folds alone moves a result: for each (extractor, task, protocol) measured under
+    several fold schemes (``acevedo`` and ``acevedo@folds=authors``, the same features), the main metric under
+    each and their range (points). Empty when no result has a fold variant."""
+    import re
+
+    rows = []
+    base = results["task"].map(lambda t: re.sub(r"@folds=[^@]+", "", str(t)))
+    scored = results.assign(base=base, score=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()])
+    for (extractor, task, protocol), group in scored.groupby(["extractor", "base", "protocol"], sort=True):
+        if group["task"].nunique() < 2 or group["score"].isna().any():
+            continue
+        schemes = {("portable" if t == task else t.split("@folds=", 1)[1].split("@")[0]): float(v)
+                   for t, v in zip(group["task"], group["score"])}
+        rows.append({"extractor": extractor, "task": task, "protocol": protocol, "schemes": schemes,
+                     "spread": 100 * (max(schemes.values()) - min(schemes.values()))})
+    return pd.DataFrame(rows, columns=["extractor", "task", "protocol", "schemes", "spread"])
+
+
+def fold_spread_sentence(results: pd.DataFrame) -> str:
+    """One sentence for beside the paper's rows: the largest fold spread measured here, or what is known."""
+    spread = fold_spread(results)
+    general = ("The DinoBloom authors' folds depended on their file listing, so nobody can rebuild them: a "
+               "difference to the paper's numbers smaller than what the choice of folds alone moves a result "
+               "(docs/benchmarks.md, \"Folds\") says nothing.")
+    if spread.empty:
+        return general + " Run with --folds authors beside the default to measure it here."
+    top = spread.sort_values("spread").iloc[-1]
+    shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in sorted(top["schemes"].items()))
+    return (f"{general} On this board the fold scheme alone moves a result by up to {top['spread']:.1f} points "
+            f"({top['extractor']} / {top['task']} / {top['protocol']}: {shown}; {len(spread)} result(s) measured "
+            "under several fold schemes).")
+
+
+def _reported_sections(results: pd.DataFrame | None = None) -> list[str]:
     from leaderboard.paper import CITATION, paper_rows, reported_table
 
     parts = [f"\n## Reported in the paper ({CITATION}): weighted F1, percent, on the full data sets; not ranked "
              "with measured rows"]
+    if results is not None:
+        parts.append("\n" + md_text(fold_spread_sentence(results)))
     for protocol in sorted(paper_rows()["protocol"].unique()):
         parts += [f"\n### {protocol} (reported)\n", reported_table(protocol).to_markdown()]
     return parts

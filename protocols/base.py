@@ -125,7 +125,7 @@ class CellProtocol(Protocol):
         from protocols.evaluate import evaluate
 
         _check_kind(self, design)
-        return evaluate(self, features, design.labels, design.splits, design.classes)
+        return evaluate(self, features, design.labels, design.splits, design.classes, design.predictable)
 
 
 @dataclass(frozen=True)

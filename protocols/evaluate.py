@@ -10,7 +10,7 @@ import pandas as pd
 from bench.core.design import BagDesign
 from bench.core.errors import DataError
 from bench.core.metrics import METRICS, classification_metrics
-from protocols.base import CellProtocol, Evaluation, report_split
+from protocols.base import CellProtocol, Evaluation, Prediction, report_split
 
 
 def evaluate(
@@ -19,8 +19,10 @@ def evaluate(
     labels: np.ndarray,
     splits: list[tuple[str, np.ndarray, np.ndarray]],
     classes: list[str],
+    predictable: list[int] | None = None,
 ) -> Evaluation:
-    """``labels`` index ``classes`` (the label map); ``splits``: (fold name, train rows, test rows)."""
+    """``labels`` index ``classes`` (the label map); ``splits``: (fold name, train rows, test rows).
+    ``predictable``: the classes a prediction may take (``restrict``); None: all."""
     t0 = time.perf_counter()
     n_classes = len(classes)
     per_fold, frames, notes = [], [], []
@@ -29,6 +31,8 @@ def evaluate(
         if len(train) == 0 or len(test) == 0:
             raise DataError(f"split {fold!r} has {len(train)} training and {len(test)} test samples; both must be > 0")
         prediction = protocol.fit_predict(features[train], labels[train], features[test], n_classes)
+        if predictable is not None:
+            prediction = restrict(prediction, predictable, protocol.name)
         metrics = classification_metrics(labels[test], prediction.labels, prediction.proba, n_classes)
         per_fold.append({"fold": fold, "n_train": int(len(train)), "n_test": int(len(test)), **metrics})
         notes.extend(f"fold {fold}: {note}" for note in prediction.notes)
@@ -42,6 +46,22 @@ def evaluate(
         frames.append(frame)
     mean, std = _aggregate(per_fold)
     return Evaluation(per_fold, mean, std, pd.concat(frames, ignore_index=True), notes, time.perf_counter() - t0)
+
+
+def restrict(prediction: Prediction, predictable: list[int], protocol: str) -> Prediction:
+    """The prediction among ``predictable`` classes only: the most probable of them (the lowest on ties, as the
+    protocols' argmax), probabilities renormalised over them. The classifier is the same; only what it may answer
+    changes (a domain shift scored on the classes both data sets hold)."""
+    if prediction.proba is None:
+        raise DataError(f"protocol {protocol!r} gives no class probabilities, so its predictions cannot be "
+                        "restricted to the shared classes; run it with --shift-classes all")
+    allowed = np.asarray(sorted(predictable), dtype=np.int64)
+    kept = prediction.proba[:, allowed]
+    proba = np.zeros_like(prediction.proba)
+    total = kept.sum(axis=1, keepdims=True)
+    proba[:, allowed] = np.divide(kept, total, out=np.full_like(kept, 1.0 / len(allowed)), where=total > 0)
+    labels = allowed[np.argmax(kept, axis=1)]
+    return Prediction(labels=labels, proba=proba, notes=prediction.notes)
 
 
 def collapse_notes(where: str, true: np.ndarray, predicted: np.ndarray, classes: list[str], hint: str) -> list[str]:

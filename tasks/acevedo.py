@@ -59,6 +59,7 @@ class AcevedoTask(CellTask):
 
     fine_labels: bool = False
     full_set_images: int | None = FULL_SET_IMAGES  # acevedo-11 too: images in the folders, before it leaves any out
+    preprocessing: str = "authors-cv"  # the authors' CV code pre-resized with PIL's bicubic default (docs/tasks.md)
     licence: str = LICENCE
     citation: str = CITATION
     layout: ClassVar[str] = f"{DATA_DIR}/<class>/<PREFIX>_<id>.jpg, class in {{{', '.join(ACEVEDO_CLASSES)}}}"

@@ -49,6 +49,7 @@ class TaskCard:
     classes: tuple[str, ...] = ()  # the expected classes; empty: whatever the data holds
     full_set_images: int | None = None  # the published size of the full data set (None: no such thing)
     canonical_split_sha256: str | None = None  # the split every ranked result uses (None: not pinned yet)
+    preprocessing: str = "direct"  # before the extractor's transform (bench.runner.PREPROCESSING)
 
 
 @dataclass
@@ -106,6 +107,10 @@ class Task(ABC):
     # rows), pinned where it is known; recorded with every result so that the leaderboard keeps results on another
     # split (other folds, a subset, other labels) apart from the canonical ones, and `bench verify` checks it.
     canonical_split_sha256: str | None = None
+    # What happens to an image before the extractor's own transform (bench.runner.PREPROCESSING): "direct"
+    # (nothing), or "authors-cv" (a PIL bicubic resize to 224 x 224 first, as the DinoBloom authors' code did for
+    # the cross-validated Acevedo). Recorded with every result; `bench run --preprocessing` chooses the other.
+    preprocessing: str = "direct"
     kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
     layout: ClassVar[str] = ""
     expected_classes: ClassVar[tuple[str, ...]] = ()
@@ -117,6 +122,7 @@ class Task(ABC):
             main_metric=self.main_metric, obtain=self.obtain, layout=self.layout, evaluation=self.evaluation,
             licence=self.licence, citation=self.citation, classes=tuple(self.expected_classes),
             full_set_images=self.full_set_images, canonical_split_sha256=self.canonical_split_sha256,
+            preprocessing=self.preprocessing,
         )
 
     @property

@@ -226,6 +226,7 @@ class BMCTask(CellTask):
     """BMC: 21 class folders (flat or one sub-folder level), one fixed per-class 80/20 split."""
 
     test_fraction: float = TEST_FRACTION
+    k_fold: ClassVar[bool] = False
     full_set_images: int | None = FULL_SET_IMAGES
     licence: str = LICENCE
     citation: str = CITATION
@@ -267,6 +268,7 @@ class BMCTask(CellTask):
     def settings(self) -> dict:
         return {"split": "fixed", "test_fraction": self.test_fraction, "split_seed": self.split_seed,
                 "split_key": "sha256(seed, CLASS/file name)", "main_metric": self.main_metric,
+                "preprocessing": self.preprocessing,
                 **self.size_settings()}
 
 

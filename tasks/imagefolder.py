@@ -18,7 +18,7 @@ from typing import ClassVar
 import pandas as pd
 
 from tasks.base import CELL_PROTOCOLS, CellDataset, Inventory, Task
-from tasks.splits import read_fixed_split, stratified_group_folds
+from tasks.splits import authors_folds, read_fixed_split, stratified_group_folds
 from tasks.validation import checked_inventory, finish_dataset, walk_class_folders
 
 
@@ -29,7 +29,11 @@ class CellTask(Task):
     n_folds: int = 5
     split_seed: int = 0
     protocols: tuple[str, ...] = CELL_PROTOCOLS
+    # "portable" (tasks.splits.stratified_group_folds) or "authors" (tasks.splits.authors_folds: the DinoBloom
+    # authors' StratifiedKFold without shuffling, over the sorted paths); `bench run --folds` chooses
+    fold_scheme: str = "portable"
     kind: ClassVar[str] = "cells"
+    k_fold: ClassVar[bool] = True  # False: a fixed train/test split (BMC), where --folds means nothing
     layout: ClassVar[str] = ("<root>/<class>/<image> (images in sub-folders belong to the class; any format PIL "
                              "decodes: jpg, png, tif, bmp, gif, webp, ...)")
     groups: ClassVar[str] = "sha256 (byte-identical files share a fold)"
@@ -37,6 +41,9 @@ class CellTask(Task):
 
     @property
     def evaluation(self) -> str:
+        if self.fold_scheme == "authors":
+            return (f"the DinoBloom authors' {self.n_folds}-fold CV: StratifiedKFold without shuffling over the "
+                    "sorted paths (duplicates not grouped); mean over folds")
         return (f"portable stratified {self.n_folds}-fold CV (seed {self.split_seed}), byte-identical files grouped "
                 "into one fold; mean over folds")
 
@@ -50,9 +57,12 @@ class CellTask(Task):
         return finish_dataset(self.name, inventory, lambda samples: self.assign(samples, split_file))
 
     def assign(self, samples: pd.DataFrame, split_file=None):
-        """(fold per sample, split kind): the split file's train/test, or k folds grouping identical files."""
+        """(fold per sample, split kind): the split file's train/test, the authors' folds (``fold_scheme``
+        "authors"), or the portable k folds grouping identical files."""
         if split_file is not None:
             return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
+        if self.fold_scheme == "authors":
+            return authors_folds(samples["path"], samples["label"], self.n_folds), "kfold"
         return stratified_group_folds(samples["path"], samples["label"], self.group_keys(samples), self.n_folds,
                                       self.split_seed), "kfold"
 
@@ -61,8 +71,10 @@ class CellTask(Task):
         return samples["sha256"]
 
     def settings(self) -> dict:
-        return {"n_folds": self.n_folds, "split_seed": self.split_seed, "main_metric": self.main_metric,
-                "groups": self.groups, **self.size_settings()}
+        portable = self.fold_scheme == "portable"
+        return {"n_folds": self.n_folds, "split_seed": self.split_seed if portable else None,
+                "main_metric": self.main_metric, "groups": self.groups if portable else None,
+                "folds": self.fold_scheme, "preprocessing": self.preprocessing, **self.size_settings()}
 
 
 def task_for(path: str) -> CellTask:

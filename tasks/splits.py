@@ -44,6 +44,29 @@ def stratified_folds(paths: pd.Series, labels: pd.Series, n_folds: int = 5, seed
     return folds
 
 
+def authors_folds(paths, labels, n_folds: int = 5) -> np.ndarray:
+    """Test-fold number of every sample, aligned with ``paths``, the DinoBloom authors' way: scikit-learn's
+    ``StratifiedKFold(n_folds)`` without shuffling over the samples in file order. Their order was their file
+    system's listing, which nobody can rebuild; here it is the sorted relative paths, so the same files give the
+    same folds everywhere. Byte-identical files are not grouped (theirs were not): a duplicate pair can straddle
+    train and test."""
+    from sklearn.model_selection import StratifiedKFold
+
+    paths = pd.Series(paths).reset_index(drop=True).astype(str)
+    labels = pd.Series(labels).reset_index(drop=True).astype(str).to_numpy()
+    if paths.duplicated().any():
+        raise SplitError(f"duplicate paths in split request: {paths[paths.duplicated()].head(3).tolist()}")
+    counts = pd.Series(labels).value_counts()
+    if (counts < n_folds).any():
+        raise SplitError(f"the authors' {n_folds}-fold CV needs at least {n_folds} samples per class; "
+                         f"{counts[counts < n_folds].to_dict()} have fewer (use the portable folds)")
+    order = np.argsort(paths.to_numpy(), kind="stable")
+    folds = np.empty(len(paths), dtype=np.int64)
+    for fold, (_, test) in enumerate(StratifiedKFold(n_splits=n_folds).split(np.zeros(len(order)), labels[order])):
+        folds[order[test]] = fold
+    return folds
+
+
 def patient_splits(bag_ids, bag_labels, n_folds: int, seeds) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
     """Repeated patient-level stratified k-fold CV: for each seed, the bags (patients) are dealt to folds by
     :func:`stratified_folds` on their ids; (seed, fold, training bags, test bags) per non-empty test fold."""

@@ -226,6 +226,22 @@ def test_a_result_on_another_split_than_the_pinned_one_is_kept_apart(tmp_path):
     assert table.loc["other-folds", "synthetic-wbc / knn-20"] == "—"
 
 
+def test_the_fold_spread_is_stated_beside_the_papers_rows(tmp_path):
+    from leaderboard.tables import fold_spread
+
+    _write(tmp_path / "a", _record("vit", "acevedo", "knn-20", 0.652))
+    _write(tmp_path / "b", _record("vit", "acevedo@folds=authors", "knn-20", 0.685))
+    _write(tmp_path / "c", _record("vit", "bmc", "knn-20", 0.7))
+    results = read_results(tmp_path)
+    spread = fold_spread(results)
+    assert len(spread) == 1 and spread.iloc[0]["spread"] == pytest.approx(3.3)
+    assert spread.iloc[0]["schemes"] == {"portable": 0.652, "authors": 0.685}
+    sentence = "the fold scheme alone moves a result by up to 3.3 points (vit / acevedo / knn-20: authors 68.5, " \
+               "portable 65.2"
+    assert sentence in render(results, "md", n_boot=0).replace("\\", "")
+    assert sentence in render(results, "html", n_boot=0)
+
+
 def test_tasks_with_a_published_size_record_it():
     from tasks import get_task
 

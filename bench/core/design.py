@@ -21,6 +21,9 @@ class CellDesign:
     classes: list[str]
     labels: np.ndarray  # (n_rows,) int64 index into classes
     splits: list[tuple[str, np.ndarray, np.ndarray]]
+    # Domain shift scored on shared classes: the classes (indices) a prediction may take, the most probable of
+    # them; the test rows hold only these classes. None: every class of the label map.
+    predictable: list[int] | None = None
     kind = "cells"
 
 
