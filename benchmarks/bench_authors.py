@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PBC_DEFAULT, copy_pbc_subset, emit_report, machine_info  # noqa: E402
+from measure import copy_pbc_subset, emit_report, machine_info, real_images_parser  # noqa: E402
 
 import bench  # noqa: E402,F401  (before anything imports scipy: it switches on scipy's array API)
 
@@ -77,20 +77,12 @@ def float32_probe(pair, design):
 
 
 def main(argv=None) -> int:
-    import argparse
-
     import numpy as np
 
     from protocols.knn import KNN_20
     from protocols.linear import LINEAR
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extractors", default="resnet50-trunc-random,vit-s14-random")
-    parser.add_argument("--per-class", type=int, default=200)
-    parser.add_argument("--weights", action="append", default=[], help="NAME=PATH, repeatable")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--images", type=Path, default=PBC_DEFAULT, help="a class-folder tree of real images")
-    parser.add_argument("--out", type=Path)
+    parser = real_images_parser(__doc__.splitlines()[0], "resnet50-trunc-random,vit-s14-random", 200)
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         print(f"needs real images at {args.images} (../shared/data/pbc/labeled)", file=sys.stderr)

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PBC_DEFAULT, copy_pbc_subset, emit_report, machine_info  # noqa: E402
+from measure import copy_pbc_subset, emit_report, machine_info, real_images_parser  # noqa: E402
 
 
 def features_for(name: str, weights: str | None, folder: Path, precision: str, device: str):
@@ -44,18 +44,10 @@ def knn_predictions(pair):
 
 
 def main(argv=None) -> int:
-    import argparse
-
     import numpy as np
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extractors", default="vit-s14-random,resnet50-trunc-random")
+    parser = real_images_parser(__doc__.splitlines()[0], "vit-s14-random,resnet50-trunc-random", 50)
     parser.add_argument("--precisions", default="fp32,bf16", help="the first is the reference")
-    parser.add_argument("--per-class", type=int, default=50)
-    parser.add_argument("--weights", action="append", default=[], help="NAME=PATH, repeatable")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--images", type=Path, default=PBC_DEFAULT, help="a class-folder tree of real images")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         print(f"needs real images at {args.images} (../shared/data/pbc/labeled)", file=sys.stderr)

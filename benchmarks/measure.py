@@ -212,6 +212,19 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def real_images_parser(description: str, extractors: str, per_class: int) -> argparse.ArgumentParser:
+    """The options of the scripts that compare settings of the same extractors on real PBC images
+    (bench_precision, bench_authors); a script adds its own and parses."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--extractors", default=extractors)
+    p.add_argument("--per-class", type=int, default=per_class)
+    p.add_argument("--weights", action="append", default=[], help="NAME=PATH, repeatable")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--images", type=Path, default=PBC_DEFAULT, help="a class-folder tree of real images")
+    p.add_argument("--out", type=Path)
+    return p
+
+
 def run_benchmark(args, title: str, script: str, measure: Callable[[Path, Path], list[str]]) -> int:
     """Run ``measure(home, scratch) -> report sections`` in a fresh ``BENCH_HOME`` (refused when its feature
     cache is not empty, so "cold" numbers are cold), then print the report with the machine header and write it

@@ -145,18 +145,24 @@ def _export(runner, task, out):
     return np.load(out / "features.npy"), pd.read_csv(out / "index.csv")
 
 
-def test_per_fold_domain_shift_equals_each_folds_model_tested_externally(tmp_path):
+def _shift(tmp_path, target_classes, *flags):
+    """A kNN-20 domain shift of colour histograms from classes a, b, c to ``target_classes``, run with ``flags``;
+    (the result's path, its record, and each side's exported features and index)."""
     source = make_image_folder(tmp_path / "source", {"a": 10, "b": 10, "c": 10}, seed=1)
-    target = make_image_folder(tmp_path / "target", {"a": 6, "b": 6, "c": 6}, seed=2)
+    target = make_image_folder(tmp_path / "target", {c: 6 for c in target_classes}, seed=2)
     runner = CliRunner()
     done = runner.invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{source}", "--test-task",
-                               f"imagefolder:{target}", "-p", "knn-20", "--shift-training", "folds", "--results",
-                               str(tmp_path / "r"), "--no-progress"])
+                               f"imagefolder:{target}", "-p", "knn-20", *flags, "--results", str(tmp_path / "r"),
+                               "--no-progress"])
     assert done.exit_code == 0, done.output
-    record = json.loads(next((tmp_path / "r").rglob("knn-20.json")).read_text())
+    path = next((tmp_path / "r").rglob("knn-20.json"))
+    return (path, json.loads(path.read_text()), _export(runner, f"imagefolder:{source}", tmp_path / "e1"),
+            _export(runner, f"imagefolder:{target}", tmp_path / "e2"))
+
+
+def test_per_fold_domain_shift_equals_each_folds_model_tested_externally(tmp_path):
+    _, record, (x_train, train_index), (x_test, test_index) = _shift(tmp_path, "abc", "--shift-training", "folds")
     assert record["task"]["task"].endswith("@training=folds") and len(record["metrics"]["per_fold"]) == 5
-    x_train, train_index = _export(runner, f"imagefolder:{source}", tmp_path / "e1")
-    x_test, test_index = _export(runner, f"imagefolder:{target}", tmp_path / "e2")
     for fold in record["metrics"]["per_fold"]:
         rows = (train_index["fold"].astype(str) != str(fold["fold"])).to_numpy()
         model = KNeighborsClassifier(20).fit(x_train[rows], train_index["label"][rows])
@@ -165,21 +171,11 @@ def test_per_fold_domain_shift_equals_each_folds_model_tested_externally(tmp_pat
 
 
 def test_shared_class_scoring_restricts_predictions_and_test_cells(tmp_path):
-    source = make_image_folder(tmp_path / "source", {"a": 10, "b": 10, "c": 10}, seed=1)
-    target = make_image_folder(tmp_path / "target", {"b": 6, "c": 6, "d": 6}, seed=2)
-    runner = CliRunner()
-    done = runner.invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{source}", "--test-task",
-                               f"imagefolder:{target}", "-p", "knn-20", "--shift-classes", "shared", "--results",
-                               str(tmp_path / "r"), "--no-progress"])
-    assert done.exit_code == 0, done.output
-    path = next((tmp_path / "r").rglob("knn-20.json"))
-    record = json.loads(path.read_text())
+    path, record, (x_train, train_index), (x_test, test_index) = _shift(tmp_path, "bcd", "--shift-classes", "shared")
     assert record["task"]["shared_classes"] == ["b", "c"]
     assert any("scored on the 2 classes both tasks hold" in w and "['d']" in w for w in record["warnings"])
     table = pd.read_csv(str(path).replace(".json", ".predictions.csv"))
     assert set(table["label"]) == {"b", "c"} and set(table["prediction"]) <= {"b", "c"} and len(table) == 12
-    x_train, train_index = _export(runner, f"imagefolder:{source}", tmp_path / "e1")
-    x_test, test_index = _export(runner, f"imagefolder:{target}", tmp_path / "e2")
     keep = test_index["label"].isin(["b", "c"]).to_numpy()
     proba = KNeighborsClassifier(20).fit(x_train, train_index["label"]).predict_proba(x_test[keep])  # columns a, b, c
     expected = np.array(["b", "c"])[np.argmax(proba[:, 1:], axis=1)]
