@@ -15,7 +15,6 @@ into the exit code.
 
 from __future__ import annotations
 
-import dataclasses
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,7 +174,7 @@ def configured_task(task_name: str, options: RunOptions):
         if options.split_file is not None:
             raise UsageError("--folds and --split-file exclude each other: a split file replaces the folds")
         changes["fold_scheme"] = options.folds
-    return dataclasses.replace(task, **changes) if changes else task
+    return replace(task, **changes) if changes else task
 
 
 def variant_label(default, task, label: str, options: RunOptions) -> str:

@@ -72,13 +72,17 @@ def read_results(results_dir: str | Path, problems: list[str] | None = None) -> 
     rows = _without_duplicates(rows, found)
     if problems is None and found:
         raise ResultsError(found[0])
-    table = pd.DataFrame(rows, columns=COLUMNS).astype({"n_images": "Int64", "full_set_images": "Int64"})
-    return table.sort_values(["task", "protocol", "extractor"], ignore_index=True)
+    return _table(rows).sort_values(["task", "protocol", "extractor"], ignore_index=True)
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """Board rows (:func:`_row`) as the table :func:`read_results` returns."""
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"n_images": "Int64", "full_set_images": "Int64"})
 
 
 def empty_results() -> pd.DataFrame:
     """The table of :func:`read_results` without rows."""
-    return pd.DataFrame([], columns=COLUMNS).astype({"n_images": "Int64", "full_set_images": "Int64"})
+    return _table([])
 
 
 def submission_row(record_path: Path, predictions: Path) -> dict:
@@ -94,11 +98,10 @@ def with_submissions(runs: pd.DataFrame, submitted: list[dict]) -> pd.DataFrame:
     both = {tuple(row[k] for k in _KEY) for row in submitted} & have
     runs["source"] = [f"{RUN}, {SUBMISSION}" if tuple(r) in both else s
                       for r, s in zip(runs[_KEY].itertuples(index=False), runs["source"])]
-    extra = pd.DataFrame([row for row in submitted if tuple(row[k] for k in _KEY) not in have], columns=COLUMNS)
+    extra = _table([row for row in submitted if tuple(row[k] for k in _KEY) not in have])
     if extra.empty:
         return runs
-    table = pd.concat([runs, extra.astype({"n_images": "Int64", "full_set_images": "Int64"})], ignore_index=True)
-    return table.sort_values(["task", "protocol", "extractor"], ignore_index=True)
+    return pd.concat([runs, extra], ignore_index=True).sort_values(["task", "protocol", "extractor"], ignore_index=True)
 
 
 def _created(row: dict) -> _dt.datetime:

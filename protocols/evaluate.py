@@ -86,7 +86,7 @@ def dominance_notes(true: np.ndarray, predicted: np.ndarray, classes: list[str],
     actual = int(np.sum(true == label))
     if n >= share * len(predicted) and actual <= 0.5 * len(true) and len(np.unique(true)) > 1:
         return [f"predictions are dominated by one class: {n} of {len(predicted)} predicted {classes[label]!r}, "
-                f"{actual} of them are; {hint}"]
+                f"while {actual} are {classes[label]!r}; {hint}"]
     return []
 
 
