@@ -94,6 +94,7 @@ EXAMPLES = {
     "batch-effect": ['bench batch-effect -e dinobloom-s,resnet50 -t synthetic-wbc,synthetic-wbc-shifted'],
     "data check": ['bench data check acevedo --data-root ~/data/PBC'],
     "data info": ['bench data info bmc'],
+    "data split": ['bench data split acevedo --data-root ~/data/PBC --out acevedo.split.csv.gz'],
     "cache ls": ['bench cache ls'],
     "cache verify": ['bench cache verify'],
     "cache prune": ['bench cache prune --older-than 30'],
@@ -502,7 +503,7 @@ def leaderboard(
             table = board_rows(table, submissions, problems)
         if bootstrap and len(table):
             _log(f"bootstrap 95 % intervals of {len(table)} result(s), {bootstrap} resamples each (kept beside the "
-                 "predictions: a board rebuilt from the same results reads them)")
+                 "predictions, a submission's in the cache: a board rebuilt from the same results reads them)")
         with _steps("bootstrap intervals", console.is_terminal) as update:
             text = render(table, format.value, n_boot=bootstrap, problems=problems, on_row=update,
                           runs_badge=runs_badge)
@@ -836,6 +837,31 @@ def data_check(
     out.print(report.format(), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@data_app.command("split", epilog=_examples("data split"))
+def data_split(
+    task: str = typer.Argument(..., help="task name"),
+    data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/...)"),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="write the split here: path,label,fold (.csv or "
+                                            ".csv.gz)"),
+) -> None:
+    """The task's split on this copy of its data: how many samples, its digest (the split_sha256 every result
+    records) and whether it is the task's pinned canonical split; --out writes it as data. Run on a complete copy
+    of a data set, this gives the digest to pin (TaskCard.canonical_split_sha256, docs/submitting.md)."""
+    from bench.core import settings
+    from tasks import get_task
+
+    with _user_errors():
+        chosen = get_task(task)
+        dataset = chosen.load(data_root, data_home=settings.data_dir())
+    digest, pinned = dataset.split_fingerprint(), chosen.card.canonical_split_sha256
+    if out_path is not None:
+        dataset.samples[["path", "label", "fold"]].sort_values("path").to_csv(out_path, index=False)
+    status = ("the pinned canonical split" if digest == pinned else "no canonical split is pinned for this task"
+              if pinned is None else f"NOT the pinned canonical split ({pinned})")
+    written = "" if out_path is None else f"; written to {out_path}"
+    out.print(f"{chosen.name}: {len(dataset):,} samples, split_sha256 {digest}: {status}{written}", markup=False)
 
 
 @data_app.command("info", epilog=_examples("data info"))

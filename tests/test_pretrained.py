@@ -277,7 +277,9 @@ WRITTEN = {
     **{f"dinov2-{s}": (f"dinov2_vit{s}14_hub", f"dinov2_vit{s}14_pretrain.pth") for s in "sblg"},
     **{f"dinobloom-{s}": (f"dinobloom_{s}", f"DinoBloom-{s.upper()}.pth") for s in "sblg"},
 }
-LARGE = {"dinov2-l", "dinov2-g", "dinobloom-l", "dinobloom-g"}
+# Run under -m slow: the large ones, and the B sizes, whose loading path is their S sibling's (same format and
+# code, 4x the tensors; ~14 s each here)
+LARGE = {"dinov2-b", "dinov2-l", "dinov2-g", "dinobloom-b", "dinobloom-l", "dinobloom-g"}
 
 
 def _check(name, tmp_path):

@@ -219,3 +219,17 @@ def test_a_run_reproducing_a_submission_is_shown_once_with_both_sources(syntheti
     assert done.exit_code == 0, done.output
     table = pd.read_csv(io.StringIO(done.output))
     assert len(table) == 1 and table.loc[0, "source"] == "run, submission"
+
+
+def test_data_split_gives_the_pinned_digest_and_writes_the_split(tmp_path):
+    """`bench data split`: the tool that freezes a canonical split (the digest to pin, the file to ship)."""
+    from bench.core.files import split_digest
+    from tasks import get_task
+
+    out = tmp_path / "split.csv.gz"
+    done = CliRunner().invoke(app, ["data", "split", "synthetic-wbc", "--out", str(out)])
+    assert done.exit_code == 0 and "300 samples" in done.output and "the pinned canonical split" in done.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["path", "label", "fold"] and len(table) == 300
+    assert split_digest(table["path"], table["label"], table["fold"]) == \
+        get_task("synthetic-wbc").card.canonical_split_sha256
