@@ -47,8 +47,8 @@ def _pct(value) -> str:
 def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here", spread: str = "") -> str:
     """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known, ``source``);
     ``reported``: :func:`leaderboard.paper.paper_rows`. Each extractor's name carries a badge per source of its
-    values (the results folder: ``runs_badge``; a verified submission), the paper's rows theirs, under a title
-    that says how far fold choice alone moves a result (``spread``). An empty string when no result has these
+    values (the results folder: ``runs_badge``; a verified submission), the paper's rows theirs; beneath the
+    table, how far fold choice alone moves a result (``spread``). An empty string when no result has these
     metrics."""
     groups = columns(results)
     if not groups:
@@ -81,10 +81,12 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "
             for metric in GRID_METRICS:
                 tds.append(_measured_cell(row, metric, best[(label, protocol, metric)], runs_badge))
         body.append("<tr>" + "".join(tds) + "</tr>")
-    paper = _reported_rows(groups, reported, spread)
+    paper = _reported_rows(groups, reported)
     table = ('<div class="scroll"><table class="grid" id="grid"><thead>'
              f"<tr>{''.join(head_tasks)}</tr><tr>{''.join(head_protocols)}</tr><tr>{''.join(head_metrics)}</tr>"
              f"</thead><tbody>{''.join(body)}</tbody>{paper}</table></div>")
+    if paper and spread:  # beside the paper's rows, outside the scrolling table so that it wraps on screen
+        table += f'<p class="fold-spread">{escape(spread)}</p>'
     return table
 
 
@@ -102,7 +104,7 @@ def _measured_cell(row, metric: str, best, runs_badge: str = "run here") -> str:
     return f'<td class="num{mark}" title="{escape(tip, quote=True)}">{_pct(mean)}</td>'
 
 
-def _reported_rows(groups, reported: pd.DataFrame, spread: str = "") -> str:
+def _reported_rows(groups, reported: pd.DataFrame) -> str:
     """The paper's rows in the same columns (its full-set numbers also under a subset column's base task)."""
     if reported is None or reported.empty:
         return ""
@@ -113,7 +115,7 @@ def _reported_rows(groups, reported: pd.DataFrame, spread: str = "") -> str:
     indexed = rows.set_index(["extractor", "task", "protocol"])
     span = 1 + 2 * len(groups)
     out = [f'<tbody class="reported"><tr><th colspan="{span}" class="reported-title">reported in the paper '
-           f"(full data sets; not ranked with the rows above). {escape(spread)}</th></tr>"]
+           "(full data sets; not ranked with the rows above; on folds: beneath the table)</th></tr>"]
     for extractor in sorted(rows["extractor"].unique()):
         tds = [f'<td class="name">{escape(extractor)}{badge("paper", "")}</td>']
         for _, task, protocol in groups:
