@@ -857,7 +857,9 @@ def data_split(
         dataset = chosen.load(data_root, data_home=settings.data_dir())
     digest, pinned = dataset.split_fingerprint(), chosen.card.canonical_split_sha256
     if out_path is not None:
-        dataset.samples[["path", "label", "fold"]].sort_values("path").to_csv(out_path, index=False)
+        from tasks.splits import write_split_csv
+
+        write_split_csv(dataset.samples.sort_values("path"), out_path)
     status = ("the pinned canonical split" if digest == pinned else "no canonical split is pinned for this task"
               if pinned is None else f"NOT the pinned canonical split ({pinned})")
     written = "" if out_path is None else f"; written to {out_path}"

@@ -256,16 +256,17 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
 INTERVALS_VERSION = 1  # bump when the interval computation changes its numbers
 
 
-def intervals_path(predictions: Path) -> Path:
+def intervals_path(predictions: Path, sha256: str | None = None) -> Path:
     """``<protocol>.intervals.json`` beside ``<protocol>.predictions.csv``: the intervals computed from it. Any
     other predictions file (a submission's ``predictions.csv.gz``, in a repository) is never written beside, nor
-    is a file found there trusted: its intervals are kept in the cache, under the file's sha256."""
+    is a file found there trusted: its intervals are kept in the cache, under the file's sha256 (``sha256``, when
+    the caller has it already)."""
     if predictions.name.endswith(".predictions.csv"):
         return predictions.with_name(predictions.name.replace(".predictions.csv", ".intervals.json"))
     from bench.core import settings
     from bench.core.files import sha256_file
 
-    return settings.cache_dir() / "intervals" / f"{sha256_file(predictions)}.json"
+    return settings.cache_dir() / "intervals" / f"{sha256 or sha256_file(predictions)}.json"
 
 
 def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
@@ -276,7 +277,8 @@ def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) 
     from bench.core.files import sha256_file
     from leaderboard.stats import bootstrap_ci
 
-    cache, sha = intervals_path(predictions), sha256_file(predictions)
+    sha = sha256_file(predictions)
+    cache = intervals_path(predictions, sha)  # (a submission's cache is named by the same digest: hashed once)
     key = f"{metric}|n_boot={n_boot}|seed={seed}|level=0.95"
     try:
         stored = json.loads(cache.read_text())

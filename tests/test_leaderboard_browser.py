@@ -12,6 +12,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
+def browser():
+    """Headless Chromium through Playwright; skipped with the reason where either is missing."""
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed here (.ci/run installs Debian's chromium where apt can)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
 def page_file(tmp_path):
     for name, score in (('<img src=x onerror="window.pwned=1">', 0.4), ("zeta", 0.9), ("alpha", 0.6)):
         _write(tmp_path / "r", _record(name, "t1", "knn-20", score))
@@ -20,28 +33,21 @@ def page_file(tmp_path):
     return html
 
 
-def test_page_in_headless_chromium(page_file):
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed here (.ci/run installs Debian's chromium where apt can)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_page()
-        dialogs = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(page_file.as_uri())
-        rows = page.locator("#results tbody tr")
-        assert rows.count() == 3
-        names = lambda: [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]  # noqa: E731
-        page.locator("#results th", has_text="mean").first.click()
-        ascending = names()
-        page.locator("#results th", has_text="mean").first.click()
-        descending = names()
-        assert descending[0] == "zeta" and ascending == descending[::-1]
-        assert '<img src=x onerror="window.pwned=1">' in ascending  # shown as text
-        assert page.evaluate("window.pwned === undefined") and not dialogs
-        browser.close()
+def test_page_in_headless_chromium(page_file, browser):
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(page_file.as_uri())
+    rows = page.locator("#results tbody tr")
+    assert rows.count() == 3
+    names = lambda: [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]  # noqa: E731
+    page.locator("#results th", has_text="mean").first.click()
+    ascending = names()
+    page.locator("#results th", has_text="mean").first.click()
+    descending = names()
+    assert descending[0] == "zeta" and ascending == descending[::-1]
+    assert '<img src=x onerror="window.pwned=1">' in ascending  # shown as text
+    assert page.evaluate("window.pwned === undefined") and not dialogs
 
 
 LAYOUT_CHECK = """() => {
@@ -99,39 +105,32 @@ def full_board(tmp_path):
     return html
 
 
-def test_board_reads_like_table_2_and_fits_at_1400_and_800_px(full_board, tmp_path):
+def test_board_reads_like_table_2_and_fits_at_1400_and_800_px(full_board, tmp_path, browser):
     """The Table 2 view (extractors x task x protocol x metric, best per column marked, the paper's rows beneath
     in the same columns), no table hidden behind a scrollbar at 1,400 px, no page overflow at 800 px, no chart
     label over another or over a whisker; screenshots of both widths are taken and are not blank."""
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed here (.ci/run installs Debian's chromium where apt can)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
     from PIL import Image
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        for width in (1400, 800):
-            page = browser.new_page(viewport={"width": width, "height": 1000})
-            page.goto(full_board.as_uri())
-            grid = page.locator("#grid")
-            headers = grid.locator("thead th").all_inner_texts()
-            assert "acevedo" in headers and any(h.startswith("bmc (subset: 4,000 of 171,373") for h in headers)
-            assert headers.count("weighted F1") == headers.count("balanced acc.") == 6
-            measured = grid.locator("tbody").first.locator("tr")
-            assert measured.count() == 8  # 5 extractors + 3 trainer exports
-            best = grid.locator("td.best")
-            assert best.count() >= 12 and "a-very-long" in best.first.locator("xpath=..").inner_text()
-            assert grid.locator("tbody.reported tr").count() > 5  # the paper's rows, same columns
-            found = page.evaluate(LAYOUT_CHECK)
-            if width == 1400:
-                assert found["overflow"] == [], found
-            else:
-                assert "page" not in found["overflow"], found
-            assert found["overlaps"] == [], found
-            shot = tmp_path / f"board-{width}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            with Image.open(shot) as image:
-                assert image.size[0] == width and np.asarray(image.convert("L")).std() > 10
-            page.close()
-        browser.close()
+    for width in (1400, 800):
+        page = browser.new_page(viewport={"width": width, "height": 1000})
+        page.goto(full_board.as_uri())
+        grid = page.locator("#grid")
+        headers = grid.locator("thead th").all_inner_texts()
+        assert "acevedo" in headers and any(h.startswith("bmc (subset: 4,000 of 171,373") for h in headers)
+        assert headers.count("weighted F1") == headers.count("balanced acc.") == 6
+        measured = grid.locator("tbody").first.locator("tr")
+        assert measured.count() == 8  # 5 extractors + 3 trainer exports
+        best = grid.locator("td.best")
+        assert best.count() >= 12 and "a-very-long" in best.first.locator("xpath=..").inner_text()
+        assert grid.locator("tbody.reported tr").count() > 5  # the paper's rows, same columns
+        found = page.evaluate(LAYOUT_CHECK)
+        if width == 1400:
+            assert found["overflow"] == [], found
+        else:
+            assert "page" not in found["overflow"], found
+        assert found["overlaps"] == [], found
+        shot = tmp_path / f"board-{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        with Image.open(shot) as image:
+            assert image.size[0] == width and np.asarray(image.convert("L")).std() > 10
+        page.close()
