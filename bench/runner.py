@@ -283,6 +283,18 @@ def why_not_current(stored: dict | None, current: dict) -> str | None:
     return "what it was computed from differs"
 
 
+def damage(record: ResultRecord, json_path: Path) -> str | None:
+    """None when a stored result re-scores from its predictions file to its own numbers
+    (:func:`bench.core.rescore.rescore_file`), else why not, in words."""
+    from bench.core.rescore import rescore_file
+
+    problems = rescore_file(record, predictions_path(json_path)).problems
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"it does not agree with its predictions: {problems[0]}{more}"
+
+
 @dataclass(frozen=True)
 class TaskFeaturesKey:
     """The feature cache key of one (extractor, data set), and the data set's identity."""
@@ -616,6 +628,8 @@ def prepare_pair(extractor_name: str, task_name: str, protocol_names: list[str] 
         if why is not None and before not in (None, now):
             why = (f"it was computed in {before} and this run computes in {now} (--precision; to keep results "
                    "of both, give each its own --results folder)")
+        if why is None:  # current inputs; kept only if its numbers are those of the predictions beside it
+            why = damage(record, result_paths(options.results_dir, plan.entry.name, plan.label, name)[0])
         if why is None:
             plan.kept.append(name)
         else:

@@ -1,7 +1,10 @@
 """``bench submit`` and ``bench verify``: results packaged for a pull request, and checked before they reach a board.
 
-A submission is one folder per (extractor, task, protocol) under the submissions folder::
+A submission is one folder per (extractor, task, protocol) under the submissions folder, and the features once per
+(extractor, task)::
 
+    <extractor>/<task>/features.npz                   float16 features of every sample, with its path, label and
+                                                      image sha256 (bench.verification)
     <extractor>/<task>/<protocol>/record.json         the result record, as written by `bench run`
     <extractor>/<task>/<protocol>/predictions.csv.gz  its per-sample predicted labels (no probabilities: BMC's
                                                       34k rows stay ~0.2 MB), compressed
@@ -10,18 +13,22 @@ A submission is one folder per (extractor, task, protocol) under the submissions
 ``verify`` refuses a submission when (each failure one line naming the submission, the field and what was
 expected):
 
-- a label metric of a fold, re-scored from the stored predictions, differs from the record's, or the record's
-  means differ from its folds;
-- the predictions or the labels differ from the digests written at submission, or a fold has fewer predictions
-  than its ``n_test``;
+- a file is a symbolic link, or the predictions or labels differ from the digests written at submission;
+- the record does not agree with its predictions (``bench.core.rescore``: every fold's label metrics, n_test, the
+  means and stds);
 - a k-fold result's predictions (every sample once: path, label, fold) do not give the record's ``split_sha256``;
 - the protocol's settings differ from the registered protocol of that name (k, C rule, iterations, ...), or the
   task's split settings from the registered task's (folds, seeds), where the name is registered;
 - a built-in extractor name is used without that model's published weights (sha256, where known);
-- the (extractor, task, protocol) is submitted twice.
+- the (extractor, task, protocol) is submitted twice;
+- what CI derives again itself disagrees (``bench.verification``): a label against the task's canonical split, a
+  fold against the task's split rule, the record's metrics against the protocol run again on the submitted
+  features, the submitted features against a random sample of images extracted again.
 
-A result on another split than the task's pinned canonical one, or on a subset, is not refused: its record says
-so, and the board keeps it apart from canonical full-set rows (``leaderboard.tables.subset_mark``).
+An accepted submission is shown with CI's own numbers (the protocol run again), badged "verified" only where all
+four were derived again, else "self-reported" with what was taken on trust. A result on another split than the
+task's pinned canonical one, or on a subset, is not refused: its record says so, and the board keeps it apart from
+canonical full-set rows (``leaderboard.tables.subset_mark``).
 """
 
 from __future__ import annotations
@@ -29,20 +36,23 @@ from __future__ import annotations
 import getpass
 import gzip
 import hashlib
-import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.core.errors import ResultsError
-from bench.core.files import atomic_write_bytes
-from bench.core.metrics import LABEL_METRICS, metric_value
+from bench.core.errors import HemabenchError, ResultsError
+from bench.core.files import atomic_write_bytes, digest, sha256_file
 from bench.core.record import ResultRecord, now_utc
 from bench.core.registry import safe_name
+from bench.core.rescore import read_predictions, rescore
+from bench.verification import FEATURES_FILE, SAMPLE, Checks, Derived, derive, features_entry, read_features
 
-SUBMISSION_FORMAT = "hemabench-submission/1"
-TOLERANCE = 1e-9  # re-scored metrics must equal the record's (both are computed by the same scikit-learn calls)
+SUBMISSION_FORMAT = "hemabench-submission/2"
+READABLE_FORMATS = ("hemabench-submission/1", SUBMISSION_FORMAT)  # 1: without features (self-reported)
+VERIFY_VERSION = 1  # bump when what verify derives changes: cached verdicts are then derived again
+_FILES = ("submission.json", "record.json", "predictions.csv.gz")
 
 
 def _sha256(data: bytes) -> str:
@@ -58,12 +68,13 @@ def labels_digest(predictions: pd.DataFrame) -> str:
 
 
 def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, tasks: list[str] | None = None,
-           log=print) -> list[Path]:
+           log=print, data_root: Path | None = None) -> list[Path]:
     """Package every result record under ``results_dir`` (those of ``extractors`` / ``tasks`` when given) that
-    has its predictions; returns the submission folders written."""
+    has its predictions, with the features of each (extractor, task) from the feature cache; returns the
+    submission folders written. ``data_root``: where the task's images are now, if not where the record says."""
     from leaderboard.tables import read_results
 
-    written, problems = [], []
+    written, problems, features = [], [], {}
     rows = read_results(results_dir, problems)  # the records a board would show (unreadable files are skipped)
     for line in problems:
         log(f"skipped: {line}")
@@ -75,18 +86,20 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
             log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
             continue
         record = ResultRecord.read(path)
-        predictions = pd.read_csv(table, dtype=str, keep_default_na=False)  # every value as written
+        predictions = read_predictions(table)
         predictions = predictions[[c for c in predictions.columns if not c.startswith("proba_")]]
         raw = predictions.to_csv(index=False, lineterminator="\n").encode()
-        folder = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name) / safe_name(
-            record.protocol.name)
+        pair = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name)
+        folder = pair / safe_name(record.protocol.name)
+        if pair not in features:
+            features[pair] = _package_features(record, pair / FEATURES_FILE, data_root, log)
         extractor = record.extractor
         card = {"name": extractor.name, "summary": extractor.summary, "dim": extractor.dim,
                 "n_parameters": extractor.n_parameters, "precision": extractor.precision,
                 "weights_sha256": extractor.weights_sha256, "family": extractor.fingerprint.get("family"),
                 "transform": extractor.fingerprint.get("transform"), "metadata": extractor.metadata}
         info = {"format": SUBMISSION_FORMAT, "extractor": card, "task": record.task.name,
-                "protocol": record.protocol.name, "inputs": record.inputs,
+                "protocol": record.protocol.name, "inputs": record.inputs, "features": features[pair],
                 "predictions_sha256": _sha256(raw), "labels_sha256": labels_digest(predictions),
                 "n_predictions": len(predictions), "environment": record.environment,
                 "submitted_by": getpass.getuser(), "submitted": now_utc()}
@@ -98,45 +111,147 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
     return written
 
 
-def verify(submissions: Path) -> tuple[int, list[str]]:
-    """(submissions found, one line per failure)."""
-    outcome = verify_each(submissions)
-    return len(outcome), [line for lines in outcome.values() for line in lines]
+def _package_features(record: ResultRecord, path: Path, data_root: Path | None, log) -> dict | None:
+    """Write the features of a record's (extractor, task) from the feature cache, in the data set's row order
+    (bad images left out), and return their submission.json entry; None, said in ``log``, where it cannot be
+    done (the submission is then shown as self-reported)."""
+    from bench.cache import FeatureStore
+    from bench.core import settings
+    from tasks import get_task
+
+    task_info, inputs = record.task.model_extra or {}, record.inputs or {}
+    sources = inputs.get("features") or []
+    why = None
+    if "=>" in record.task.name or len(sources) != 1 or task_info.get("split_kind") not in ("kfold", "fixed"):
+        why = "CI runs single-task cell results again only (not domain shift or patient bags)"
+    else:
+        try:
+            task = get_task(record.task.name.split("@", 1)[0])
+            dataset = task.load(data_root or sources[0].get("root"), data_home=settings.data_dir())
+            if dataset.content_fingerprint() != sources[0].get("content_sha256"):
+                why = (f"the images at {dataset.root} are not the ones the result was computed on (content sha256 "
+                       "differs); pass --data-root with that copy")
+            else:
+                cached = FeatureStore(settings.cache_dir(), sources[0]["key"]).load()
+                keep = np.ones(len(dataset), dtype=bool)
+                keep[cached.bad_rows] = False
+                entry = features_entry(path, dataset.samples[keep].reset_index(drop=True),
+                                       np.asarray(cached.features)[keep])
+                log(f"{record.extractor.name} / {record.task.name}: {int(keep.sum())} x {entry['dim']} features "
+                    f"packaged ({path.stat().st_size / 1e6:.2f} MB)")
+                return entry
+        except HemabenchError as exc:
+            why = f"{exc}"
+    log(f"{record.extractor.name} / {record.task.name}: no features packaged ({why}); its submissions can only be "
+        "shown as self-reported")
+    return None
 
 
-def verify_each(submissions: Path) -> dict[Path, list[str]]:
-    """Every submission folder under ``submissions`` -> its failures (empty: verified), in path order."""
+def verify(submissions: Path, data_roots: dict[str, Path] | None = None, sample: int = SAMPLE,
+           seed: int | None = None, log=lambda line: None) -> tuple[int, list[str], dict[Path, Derived]]:
+    """(submissions found, one line per failure, each submission's outcome). Always derived anew (the board reuses
+    what this wrote to the cache)."""
+    outcome = verify_each(submissions, data_roots, sample, seed, log, reuse=False)
+    where = {folder: folder.relative_to(submissions).as_posix() for folder in outcome}
+    lines = [f"{where[folder]}: {line}" for folder, derived in outcome.items() for line in derived.failures]
+    return len(outcome), lines, outcome
+
+
+def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sample: int = SAMPLE,
+                seed: int | None = None, log=lambda line: None, reuse: bool = True) -> dict[Path, Derived]:
+    """Every submission folder under ``submissions`` -> its outcome (no failures: accepted), in path order.
+    ``reuse``: take the outcome of an identical submission verified before on this machine from the cache
+    (``$BENCH_HOME/cache/verifications``; never from the submissions folder)."""
+    from leaderboard.tables import files_inside, link_problem
+
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise ResultsError(f"submissions folder {submissions} does not exist; pass the folder `bench submit --out` "
                            "wrote")
-    outcome, seen = {}, {}
-    for info_path in sorted(submissions.rglob("submission.json")):
+    links: list[Path] = []
+    outcome, seen, extracted = {}, {}, {}
+    for info_path in files_inside(submissions, "submission.json", links):
         folder = info_path.parent
-        where = folder.relative_to(submissions).as_posix()
+        linked = [name for name in _FILES if (folder / name).is_symlink()]
+        if linked:
+            outcome[folder] = Derived([f"{', '.join(linked)} is a symbolic link; a submission is read only from plain "
+                                       "files inside the submissions folder"])
+            continue
         try:
             info = json.loads(info_path.read_text())
             record = ResultRecord.read(folder / "record.json")
             raw = gzip.decompress((folder / "predictions.csv.gz").read_bytes())
         except (OSError, ValueError, ResultsError) as exc:
-            outcome[folder] = [f"{where}: cannot be read ({type(exc).__name__}: {exc})"]
+            outcome[folder] = Derived([f"cannot be read ({type(exc).__name__}: {exc})"])
             continue
         key = (record.extractor.name, record.task.name, record.protocol.name)
         if key in seen:
-            outcome[folder] = [f"{where}: duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"]
+            outcome[folder] = Derived([f"duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"])
             continue
-        seen[key] = where
-        outcome[folder] = [f"{where}: {line}" for line in _check(info, record, raw)]
+        seen[key] = folder.relative_to(submissions).as_posix()
+        failures = _check(info, record, raw)
+        if failures:
+            outcome[folder] = Derived(failures)
+            continue
+        root = (data_roots or {}).get(record.task.name.split("@", 1)[0])
+        outcome[folder] = _derived(folder, submissions, info, record, raw, root, sample, seed, log, reuse, extracted)
+    for path in links:
+        outcome[path] = Derived([link_problem(path)])
     return outcome
 
 
+def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, raw: bytes, root: Path | None,
+             sample: int, seed: int | None, log, reuse: bool, extracted: dict) -> Derived:
+    """``bench.verification.derive`` for one submission whose files agree, through the verification cache."""
+    from bench.core import settings
+
+    files = {name: sha256_file(folder / name) for name in _FILES}
+    features = info.get("features")
+    if features:
+        files[FEATURES_FILE] = features.get("sha256")
+    # the last outcome on this machine, whatever data root it found the images at: `bench verify` derives it anew
+    key = digest({"files": files, "version": VERIFY_VERSION, "sample": sample})
+    cache = settings.cache_dir() / "verifications" / key
+    if reuse and seed is None:
+        kept = _read_cached(cache, record)
+        if kept is not None:
+            return kept
+    table = read_predictions(raw)
+    loaded, failures = (None, []) if not features else read_features(folder, top, features, record.extractor.dim)
+    if failures:
+        return Derived(failures)
+    derived = derive(record, table, loaded, root, sample, seed, log, extracted)
+    if not derived.failures:
+        _write_cached(cache, derived)
+    return derived
+
+
+def _write_cached(cache: Path, derived: Derived) -> None:
+    try:
+        atomic_write_bytes(cache / "record.json", derived.record.to_json().encode())
+        atomic_write_bytes(cache / "predictions.csv", derived.predictions.to_csv(index=False).encode())
+        atomic_write_bytes(cache / "checks.json", json.dumps(derived.checks.as_dict(), indent=2).encode())
+    except OSError:
+        pass  # a read-only cache: the next board verifies again
+
+
+def _read_cached(cache: Path, record: ResultRecord) -> Derived | None:
+    try:
+        checks = Checks(**json.loads((cache / "checks.json").read_text()))
+        ours = ResultRecord.read(cache / "record.json")
+        return Derived([], checks, ours, read_predictions(cache / "predictions.csv"))
+    except (OSError, ValueError, TypeError, ResultsError):
+        return None
+
+
 def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
+    """The files of one submission agree with each other and with the registered names."""
     out = []
-    if info.get("format") != SUBMISSION_FORMAT:
+    if info.get("format") not in READABLE_FORMATS:
         return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
     if _sha256(raw) != info.get("predictions_sha256"):
         out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
-    predictions = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+    predictions = read_predictions(raw)
     if labels_digest(predictions) != info.get("labels_sha256"):
         out.append("predictions.csv.gz label: the samples or labels differ from the labels_sha256 written at "
                    "submission")
@@ -148,30 +263,10 @@ def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
     out.extend(_check_weights(record))
     out.extend(_check_settings(record))
     out.extend(_check_split(record, predictions))
-    by_fold = predictions.groupby(["seed", "fold"] if "seed" in predictions else ["fold"], sort=False)
-    groups = {tuple(str(k) for k in (key if isinstance(key, tuple) else (key,))): rows for key, rows in by_fold}
-    for number, fold in enumerate(record.metrics.per_fold):
-        name = tuple(str(fold[k]) for k in (("seed", "fold") if "seed" in predictions else ("fold",)) if k in fold)
-        rows = groups.get(name)
-        label = " ".join(name) or str(number)
-        if rows is None:
-            out.append(f"predictions fold {label}: no predictions for this fold of the record")
-            continue
-        if "n_test" in fold and len(rows) != fold["n_test"]:
-            out.append(f"predictions fold {label}: {len(rows)} prediction(s), the record's fold has "
-                       f"n_test = {fold['n_test']}")
-        for metric in LABEL_METRICS:
-            if fold.get(metric) is None:
-                continue
-            again = metric_value(rows["label"].astype(str), rows["prediction"].astype(str), metric)
-            if abs(again - fold[metric]) > TOLERANCE:
-                out.append(f"record.json metrics.per_fold[{number}].{metric}: {fold[metric]!r}, the predictions "
-                           f"give {again!r}")
-    for metric in LABEL_METRICS:
-        values = [fold.get(metric) for fold in record.metrics.per_fold]
-        mean = record.metrics.mean.get(metric)
-        if mean is not None and None not in values and abs(sum(values) / len(values) - mean) > TOLERANCE:
-            out.append(f"record.json metrics.mean.{metric}: {mean!r}, the folds give {sum(values) / len(values)!r}")
+    # the package's predictions keep labels only (another file than the run's): its digest is checked above
+    out.extend(f"record.json {line}" for line in rescore(record.model_copy(update={"predictions_sha256": None,
+                                                                                   "n_predictions": None}),
+                                                         predictions).problems)
     return out
 
 
@@ -235,15 +330,32 @@ def _check_split(record: ResultRecord, predictions: pd.DataFrame) -> list[str]:
     return []
 
 
-def board_rows(runs: pd.DataFrame, submissions: Path, problems: list[str]) -> pd.DataFrame:
+def board_rows(runs: pd.DataFrame, submissions: Path, problems: list[str],
+               data_roots: dict[str, Path] | None = None) -> pd.DataFrame:
     """The board's rows: ``runs`` (``leaderboard.tables.read_results``) and every submission under
-    ``submissions`` that ``verify`` accepts; each refused one is listed in ``problems`` (never shown)."""
+    ``submissions`` that ``verify`` accepts, with CI's own numbers and what was derived again; each refused one is
+    listed in ``problems`` (never shown)."""
     from leaderboard.tables import submission_row, with_submissions
 
     accepted = []
-    for folder, failures in verify_each(submissions).items():
-        if failures:
-            problems.extend(f"submission not shown: {line}" for line in failures)
+    for folder, derived in verify_each(submissions, data_roots).items():
+        where = folder.relative_to(submissions).as_posix() if folder.is_relative_to(submissions) else str(folder)
+        if derived.failures:
+            problems.extend(f"submission not shown: {where}: {line}" for line in derived.failures)
             continue
-        accepted.append(submission_row(folder / "record.json", folder / "predictions.csv.gz"))
+        predictions = _shown_predictions(derived)
+        collapsed = rescore(derived.record, read_predictions(predictions)).collapsed
+        accepted.append(submission_row(derived.record, folder / "record.json", predictions, len(collapsed),
+                                       derived.checks.summary(), derived.checks.verified))
     return with_submissions(runs, accepted)
+
+
+def _shown_predictions(derived: Derived) -> Path:
+    """CI's predictions as a file the board's intervals read (in the cache, named by content)."""
+    from bench.core import settings
+
+    data = derived.predictions.to_csv(index=False).encode()
+    path = settings.cache_dir() / "verifications" / "predictions" / f"{_sha256(data)}.csv"
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    return path

@@ -25,8 +25,12 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 BADGE_CSS = (".badge{display:inline-block;font-size:10px;line-height:14px;padding:0 4px;margin:1px 0 1px 4px;"
              "border-radius:3px;white-space:nowrap;font-weight:normal}.badge.run{background:#dde8f6}"
-             ".badge.submission{background:#f6e8c8}.badge.paper{background:#e8e8e8}")
-SUBMISSION_BADGE, PAPER_BADGE = "verified submission", "reported in the paper"
+             ".badge.submission{background:#f6e8c8}.badge.self-reported{background:#f3d6d6}"
+             ".badge.paper{background:#e8e8e8}")
+SUBMISSION_BADGE, SELF_REPORTED_BADGE, PAPER_BADGE = ("verified submission", "self-reported submission",
+                                                      "reported in the paper")
+BADGES = {"submission": SUBMISSION_BADGE, "self-reported": SELF_REPORTED_BADGE, "paper": PAPER_BADGE}
+COLLAPSED_MARK = "⚠"  # a result whose predictions collapsed to one class in some fold: a warning, never the best
 
 
 def sources(value) -> list[str]:
@@ -34,10 +38,12 @@ def sources(value) -> list[str]:
     return [part.strip() for part in str(value or "run").split(",") if part.strip()]
 
 
-def badge(source: str, runs_badge: str) -> str:
-    text = {"run": runs_badge, "submission": SUBMISSION_BADGE, "paper": PAPER_BADGE}.get(source, source)
-    kind = source if source in ("run", "submission", "paper") else "run"
-    return f'<span class="badge {kind}">{escape(text)}</span>'
+def badge(source: str, runs_badge: str, checks: str = "") -> str:
+    """A row's source as a badge; a submission's says what `bench verify` derived again (``checks``) on hover."""
+    text = {"run": runs_badge, **BADGES}.get(source, source)
+    kind = source if source in ("run", *BADGES) else "run"
+    tip = f' title="{escape(checks, quote=True)}"' if checks else ""
+    return f'<span class="badge {kind}"{tip}>{escape(text)}</span>'
 
 
 def _pct(value) -> str:
@@ -65,16 +71,18 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "
     for label, _, protocol in groups:
         rows = results[(results["task_label"] == label) & (results["protocol"] == protocol)]
         for metric in GRID_METRICS:
-            values = rows[f"{metric}_mean"].dropna()
+            values = rows.loc[_collapsed(rows) == 0, f"{metric}_mean"].dropna()  # a collapsed result is never best
             best[(label, protocol, metric)] = values.max() if len(values) else None
     body = []
     wanted = {(label, protocol) for label, _, protocol in groups}
     shown = results[[key in wanted for key in zip(results["task_label"], results["protocol"])]]
     for extractor in sorted(results["extractor"].unique()):
-        mine = shown.loc[shown["extractor"] == extractor, "source"] if "source" in shown else []
-        kinds = sorted({k for value in mine for k in sources(value)}, key=["run", "submission"].index)
+        mine = shown[shown["extractor"] == extractor]
+        kinds = sorted({k for value in mine.get("source", []) for k in sources(value)},
+                       key=["run", "submission", "self-reported"].index)
+        checks = "; ".join(sorted({str(c) for c in mine.get("checks", []) if isinstance(c, str) and c}))
         tds = [f'<td class="name" title="{escape(extractor, quote=True)}">{escape(extractor)}'
-               f'{"".join(badge(k, runs_badge) for k in kinds)}</td>']
+               f'{"".join(badge(k, runs_badge, checks if k != "run" else "") for k in kinds)}</td>']
         for label, _, protocol in groups:
             key = (extractor, label, protocol)
             row = cells.loc[key] if key in cells.index else None
@@ -95,13 +103,23 @@ def _measured_cell(row, metric: str, best, runs_badge: str = "run here") -> str:
         return '<td class="num">—</td>'
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     tip = f"mean ± std over {int(row['n_folds'])} fold(s): {_pct(mean)} ± {_pct(std)}"
-    origin = [{"run": runs_badge, "submission": SUBMISSION_BADGE}.get(k, k) for k in sources(row.get("source"))]
+    origin = [{"run": runs_badge, **BADGES}.get(k, k) for k in sources(row.get("source"))]
     tip += f"; {' and '.join(origin)}"
     if metric == row["main_metric"] and pd.notna(row.get("ci_low")):
         tip += f"; 95 % interval {_pct(row['ci_low'])}–{_pct(row['ci_high'])}"
+    collapsed = int(row.get("collapsed") or 0)
+    if collapsed:
+        tip += (f"; warning: the predictions collapsed to one class in {collapsed} fold(s) (a probe that learned "
+                "nothing): never marked best")
+        return (f'<td class="num collapsed" title="{escape(tip, quote=True)}">{_pct(mean)} '
+                f'<span aria-label="warning: collapsed">{COLLAPSED_MARK}</span></td>')
     top = best is not None and mean >= best - 1e-12
     mark = ' best" aria-label="best in this column' if top else ""
     return f'<td class="num{mark}" title="{escape(tip, quote=True)}">{_pct(mean)}</td>'
+
+
+def _collapsed(rows: pd.DataFrame) -> pd.Series:
+    return rows["collapsed"].fillna(0) if "collapsed" in rows else pd.Series(0, index=rows.index)
 
 
 def _reported_rows(groups, reported: pd.DataFrame) -> str:

@@ -19,7 +19,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .reported{color:#555}h2{margin-top:2em}.scroll{overflow-x:auto;max-width:100%}
 td.name,table.sortable td:first-child{overflow-wrap:anywhere;min-width:8em;max-width:18em}
 table.grid th.group{text-align:center}table.grid th.metric{font-weight:normal;font-size:12px;white-space:nowrap}
-table.grid td.best{font-weight:bold;background:#e3f1e3}tbody.reported td{color:#666}
+table.grid td.best{font-weight:bold;background:#e3f1e3}table.grid td.collapsed{color:#a33}tbody.reported td{color:#666}
 th.reported-title{font-weight:normal;font-style:italic;background:#fafafa}
 .charts{display:flex;flex-wrap:wrap;gap:1em 2em;align-items:flex-start}
 figure.chart{margin:0;width:420px}figure.chart figcaption{font-weight:bold;font-size:13px;margin-bottom:4px}
@@ -152,6 +152,16 @@ def _problems(problems) -> list[str]:
     return [f'<h2>Problems with the results folder ({len(problems)})</h2><ul class="problems">{items}</ul>']
 
 
+def status(row) -> str:
+    """A result's status on the board: a collapse to one class is a warning, whatever the number."""
+    collapsed = int(row.get("collapsed") or 0) if pd.notna(row.get("collapsed")) else 0
+    return f"warning: collapsed to one class in {collapsed} fold(s)" if collapsed else "ok"
+
+
+def _checks(row, source: str) -> str:
+    return str(row.get("checks") or "") if source != "run" and isinstance(row.get("checks"), str) else ""
+
+
 def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str,
                 problems: list[str] = (), maps: list[dict] = (), paper: pd.DataFrame | None = None,
                 runs_badge: str = "run here") -> str:
@@ -169,7 +179,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
                              subset=subset,
                              task_label=results["task_label"] if "task_label" in results else results["task"])
     header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",
-              "run date", "source"]
+              "status", "run date", "source"]
     body = []
     for _, r in results.iterrows():
         interval = "—" if pd.isna(r.get("ci_low")) else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
@@ -177,9 +187,9 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             _cell(r["extractor"]), _cell(r["task_label"]), _cell(r["protocol"]), _cell(r["main_metric"]),
             _cell(r["main_mean"], True, _pct(r["main_mean"])), _cell(r["main_std"], True, _pct(r["main_std"])),
             _cell(r.get("ci_low"), True, interval), _cell(r["n_folds"], True), _cell(r["warnings"], True),
-            _cell(str(r.get("created") or "")[:10]),
+            _cell(status(r)), _cell(str(r.get("created") or "")[:10]),
             f'<td class="txt" data-value="{escape(str(r.get("source") or "run"), quote=True)}">'
-            f'{"".join(badge(k, runs_badge) for k in sources(r.get("source")))}</td>',
+            f'{"".join(badge(k, runs_badge, _checks(r, k)) for k in sources(r.get("source")))}</td>',
         ]) + "</tr>")
     grid = grid_html(results, paper, runs_badge, fold_spread_sentence(results))
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
@@ -191,8 +201,12 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
              "\"not the canonical split\" used other folds or files than the task's pinned split. Badges say where a "
              "row comes from: "
              f"{badge('run', runs_badge)} the results this page was built from, {badge('submission', '')} a "
-             "submitted run whose every metric <code>bench verify</code> re-scored from its predictions, "
-             f"{badge('paper', '')} the numbers the DinoBloom paper reports.</p>",
+             "submission whose labels, folds, protocol and features <code>bench verify</code> derived again itself "
+             "(the numbers shown are its own run of the protocol), "
+             f"{badge('self-reported', '')} a submission of which some part could not be derived again (hover the "
+             "badge: e.g. a model whose weights are not public), "
+             f"{badge('paper', '')} the numbers the DinoBloom paper reports. A value marked ⚠ comes from predictions "
+             "that collapsed to one class in some fold: a warning, never the best of its column.</p>",
              *([f"<p>{escape(BATCH_EFFECT_NOTE)}</p>"] if (results["protocol"] == BATCH_EFFECT).any() else []),
              *_problems(problems),
              *([grid] if grid else []),

@@ -20,7 +20,8 @@ from bench.core.errors import ResultsError, UsageError
 from bench.core.metrics import LABEL_METRICS, SCORES
 from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
-COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "n_folds", "warnings", "created",
+COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "n_folds", "warnings", "collapsed",
+           "checks", "created",
            "predictions", "n_images", "full_set_images", "dim", "n_parameters", "precision", "weights_sha256",
            "training_iteration", "training_run", "record"] + [
     f"{m}_{s}" for m in SCORES for s in ("mean", "std")
@@ -28,7 +29,7 @@ COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "
 _KEY = ["extractor", "task", "protocol"]
 # Where a row comes from: a results folder this board was built from ("run"), a submission that `bench verify`
 # accepted ("submission"), or both (the run is shown: it reproduced the submission's entry)
-RUN, SUBMISSION = "run", "submission"
+RUN, SUBMISSION, SELF_REPORTED = "run", "submission", "self-reported"
 _SIDE_FILES = (".intervals.json", ".map.json")  # bootstrap intervals (below), UMAPs (leaderboard.maps)
 BATCH_EFFECT = "batch-effect"  # the protocol name of `bench batch-effect` results (protocols/batch_effect.py)
 BATCH_EFFECT_NOTE = (
@@ -51,7 +52,8 @@ def read_results(results_dir: str | Path, problems: list[str] | None = None) -> 
         raise ResultsError(f"results folder {results_dir} does not exist; run `bench run` first or pass --results DIR")
     found = [] if problems is None else problems
     rows = []
-    for path in sorted(results_dir.rglob("*.json")):
+    links: list[Path] = []
+    for path in files_inside(results_dir, ".json", links):
         if path.name.endswith(_SIDE_FILES):
             continue  # kept beside the records, read (and reported) by what uses them
         try:
@@ -63,16 +65,63 @@ def read_results(results_dir: str | Path, problems: list[str] | None = None) -> 
                 raise ResultsError(f"result file {path} cannot be read ({exc}); fix its permissions or delete it "
                                    "and run again") from exc
             if not looks_like_record(payload):
-                continue  # not a result record (e.g. a user's own JSON next to the results)
-            rows.append(_row(ResultRecord.from_dict(payload, path), path))
+                raise ResultsError(f"{path} is JSON but not a result record ({_what_json(payload)}); move it out of "
+                                   "the results folder")
+            rows.append(_checked_row(ResultRecord.from_dict(payload, path), path))
         except ResultsError as exc:
             if problems is None:
                 raise
             found.append(f"skipped: {exc}")
+    found.extend(f"skipped: {link_problem(path)}" for path in links)
     rows = _without_duplicates(rows, found)
     if problems is None and found:
         raise ResultsError(found[0])
     return _table(rows).sort_values(["task", "protocol", "extractor"], ignore_index=True)
+
+
+def files_inside(folder: Path, suffix: str, links: list[Path]) -> list[Path]:
+    """The files ending in ``suffix`` below ``folder``, in path order, without following a symbolic link: a link
+    (to a file or a folder, inside or outside) is appended to ``links`` and never read, so nothing outside the
+    folder reaches a board or a submission."""
+    found = []
+    for top, folders, files in os.walk(folder):  # os.walk does not descend into linked folders
+        for name in sorted(folders + files):
+            path = Path(top) / name
+            if path.is_symlink():
+                if name.endswith(suffix) or name in folders:
+                    links.append(path)
+            elif name in files and name.endswith(suffix):
+                found.append(path)
+    return sorted(found)
+
+
+def link_problem(path: Path) -> str:
+    return (f"{path} is a symbolic link (to {os.readlink(path)}); only files inside the folder are read: replace it "
+            "with a copy of what it points to")
+
+
+def _what_json(payload) -> str:
+    if isinstance(payload, dict):
+        return f"an object without {' and '.join(k for k in ('metrics', 'protocol') if k not in payload)}"
+    return "null" if payload is None else f"a JSON {type(payload).__name__.replace('str', 'string')}"
+
+
+def _checked_row(record: ResultRecord, path: Path) -> dict:
+    """The board row of a record whose numbers its predictions give again (bench.core.rescore); a record that
+    disagrees with its predictions is refused (ResultsError), one without predictions shown with the problem
+    reported later (no interval)."""
+    from bench.core.rescore import rescore_file
+
+    table = predictions_path(path)
+    if not (table.exists() or table.is_symlink()) or record.protocol.name == BATCH_EFFECT:
+        return _row(record, path)
+    check = rescore_file(record, table)
+    if check.problems:
+        shown = "; ".join(check.problems[:3]) + (f"; and {len(check.problems) - 3} more" if len(check.problems) > 3
+                                                 else "")
+        raise ResultsError(f"{path} is not shown: it does not agree with its predictions ({shown}). `bench run` "
+                           "with --overwrite only-missing recomputes it; or delete it")
+    return _row(record, path, collapsed=len(check.collapsed))
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -85,9 +134,13 @@ def empty_results() -> pd.DataFrame:
     return _table([])
 
 
-def submission_row(record_path: Path, predictions: Path) -> dict:
-    """The board row of a verified submission's record (its predictions: ``predictions.csv.gz`` beside it)."""
-    return _row(ResultRecord.read(record_path), Path(record_path), predictions=Path(predictions), source=SUBMISSION)
+def submission_row(record: ResultRecord, record_path: Path, predictions: Path, collapsed: int, checks: str,
+                   verified: bool) -> dict:
+    """The board row of an accepted submission: ``record`` as derived again by ``bench verify`` (its metrics CI's
+    own where it ran the protocol), ``predictions`` CI's, ``checks`` what was derived again and what was taken on
+    trust; its source is "submission" (verified) or "self-reported"."""
+    return _row(record, Path(record_path), predictions=Path(predictions), source=SUBMISSION if verified else
+                SELF_REPORTED, collapsed=collapsed, checks=checks)
 
 
 def with_submissions(runs: pd.DataFrame, submitted: list[dict]) -> pd.DataFrame:
@@ -96,7 +149,8 @@ def with_submissions(runs: pd.DataFrame, submitted: list[dict]) -> pd.DataFrame:
     have = {tuple(r) for r in runs[_KEY].itertuples(index=False)}
     runs = runs.copy()
     both = {tuple(row[k] for k in _KEY) for row in submitted} & have
-    runs["source"] = [f"{RUN}, {SUBMISSION}" if tuple(r) in both else s
+    kinds = {tuple(row[k] for k in _KEY): row["source"] for row in submitted}
+    runs["source"] = [f"{RUN}, {kinds[tuple(r)]}" if tuple(r) in both else s
                       for r, s in zip(runs[_KEY].itertuples(index=False), runs["source"])]
     extra = _table([row for row in submitted if tuple(row[k] for k in _KEY) not in have])
     if extra.empty:
@@ -160,7 +214,8 @@ def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     return found, full, "; ".join(marks)
 
 
-def _row(record: ResultRecord, path: Path, predictions: Path | None = None, source: str = RUN) -> dict:
+def _row(record: ResultRecord, path: Path, predictions: Path | None = None, source: str = RUN, collapsed: int = 0,
+         checks: str = "") -> dict:
     extractor, training = record.extractor, record.extractor.training
     n_images, full_set, mark = subset_mark(record.task.model_extra or {})
     row = {
@@ -172,6 +227,8 @@ def _row(record: ResultRecord, path: Path, predictions: Path | None = None, sour
         "main_metric": record.metrics.main,
         "n_folds": len(record.metrics.per_fold),
         "warnings": len(record.warnings) + len(training.get("warnings") or []),  # e.g. the trainer's collapse warning
+        "collapsed": collapsed,  # folds whose predictions are one class although their labels are several
+        "checks": checks,  # a submission: what `bench verify` re-derived
         "created": record.created,
         "predictions": str(predictions or predictions_path(path)),
         "n_images": n_images,
@@ -315,8 +372,10 @@ def ranking(results: pd.DataFrame, protocol: str) -> pd.DataFrame:
     from leaderboard.stats import rank_table
 
     rows = results[results["protocol"] == protocol]
-    scores = rows.assign(task_label=_labels(rows), score=[r[f"{r['main_metric']}_mean"] for _, r in rows.iterrows()]
-                         ).pivot(index="extractor", columns="task_label", values="score")
+    collapsed = rows["collapsed"].fillna(0) > 0 if "collapsed" in rows else pd.Series(False, index=rows.index)
+    scores = rows.assign(task_label=_labels(rows), score=[None if c else r[f"{r['main_metric']}_mean"]
+                                                          for c, (_, r) in zip(collapsed, rows.iterrows())]
+                         ).pivot(index="extractor", columns="task_label", values="score")  # a collapse is never ranked
     scores.columns.name = None
     return rank_table(scores.astype(float))
 
@@ -353,11 +412,21 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
              "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
     if (results["protocol"] == BATCH_EFFECT).any():
         parts.append(BATCH_EFFECT_NOTE)
-    submitted = results[[SUBMISSION in str(s) for s in results["source"]]] if "source" in results else results[:0]
-    if len(submitted):
-        names = "; ".join(f"{e} / {t} / {p}" for e, t, p in submitted[_KEY].itertuples(index=False))
-        parts.append(f"Verified submissions (every metric re-scored from their predictions by `bench verify`): "
-                     f"{md_text(names)}.")
+    for kind, title in ((SUBMISSION, "Verified submissions (labels, folds, protocol and features derived again by "
+                                      "`bench verify`; the numbers are its own run of the protocol)"),
+                        (SELF_REPORTED, "Self-reported submissions (accepted by `bench verify`, but some part taken on "
+                                        "trust, as said for each)")):
+        submitted = results[[kind in sources_of(s) for s in results.get("source", pd.Series(dtype=object))]]
+        if len(submitted):
+            names = "; ".join(f"{e} / {t} / {p}" + ("" if kind == SUBMISSION else f" ({c})")
+                              for e, t, p, c in submitted[[*_KEY, "checks"]].itertuples(index=False))
+            parts.append(f"{title}: {md_text(names)}.")
+    collapsed = scored[scored["collapsed"].fillna(0) > 0]
+    if len(collapsed):
+        parts.append("⚠ collapsed: the predictions of these results fell onto one class in some fold (a probe that "
+                     "learned nothing); they are shown with a warning and never ranked: "
+                     + md_text("; ".join(f"{e} / {t} / {p}" for e, t, p in collapsed[_KEY].itertuples(index=False)))
+                     + ".")
     if (scored["task_label"] != scored["task"]).any():
         parts.append("A column marked \"subset: n of N images\" holds results on part of a data set whose full set "
                      "has N images: they are not comparable with full-set results (nor with the paper's reported "
@@ -369,7 +438,8 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
         tasks = [c for c in table.columns if c not in ("mean", "borda", "ranked") and not c.startswith("rank ")]
         shown = pd.DataFrame(index=table.index)
         for task in tasks:
-            shown[task] = [_with_ci(table.loc[e, task], cells, e, task, table.loc[e, f"rank {task}"])
+            shown[task] = [_collapsed_cell(cells, e, task) or
+                           _with_ci(table.loc[e, task], cells, e, task, table.loc[e, f"rank {task}"])
                            for e in table.index]
         shown["mean over tasks"] = [_pct(v) for v in table["mean"]]
         shown["Borda"] = ["—" if pd.isna(v) else str(int(v)) for v in table["borda"]]
@@ -416,6 +486,21 @@ def _md_table(table: pd.DataFrame) -> str:
     shown.index.name = "extractor"
     shown.columns = [md_text(c) for c in shown.columns]
     return shown.to_markdown(disable_numparse=True)
+
+
+def sources_of(value) -> list[str]:
+    """The sources of a board row's ``source`` ("run", "submission", "self-reported", or "run, submission")."""
+    return [part.strip() for part in str(value or RUN).split(",") if part.strip()]
+
+
+def _collapsed_cell(cells: pd.DataFrame, extractor: str, task: str) -> str:
+    """A collapsed result's cell ("4.8 ⚠ collapsed": its number, no rank), or "" for any other."""
+    if (extractor, task) not in cells.index:
+        return ""
+    row = cells.loc[(extractor, task)]
+    if not (row["collapsed"] or 0) > 0:
+        return ""
+    return f"{_pct(row[row['main_metric'] + '_mean'])} ⚠ collapsed"
 
 
 def _pct(value) -> str:

@@ -107,6 +107,9 @@ class Task(ABC):
     # rows), pinned where it is known; recorded with every result so that the leaderboard keeps results on another
     # split (other folds, a subset, other labels) apart from the canonical ones, and `bench verify` checks it.
     canonical_split_sha256: str | None = None
+    # The canonical split itself, shipped with hemabench (``tasks/data/<file>``: path, label, fold; gzip CSV) where
+    # it is pinned: `bench verify` takes a submission's labels and folds from it, never from the submission.
+    canonical_split_file: str | None = None
     # What happens to an image before the extractor's own transform (bench.runner.PREPROCESSING): "direct"
     # (nothing), or "authors-cv" (a PIL bicubic resize to 224 x 224 first, as the DinoBloom authors' code did for
     # the cross-validated Acevedo). Recorded with every result; `bench run --preprocessing` chooses the other.
@@ -156,6 +159,15 @@ class Task(ABC):
     def settings(self) -> dict:
         """The split settings, recorded with every result (with ``size_settings()`` where the task has a
         published size)."""
+
+    def canonical_split(self):
+        """The pinned canonical split as a DataFrame (path, label, fold; all text), read from the file shipped with
+        hemabench and checked against ``canonical_split_sha256``; None where none is shipped."""
+        if self.canonical_split_file is None:
+            return None
+        from tasks.splits import read_canonical_split
+
+        return read_canonical_split(self.canonical_split_file, self.canonical_split_sha256)
 
     def size_settings(self) -> dict:
         """``{"full_set_images": N}`` for a task with a published full-set size and ``{"canonical_split_sha256":

@@ -90,6 +90,14 @@ def read_fixed_split(csv_path: str | Path, known_paths: pd.Series) -> pd.Series:
     bad = sorted(set(table["split"]) - {"train", "test"})
     if bad:
         raise SplitError(f"split file {csv_path}: split values must be 'train' or 'test', found {bad[:5]}")
+    repeated = table[table["path"].duplicated(keep=False)]
+    if len(repeated):  # one image in train and test would score a cell the probe was trained on
+        path = repeated["path"].iat[0]
+        where = " and ".join(sorted(set(repeated.loc[repeated["path"] == path, "split"])))
+        more = repeated["path"].nunique() - 1
+        raise SplitError(f"split file {csv_path}: {path} is listed {int((repeated['path'] == path).sum())} times "
+                         f"({where})" + (f", and {more} more path(s) are listed more than once" if more else "")
+                         + "; list every image once, in train or in test")
     mapping = dict(zip(table["path"], table["split"]))
     known = pd.Series(known_paths).astype(str)
     unknown = sorted(set(mapping) - set(known))
@@ -101,6 +109,27 @@ def read_fixed_split(csv_path: str | Path, known_paths: pd.Series) -> pd.Series:
             f"(e.g. {absent.head(3).tolist()})"
         )
     return known.map(mapping)
+
+
+SPLITS_DIR = Path(__file__).resolve().parent / "data"  # the pinned canonical splits shipped with hemabench
+
+
+def read_canonical_split(file_name: str, sha256: str | None) -> pd.DataFrame:
+    """A shipped canonical split (``tasks/data/<file_name>``: path, label, fold), every value as text, refused
+    unless its rows give the pinned digest ``sha256`` (the formula of ``CellDataset.split_fingerprint``)."""
+    from bench.core.files import split_digest
+
+    path = SPLITS_DIR / file_name
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise SplitError(f"the canonical split {path} shipped with hemabench cannot be read ({exc}); reinstall "
+                         "hemabench") from exc
+    if list(table.columns) != ["path", "label", "fold"] or split_digest(table["path"], table["label"],
+                                                                         table["fold"]) != sha256:
+        raise SplitError(f"the canonical split {path} shipped with hemabench does not give its pinned digest "
+                         f"{sha256}; reinstall hemabench")
+    return table
 
 
 def write_split_csv(samples: pd.DataFrame, out: str | Path) -> Path:

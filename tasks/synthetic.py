@@ -593,6 +593,7 @@ def _synthetic_task(name: str, stain: str):
         obtain="It is generated on first use; pass an empty or absent --data-root to generate it there.",
         prepare=partial(write_cell_folder, n_per_class=SYNTHETIC_N_PER_CLASS, seed=0, size=SYNTHETIC_SIZE, stain=stain),
         canonical_split_sha256=SYNTHETIC_WBC_SPLIT,
+        canonical_split_file="synthetic-wbc.split.csv.gz",  # the same names, labels and folds in both stains
     )
 
 

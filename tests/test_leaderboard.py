@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from leaderboard.tables import ResultsError, main_table, read_results, render
+from tests.conftest import scored_by
 
 
 def _record(extractor, task, protocol, f1, std=0.01):
@@ -30,8 +31,11 @@ def test_table_from_hand_made_results(tmp_path):
     _write(tmp_path, _record("a-model", "t1", "knn-20", 0.8123))
     _write(tmp_path, _record("a-model", "t2", "linear", 0.7))
     (tmp_path / "notes.json").write_text('{"not": "a result"}')
-    results = read_results(tmp_path)
+    problems = []
+    results = read_results(tmp_path, problems)
     assert len(results) == 3
+    # a JSON file that is no record is never silently passed over (issue 26): one line naming it
+    assert len(problems) == 1 and "notes.json is JSON but not a result record" in problems[0]
     table = main_table(results)
     assert table.loc["a-model", "t1 / knn-20"] == "81.2 ± 1.0"
     assert table.loc["b-model", "t2 / linear"] == "—"  # missing stays missing
@@ -51,12 +55,11 @@ def test_markdown_board_has_ranks_and_intervals_from_predictions(tmp_path):
     import pandas as pd
 
     for name, wrong in (("good", 2), ("bad", 6)):
-        record = _record(name, "t1", "knn-20", 1 - wrong / 20)
-        _write(tmp_path, record)
         labels = [i % 2 for i in range(20)]
         preds = [1 - y if i < wrong else y for i, y in enumerate(labels)]
-        pd.DataFrame({"path": [f"{i}.png" for i in range(20)], "fold": 0, "label": labels, "prediction": preds}).to_csv(
-            tmp_path / name / "t1" / "knn-20.predictions.csv", index=False)
+        table = pd.DataFrame({"path": [f"{i}.png" for i in range(20)], "fold": 0, "label": labels, "prediction": preds})
+        _write(tmp_path, scored_by(_record(name, "t1", "knn-20", 1 - wrong / 20), table))
+        table.to_csv(tmp_path / name / "t1" / "knn-20.predictions.csv", index=False)
     text = render(read_results(tmp_path), "md", n_boot=200)
     section = text.split("### knn-20")[1]
     assert section.index("| good") < section.index("| bad")  # ranked, best first
@@ -302,10 +305,12 @@ def test_unreadable_files_are_reported_and_the_board_still_builds(tmp_path):
     from bench.cli import app
 
     results = tmp_path / "r"
-    for name, score in (("good", 0.8), ("no-csv", 0.7), ("bad-csv", 0.6)):
+    for name, score in (("no-csv", 0.7), ("bad-csv", 0.6)):
         _write(results, _record(name, "t1", "knn-20", score))
-    pd.DataFrame({"path": ["a.png", "b.png"], "label": [0, 1], "prediction": [0, 1]}).to_csv(
-        results / "good" / "t1" / "knn-20.predictions.csv", index=False)
+    good = pd.DataFrame({"path": [f"{i}.png" for i in range(10)], "fold": 0, "label": [0, 1] * 5,
+                         "prediction": [0, 1] * 4 + [1, 0]})  # 80 % right
+    _write(results, scored_by(_record("good", "t1", "knn-20", 0.8), good))
+    good.to_csv(results / "good" / "t1" / "knn-20.predictions.csv", index=False)
     (results / "bad-csv" / "t1" / "knn-20.predictions.csv").write_bytes(b"\xff\xfe\x00garbage")
     (results / "broken" / "t1").mkdir(parents=True)
     (results / "broken" / "t1" / "knn-20.json").write_text("{")
@@ -322,8 +327,11 @@ def test_unreadable_files_are_reported_and_the_board_still_builds(tmp_path):
         assert sum(culprit in line for line in warnings) == 1, culprit
     text = board.read_text()
     rows = {r[0]: r for r in _rows(_section(text, "knn-20"))}
-    assert set(rows) == {"good", "no-csv", "bad-csv"}
-    assert rows["no-csv"][1] == "70.0 (#2)" and rows["bad-csv"][1] == "60.0 (#3)"  # score kept, no interval
+    # missing predictions: the score is shown, without an interval; unreadable ones: the record cannot be re-scored
+    # from them, so it is not shown (issue 26)
+    assert set(rows) == {"good", "no-csv"}
+    assert rows["no-csv"][1] == "70.0 (#2)"
+    assert "bad-csv/t1/knn-20.json is not shown" in text
     assert rows["good"][1].startswith("80.0 [")
     assert "## Problems with the results folder (4)" in text and "broken/t1/knn-20.json" in text
     checked = CliRunner().invoke(app, args + ["--check"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from leaderboard.tables import read_results, render
+from tests.conftest import scored_by
 from tests.test_leaderboard import _record, _write
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -90,12 +91,12 @@ def full_board(tmp_path):
                     record["task"].update({"n_samples": 4000, "full_set_images": 171373})
                 if name.startswith("tiny@"):
                     record["extractor"]["metadata"] = {"training": {"iteration": 400, "run": "runs/tiny"}}
-                _write(root, record)
                 labels = rng.integers(0, 4, 200)
                 preds = np.where(rng.random(200) < score, labels, (labels + 1) % 4)
-                pd.DataFrame({"path": [f"{i}.png" for i in range(200)], "fold": np.arange(200) % 5, "label": labels,
-                              "prediction": preds}).to_csv(root / name / task / f"{protocol}.predictions.csv",
-                                                           index=False)
+                table = pd.DataFrame({"path": [f"{i}.png" for i in range(200)], "fold": np.arange(200) % 5,
+                                      "label": labels, "prediction": preds})
+                _write(root, scored_by(record, table))
+                table.to_csv(root / name / task / f"{protocol}.predictions.csv", index=False)
     for iteration, score in ((1000, 0.6), (2000, 0.7), (3000, 0.72)):
         record = _record(f"run-b@{iteration}", "acevedo", "knn-20", score)
         record["extractor"]["metadata"] = {"training": {"iteration": iteration, "run": "runs/b"}}

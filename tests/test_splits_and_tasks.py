@@ -56,6 +56,10 @@ def test_fixed_split_csv(tmp_path):
     (tmp_path / "short.csv").write_text("path,split\na/1.png,train\n")
     with pytest.raises(SplitError, match="not in the file"):
         read_fixed_split(tmp_path / "short.csv", paths)
+    # one image in both train and test (issue 26: it was scored as a test cell the probe had been trained on)
+    (tmp_path / "both.csv").write_text("path,split\na/1.png,train\nb/1.png,test\na/2.png,train\na/1.png,test\n")
+    with pytest.raises(SplitError, match=r"a/1\.png is listed 2 times \(test and train\)"):
+        read_fixed_split(tmp_path / "both.csv", paths)
 
 
 def test_label_map_is_the_union_and_splits_cover_everything(image_folder, tmp_path):

@@ -24,7 +24,8 @@ def submitted(tmp_path_factory):
     done = runner.invoke(app, ["run", "-e", TINY, "-t", f"imagefolder:{cells}", "-p", "knn-1,knn-20", "--results",
                                str(root / "results"), "--no-progress"], env={"BENCH_HOME": str(root / "home")})
     assert done.exit_code == 0, done.output
-    done = runner.invoke(app, ["submit", "--results", str(root / "results"), "--out", str(root / "submissions")])
+    done = runner.invoke(app, ["submit", "--results", str(root / "results"), "--out", str(root / "submissions")],
+                         env={"BENCH_HOME": str(root / "home")})
     assert done.exit_code == 0 and "wrote 2 submission(s)" in done.output, done.output
     return root / "submissions"
 
@@ -49,7 +50,9 @@ def _write_predictions(folder, table: pd.DataFrame) -> None:
 
 def test_a_round_trip_verifies_and_is_small(submitted):
     done = _verify(submitted)
-    assert done.exit_code == 0 and "2 submission(s) verified" in done.output, done.output
+    # a plugin's weights are not public and an image folder has no canonical split: accepted, self-reported
+    assert done.exit_code == 0 and "2 submission(s) accepted: 0 verified, 2 self-reported" in done.output, done.output
+    assert "features: self-reported (tiny_vit.py:TinyViT is not a built-in extractor" in done.output
     info = json.loads(next(submitted.rglob("submission.json")).read_text())
     assert info["extractor"]["name"] == "tiny_vit.py:TinyViT" and info["extractor"]["dim"] == 32
     assert info["n_predictions"] == 30 and len(info["labels_sha256"]) == 64
@@ -63,7 +66,7 @@ def test_a_tampered_metric_is_refused_with_its_field(submitted, tmp_path):
     (folder / "record.json").write_text(json.dumps(record))
     done = _verify(target)
     assert done.exit_code == 1 and "metrics.per_fold[0].weighted_f1" in done.output
-    assert "the predictions give" in done.output
+    assert "the predictions of fold" in done.output
 
 
 def test_a_changed_label_is_refused(submitted, tmp_path):
@@ -82,7 +85,8 @@ def test_a_missing_prediction_is_refused(submitted, tmp_path):
     _write_predictions(folder, table.iloc[1:])
     done = _verify(target)
     fold = table["fold"].iloc[0]
-    assert done.exit_code == 1 and f"predictions fold {fold}" in done.output and "n_test = " in done.output
+    assert done.exit_code == 1 and f"fold {fold} has {(table['fold'] == fold).sum() - 1} prediction(s)" in done.output
+    assert ".n_test: " in done.output
     assert info["n_predictions"] == len(table)
 
 
@@ -100,7 +104,7 @@ def test_a_wrong_fold_assignment_is_refused(submitted, tmp_path):
     table.loc[0, "fold"] = folds[1] if table.loc[0, "fold"] == folds[0] else folds[0]
     _write_predictions(folder, table)
     done = _verify(target)
-    assert done.exit_code == 1 and "labels_sha256" in done.output and "n_test = " in done.output
+    assert done.exit_code == 1 and "labels_sha256" in done.output and ".n_test: " in done.output
 
 
 def test_a_builtin_name_with_other_weights_is_refused(submitted, tmp_path):
@@ -159,7 +163,8 @@ def synthetic_submission(tmp_path_factory):
     done = runner.invoke(app, ["run", "-e", TINY, "-t", "synthetic-wbc", "-p", "knn-20", "--results",
                                str(root / "results"), "--no-progress"], env=env)
     assert done.exit_code == 0, done.output
-    done = runner.invoke(app, ["submit", "--results", str(root / "results"), "--out", str(root / "submissions")])
+    done = runner.invoke(app, ["submit", "--results", str(root / "results"), "--out", str(root / "submissions")],
+                         env=env)
     assert done.exit_code == 0, done.output
     return root
 
@@ -201,12 +206,16 @@ def test_board_shows_verified_submissions_with_their_badge_and_lists_refused_one
                                         str(target), "--format", fmt, "--out", str(out), "--bootstrap", "20"], env=env)
         assert done.exit_code == 0, done.output
     page = html.read_text()
-    assert page.count('<span class="badge submission">verified submission</span>') >= 2  # the grid and All results
+    # a plugin extractor's features cannot be extracted again (its weights are not public): self-reported, with
+    # what was derived (its labels and folds from the canonical split) on hover
+    assert page.count(">self-reported submission</span>") >= 2  # the grid and All results
+    assert "verified submission</span>" not in page.split("<h2>")[0].split("</p>", 1)[1]
+    assert "labels: the canonical split of synthetic-wbc" in page
     assert "synthetic-wbc" in page and "submission not shown: tiny/" in page and "metrics.per_fold[0].accuracy" in page
     board = md.read_text()
-    assert "Verified submissions" in board and "tiny_vit.py:TinyViT / synthetic-wbc / knn-20" in board
-    verified = board.split("Verified submissions")[1].split("\n")[0]
-    assert "/ knn-1" in verified and "/ imagefolder:" in verified and "cells / knn-20" not in verified
+    assert "Self-reported submissions" in board and "tiny_vit.py:TinyViT / synthetic-wbc / knn-20" in board
+    listed = board.split("Self-reported submissions")[1].split("\n")[0]
+    assert "/ knn-1" in listed and "/ imagefolder:" in listed and "cells / knn-20" not in listed
     assert not list(target.rglob("*.intervals.json"))
     assert list((tmp_path / "home").rglob("intervals/*.json"))
 
@@ -218,7 +227,7 @@ def test_a_run_reproducing_a_submission_is_shown_once_with_both_sources(syntheti
                               env={"BENCH_HOME": str(tmp_path / "home")})
     assert done.exit_code == 0, done.output
     table = pd.read_csv(io.StringIO(done.output))
-    assert len(table) == 1 and table.loc[0, "source"] == "run, submission"
+    assert len(table) == 1 and table.loc[0, "source"] == "run, self-reported"
 
 
 def test_data_split_gives_the_pinned_digest_and_writes_the_split(tmp_path):

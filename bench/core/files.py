@@ -6,8 +6,8 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -94,12 +94,25 @@ def split_digest(paths, labels, folds) -> str:
     return out.hexdigest()
 
 
+def _new_sibling(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, opened for writing, with the mode an ordinary ``open`` would give
+    (0666 less the umask): ``tempfile.mkstemp`` creates 0600 files, and a result, a board or an export renamed
+    from one would stay unreadable to the group and the web server whatever the user's umask."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path`` (atomic on POSIX:
     a reader or a killed writer never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_sibling(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -16,6 +16,7 @@ without ``schema_version`` are read as version 1, newer versions are refused wit
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import platform
 import subprocess
@@ -128,12 +129,18 @@ class ResultRecord(_Section):
     # What the result was computed from (feature keys, data identity, task and protocol settings, evaluation
     # code version) and its digest; ``--overwrite only-missing`` keeps a result only when these still match.
     inputs: Optional[dict[str, Any]] = None
+    # The predictions file written with the record (``<protocol>.predictions.csv``): its sha256 and row count, so
+    # that a kept result, the board and a submission are re-scored from exactly those predictions
+    # (bench.core.rescore); absent in records written before issue 26.
+    predictions_sha256: Optional[str] = None
+    n_predictions: Optional[int] = None
 
     # -- JSON ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         payload = self.model_dump(by_alias=True)
-        if payload.get("inputs") is None:  # records written before it existed read and write back unchanged
-            payload.pop("inputs", None)
+        for key in ("inputs", "predictions_sha256", "n_predictions"):
+            if payload.get(key) is None:  # records written before they existed read and write back unchanged
+                payload.pop(key, None)
         return payload
 
     def to_json(self) -> str:
@@ -167,10 +174,12 @@ class ResultRecord(_Section):
         return cls.from_json(Path(path).read_text(), path)
 
     def write(self, json_path: Path, predictions=None) -> None:
-        """The predictions (a DataFrame) first, then the record, each atomically: a record never points at
-        missing predictions."""
+        """The predictions (a DataFrame) first, then the record with their sha256 and row count, each
+        atomically: a record never points at missing predictions."""
         if predictions is not None:
-            write_table(predictions_path(json_path), predictions)
+            data = predictions.to_csv(index=False).encode()
+            atomic_write_bytes(predictions_path(json_path), data)
+            self.predictions_sha256, self.n_predictions = hashlib.sha256(data).hexdigest(), len(predictions)
         atomic_write_bytes(json_path, self.to_json().encode())
 
 

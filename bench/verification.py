@@ -1,0 +1,373 @@
+"""What ``bench verify`` derives again itself instead of trusting a submission (issue 26).
+
+The digests inside a submission travel with its files, so they only show that the files agree with each other. A
+submission (format 2) also carries its features (``features.npz``: float16 features of every sample, with their
+paths, self-reported labels and image sha256s), and the verification derives four things again:
+
+- **labels**: from the task's pinned canonical split shipped with hemabench (``Task.canonical_split``), never from
+  the submission; a submitted label that differs is refused, naming the image;
+- **folds**: the canonical split's where the submission holds exactly its images, else the task's own split rule
+  applied to the submitted images (``Task.assign``: the same rule ``bench run`` applies to a copy), compared with
+  the submitted folds;
+- **protocol**: the registered protocol run again on the submitted features, with those labels and folds; its
+  metrics are the ones the board shows, and the record's must agree with them within :data:`RERUN_TOLERANCE`
+  (float16 features move an unconverged probe slightly);
+- **features**: for a built-in extractor whose weights are here and are the ones the record names (the published
+  file, or a seeded or weight-free built-in), a random sample of :data:`SAMPLE` images is extracted again from the
+  images on this machine and compared with the submitted rows within the precision's tolerance.
+
+What could not be derived (no canonical split, a plugin or trainer export whose weights are not public, images not
+here, a domain-shift or bag result) is named in :class:`Checks` and badged "self-reported", never "verified".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.design import CellDesign
+from bench.core.errors import HemabenchError
+from bench.core.files import digest, sha256_file
+from bench.core.metrics import LABEL_METRICS, LABELS
+from bench.core.record import ExtractorInfo, ResultRecord, Scores
+
+FEATURES_FILE = "features.npz"
+SAMPLE = 64  # images extracted again per submission
+RERUN_TOLERANCE = 0.01  # |record - CI's re-run| per mean label metric (1 point): float16 features, other BLAS
+# largest relative L2 difference of a re-extracted feature row (CI: fp32 on the CPU) from the submitted float16 row,
+# by the precision the submission was computed in
+FEATURE_TOLERANCE = {"fp32": 2e-3, "tf32": 1e-2, "fp16": 1e-2, "bf16": 5e-2}
+SELF_REPORTED = "self-reported"
+
+
+@dataclass
+class Checks:
+    """What was derived again, one phrase each; a phrase starting "self-reported" was taken from the submission."""
+
+    labels: str
+    folds: str
+    protocol: str
+    features: str
+
+    def items(self) -> list[tuple[str, str]]:
+        return [("labels", self.labels), ("folds", self.folds), ("protocol", self.protocol),
+                ("features", self.features)]
+
+    @property
+    def verified(self) -> bool:
+        return not any(value.startswith(SELF_REPORTED) for _, value in self.items())
+
+    @property
+    def badge(self) -> str:
+        return "verified" if self.verified else SELF_REPORTED
+
+    def summary(self) -> str:
+        return "; ".join(f"{name}: {value}" for name, value in self.items())
+
+    def as_dict(self) -> dict:
+        return dict(self.items())
+
+
+@dataclass
+class Derived:
+    """The outcome for one submission: failures (refused), else what was checked, CI's record and predictions."""
+
+    failures: list[str]
+    checks: Checks | None = None
+    record: ResultRecord | None = None
+    predictions: pd.DataFrame | None = None
+
+
+# -- the submitted features ---------------------------------------------------------------------------------
+@dataclass
+class Features:
+    values: np.ndarray  # (n, dim) float32 (read from float16)
+    paths: np.ndarray
+    labels: np.ndarray  # self-reported
+    sha256: np.ndarray  # self-reported, checked on the re-extracted sample
+    digest: str = ""  # the features file's sha256
+
+
+def features_entry(path: Path, table: pd.DataFrame, values: np.ndarray) -> dict:
+    """Write ``features.npz`` (float16 ``values``, ``table``'s path, label and sha256 per row) and return the entry
+    a submission.json names it with."""
+    from bench.core.files import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, features=values.astype(np.float16), path=table["path"].to_numpy(dtype=str),
+                        label=table["label"].to_numpy(dtype=str), sha256=table["sha256"].to_numpy(dtype=str))
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return {"file": f"../{path.name}", "sha256": hashlib.sha256(data).hexdigest(), "dtype": "float16",
+            "rows": int(len(table)), "dim": int(values.shape[1])}
+
+
+def read_features(folder: Path, top: Path, entry: dict, dim: int | None) -> tuple[Features | None, list[str]]:
+    """The features a submission.json names (``entry``), read without pickles from a plain file inside ``top``;
+    (None, failures) when they cannot be used."""
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if not isinstance(name, str):
+        return None, [f"submission.json features.file: {name!r}, expected the path of {FEATURES_FILE}"]
+    path = folder / name
+    if path.is_symlink() or not path.resolve().is_relative_to(top.resolve()):
+        return None, [f"submission.json features.file: {name} is a symbolic link or lies outside the submissions "
+                      "folder; a submission is read only from plain files inside it"]
+    if not path.is_file():
+        return None, [f"{FEATURES_FILE}: {path} is missing; `bench submit` writes it beside the protocols"]
+    if sha256_file(path) != entry.get("sha256"):
+        return None, [f"{FEATURES_FILE}: its content differs from the features.sha256 written at submission"]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            values, paths, labels, shas = (npz[k] for k in ("features", "path", "label", "sha256"))
+    except (OSError, ValueError, KeyError) as exc:
+        return None, [f"{FEATURES_FILE}: cannot be read ({type(exc).__name__}: {exc})"]
+    n = len(paths)
+    if values.ndim != 2 or values.shape[0] != n or len(labels) != n or len(shas) != n:
+        return None, [f"{FEATURES_FILE}: features {values.shape}, {n} paths, {len(labels)} labels and {len(shas)} "
+                      "sha256s do not line up"]
+    if dim is not None and values.shape[1] != dim:
+        return None, [f"{FEATURES_FILE}: {values.shape[1]}-d features, the record's extractor has dim {dim}"]
+    if len(set(paths.tolist())) != n:
+        return None, [f"{FEATURES_FILE}: a path is listed more than once"]
+    values = values.astype(np.float32)
+    if not np.isfinite(values).all():
+        return None, [f"{FEATURES_FILE}: holds non-finite values"]
+    return Features(values, paths.astype(str), labels.astype(str), shas.astype(str), entry["sha256"]), []
+
+
+# -- labels and folds ---------------------------------------------------------------------------------------
+def _task_of(record: ResultRecord):
+    """The registered task the record was computed on, configured as the record says (fold scheme,
+    preprocessing); None for a domain shift, a fixed split file or an unknown task."""
+    from tasks import TASKS, get_task
+
+    settings = record.task.model_extra or {}
+    base = record.task.name.split("@", 1)[0]
+    if "=>" in record.task.name or settings.get("split_file") or base not in TASKS.names():
+        return None
+    task = get_task(base)
+    if task.kind != "cells":
+        return None
+    changes = {}
+    if settings.get("folds") not in (None, getattr(task, "fold_scheme", None)):
+        changes["fold_scheme"] = settings["folds"]
+    if settings.get("preprocessing") not in (None, task.preprocessing):
+        changes["preprocessing"] = settings["preprocessing"]
+    return replace(task, **changes) if changes else task
+
+
+def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.DataFrame):
+    """(labels, folds, labels check, folds check, failures) per feature row. Labels from the canonical split, folds
+    from it or from the task's rule; what cannot be derived is taken from the submission and said so."""
+    failures: list[str] = []
+    task = _task_of(record)
+    rows = pd.DataFrame({"path": features.paths, "label": features.labels, "sha256": features.sha256})
+    submitted = dict(zip(predictions["path"], predictions["fold"].astype(str)))
+    canonical = task.canonical_split() if task is not None else None
+    labels, labels_check = rows["label"].to_numpy(), f"{SELF_REPORTED} (the task ships no canonical split)"
+    if canonical is not None:
+        truth = dict(zip(canonical["path"], canonical["label"]))
+        unknown = [p for p in rows["path"] if p not in truth]
+        if unknown:
+            return None, None, "", "", [f"{FEATURES_FILE} path {unknown[0]} is not in the canonical split of "
+                                        f"{task.name}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")]
+        labels = rows["path"].map(truth).to_numpy()
+        for what, table in (("features.npz", rows), ("predictions.csv.gz", predictions)):
+            wrong = table[table["label"].to_numpy() != table["path"].map(truth).to_numpy()]
+            if len(wrong):
+                failures.append(f"{what} label of {wrong['path'].iat[0]}: {wrong['label'].iat[0]!r}, the canonical "
+                                f"split of {task.name} says {truth[wrong['path'].iat[0]]!r}"
+                                + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        labels_check = f"the canonical split of {task.name}"
+    kind = (record.task.model_extra or {}).get("split_kind")
+    folds, folds_check = None, f"{SELF_REPORTED} (no split rule of a registered cell task applies)"
+    if canonical is not None and kind == "kfold" and set(rows["path"]) == set(canonical["path"]) and \
+            getattr(task, "fold_scheme", "portable") == "portable":
+        folds = rows["path"].map(dict(zip(canonical["path"], canonical["fold"]))).to_numpy()
+        folds_check = f"the canonical split of {task.name}"
+    elif task is not None:
+        try:
+            assigned, assigned_kind = task.assign(rows.assign(label=labels))
+            if assigned_kind == kind:
+                folds = np.asarray(assigned).astype(str)
+                folds_check = f"{task.name}'s split rule on the submitted images"
+        except HemabenchError as exc:
+            folds_check = f"{SELF_REPORTED} (the task's split rule does not apply: {exc})"
+    if folds is None:  # the submission's own: k-fold rows from the predictions, a fixed split's rest trains
+        default = "train" if kind == "fixed" else None
+        folds = np.array([submitted.get(p, default) for p in rows["path"]], dtype=object)
+        if kind != "fixed" and any(f is None for f in folds):
+            failures.append(f"predictions.csv.gz: {sum(f is None for f in folds)} image(s) of {FEATURES_FILE} have "
+                            "no prediction, though every image of a k-fold result is predicted once")
+    else:
+        for path, fold in zip(rows["path"], folds):
+            if path in submitted and submitted[path] != str(fold):
+                failures.append(f"predictions.csv.gz fold of {path}: {submitted[path]}, {folds_check} gives {fold}")
+                break
+        test = {p for p, f in zip(rows["path"], folds) if str(f) != "train"}
+        if kind == "fixed" and set(submitted) != test:
+            failures.append(f"predictions.csv.gz: {len(set(submitted) ^ test)} image(s) differ from the test images "
+                            f"{folds_check} gives")
+    return labels, np.asarray(folds).astype(str), labels_check, folds_check, failures
+
+
+def design_of(labels: np.ndarray, folds: np.ndarray, kind: str) -> CellDesign:
+    classes = sorted(set(labels))
+    if kind == "fixed":
+        splits = [("test", np.flatnonzero(folds == "train"), np.flatnonzero(folds == "test"))]
+    else:
+        splits = [(name, np.flatnonzero(folds != name), np.flatnonzero(folds == name)) for name in sorted(set(folds))]
+    return CellDesign(classes, np.searchsorted(classes, labels), splits)
+
+
+# -- the protocol, run again --------------------------------------------------------------------------------
+def rerun(record: ResultRecord, features: Features, design: CellDesign, log) -> tuple[Derived | None, list[str]]:
+    """The registered protocol of the record's name on the submitted features: (CI's record and predictions,
+    failures where the record's metrics disagree)."""
+    from protocols import PROTOCOLS, get_protocol
+
+    name = record.protocol.name
+    if name not in PROTOCOLS.names():
+        return None, []
+    protocol = get_protocol(name)
+    if protocol.kind != "cells":
+        return None, []
+    log(f"verify: re-running {name} on {len(features.paths)} submitted features")
+    evaluation = protocol.evaluate(features.values, design)
+    failures = []
+    for metric in LABEL_METRICS:
+        stored, again = record.metrics.mean.get(metric), evaluation.mean.get(metric)
+        if stored is not None and again is not None and abs(stored - again) > RERUN_TOLERANCE:
+            failures.append(f"record.json metrics.mean.{metric}: {stored!r}, {name} run again by CI on the submitted "
+                            f"features gives {again!r} (tolerance {RERUN_TOLERANCE})")
+    ours = record.model_copy(update={
+        "metrics": Scores(per_fold=evaluation.per_fold, mean=evaluation.mean, std=evaluation.std,
+                          main=record.metrics.main),
+        "warnings": evaluation.warnings, "predictions_sha256": None, "n_predictions": None})
+    predictions = evaluation.predictions
+    predictions.insert(0, "path", features.paths[predictions.pop("row").to_numpy()])
+    predictions["label"] = [design.classes[i] for i in predictions["label"]]
+    predictions["prediction"] = [design.classes[i] for i in predictions["prediction"]]
+    return Derived([], record=ours, predictions=predictions), failures
+
+
+# -- the features, extracted again --------------------------------------------------------------------------
+def reextract(record: ResultRecord, features: Features, data_root: Path | None, sample: int, seed: int,
+              log) -> tuple[str, list[str]]:
+    """(features check, failures): ``sample`` rows extracted again from the images here and compared with the
+    submitted ones, where the extractor is a built-in whose weights are here and are the record's."""
+    from bench.core import settings
+    from bench.runner import RunOptions, build_extractor, preprocessed
+    from extractors import EXTRACTORS
+
+    name = record.extractor.name
+    task = _task_of(record)
+    if name not in EXTRACTORS.names():
+        return f"{SELF_REPORTED} ({name} is not a built-in extractor: its weights are not public)", []
+    if task is None:
+        return f"{SELF_REPORTED} (not a registered cell task on its own split)", []
+    if sample <= 0:
+        return f"{SELF_REPORTED} (no images were extracted again: --sample 0)", []
+    root = task.resolve_root(data_root, settings.data_dir())
+    try:
+        root = task.existing_root(data_root, settings.data_dir())  # the embedded tasks generate theirs
+    except HemabenchError:
+        return (f"{SELF_REPORTED} (the {task.name} images are not at {root}: pass --data-root "
+                f"{task.name}=DIR to extract a sample again)"), []
+    chosen = np.sort(np.random.default_rng(seed).choice(len(features.paths), min(sample, len(features.paths)),
+                                                       replace=False))
+    files = [root / p for p in features.paths[chosen]]
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        return f"{SELF_REPORTED} ({len(absent)} sampled image(s) are not in {root}, e.g. {absent[0]})", []
+    for file, sha in zip(files, features.sha256[chosen]):
+        if sha256_file(file) != sha:
+            return "", [f"{FEATURES_FILE} sha256 of {file.relative_to(root)}: {sha[:12]}..., the image at {file} has "
+                        f"{sha256_file(file)[:12]}...: the submission was not computed on these images"]
+    entry = _entry_as_recorded(record)
+    with tempfile.TemporaryDirectory(prefix="hemabench-verify-") as cache:
+        options = RunOptions(device="cpu", precision="fp32", offline=True, progress=False, cache_root=Path(cache),
+                             batch_size=16, num_workers=0)
+        try:
+            built = build_extractor(entry, options, lambda line: log(f"verify: {line}"))
+        except HemabenchError as exc:
+            return f"{SELF_REPORTED} (its weights are not here: {exc})", []
+        ours = ExtractorInfo(name=name, fingerprint=built.fingerprint).weights_sha256
+        if ours != record.extractor.weights_sha256:
+            return (f"{SELF_REPORTED} (the {name} weights here ({str(ours)[:12]}...) are not the ones the record "
+                    f"names ({str(record.extractor.weights_sha256)[:12]}...))"), []
+        built = preprocessed(built, task)
+        log(f"verify: extracting {len(files)} sampled image(s) again with {name} (fp32, CPU)")
+        from bench.extract import cached_features
+
+        cached, _ = cached_features(built.entry, built.model, built.fingerprint, files, digest([str(f) for f in files]),
+                                    options.extraction(), log=lambda line: None)
+        again = np.asarray(cached.features, dtype=np.float32)
+    submitted = features.values[chosen]
+    difference = np.linalg.norm(again - submitted, axis=1) / np.maximum(np.linalg.norm(again, axis=1), 1e-12)
+    precision = record.extractor.precision or "fp32"
+    tolerance = FEATURE_TOLERANCE.get(precision, FEATURE_TOLERANCE["bf16"])
+    worst = float(difference.max())
+    if worst > tolerance:
+        bad = int((difference > tolerance).sum())
+        return "", [f"{FEATURES_FILE}: {bad} of {len(files)} images extracted again differ from the submitted "
+                    f"features (largest relative difference {worst:.3g}, tolerance {tolerance:g} for {precision}): "
+                    f"they are not {name}'s features of these images"]
+    return (f"{len(files)} of {len(features.paths)} images extracted again (seed {seed}; largest relative "
+            f"difference {worst:.1e}, tolerance {tolerance:g} for {precision})"), []
+
+
+def _entry_as_recorded(record: ResultRecord):
+    from extractors import get_extractor
+
+    entry = get_extractor(record.extractor.name)
+    pooling = record.extractor.fingerprint.get("pooling")
+    return entry.with_pooling(pooling) if pooling and pooling != entry.pooling else entry
+
+
+# -- all of it ----------------------------------------------------------------------------------------------
+def derive(record: ResultRecord, predictions: pd.DataFrame, features: Features | None, data_root: Path | None,
+           sample: int, seed: int | None, log, extracted: dict | None = None) -> Derived:
+    """Everything above for one submission whose files agree with each other. ``extracted``: the features checks
+    made so far, by features file (the protocols of one (extractor, task) share theirs: extracted again once)."""
+    if features is None:
+        return Derived([], Checks(f"{SELF_REPORTED} (the submission carries no features)",
+                                  f"{SELF_REPORTED}", f"{SELF_REPORTED} (no features to run it on)", SELF_REPORTED),
+                       record, predictions)
+    if "path" not in predictions:
+        return Derived([f"predictions.csv.gz: no path column ({FEATURES_FILE} goes with cell results)"])
+    labels, folds, labels_check, folds_check, failures = labels_and_folds(record, features, predictions)
+    if labels is None or failures:
+        return Derived(failures)
+    kind = (record.task.model_extra or {}).get("split_kind")
+    rerun_failures: list[str] = []
+    derived = None
+    if kind in ("kfold", "fixed"):
+        derived, rerun_failures = rerun(record, features, design_of(labels, folds, kind), log)
+    if derived is None:
+        protocol_check = f"{SELF_REPORTED} (CI re-runs registered cell protocols on k-fold or fixed splits only)"
+        derived = Derived([], record=record, predictions=predictions)
+    else:
+        main = record.metrics.main
+        ours, theirs = derived.record.metrics.mean.get(main), record.metrics.mean.get(main)
+        scores = (f" ({LABELS[main]} {100 * ours:.1f}; submitted {100 * theirs:.1f})"
+                  if ours is not None and theirs is not None else "")
+        protocol_check = f"{record.protocol.name} run again by CI on the submitted float16 features{scores}"
+    seed = secrets.randbits(31) if seed is None else seed
+    memo = {} if extracted is None else extracted
+    key = (features.digest, record.extractor.name, record.task.name)
+    if key not in memo:
+        memo[key] = reextract(record, features, data_root, sample, seed, log)
+    features_check, extract_failures = memo[key]
+    failures = rerun_failures + extract_failures
+    if failures:
+        return Derived(failures)
+    derived.checks = Checks(labels_check, folds_check, protocol_check, features_check)
+    return derived
