@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     board = ["--results", str(results)]
     if SUBMISSIONS.is_dir():  # the repository's submissions: verified (a refused one fails the suite), then shown
-        failures += bench("verify", str(SUBMISSIONS)) != 0
+        roots = ["--data-root", f"acevedo={PBC}"] if PBC.is_dir() else []  # the examples' images, for the sample
+        failures += bench("verify", str(SUBMISSIONS), *roots) != 0
         board += ["--submissions", str(SUBMISSIONS), "--runs-badge", args.runs_badge]
     for fmt, name in (("md", "leaderboard.md"), ("csv", "leaderboard.csv"), ("html", "index.html")):
         failures += bench("leaderboard", *board, "--format", fmt, "--out", str(out / name)) != 0
