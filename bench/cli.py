@@ -158,6 +158,20 @@ def _user_errors():
         _interrupted()
 
 
+def _check_names(extractors=(), tasks=(), protocols=()) -> None:
+    """Refuse a name that cannot resolve before any model code is imported (torch alone takes seconds): a typo,
+    an unknown scheme or a missing plugin file ends the command at once, with the closest names."""
+    from extractors import EXTRACTORS
+    from protocols import PROTOCOLS
+    from tasks import TASKS
+
+    with _user_errors():
+        for registry, names in ((EXTRACTORS, extractors), (TASKS, tasks), (PROTOCOLS, protocols)):
+            for name in names or ():
+                if name is not None:
+                    registry.check(name)
+
+
 INTERRUPTED = ("interrupted (Ctrl-C). What was finished is kept: the complete shards of every feature extraction "
                "(in the cache), the results written so far, the trainer's last checkpoint. Run the same command again "
                "to resume")
@@ -289,8 +303,6 @@ def run(
 
     A choice other than the task's own (--preprocessing, --folds, --shift-training, --shift-classes) gives a result
     of its own name (e.g. acevedo@folds=authors), kept beside the default one and never ranked with it."""
-    from bench.runner import RunOptions, help_pair, run_pair
-
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
@@ -301,6 +313,9 @@ def run(
     if split_file is not None and test_task is not None:
         _fail("--split-file and --test-task exclude each other: a domain-shift run trains on all of --task "
               "and tests on all of --test-task")
+    _check_names(extractors, tasks + [test_task], protocols)
+    from bench.runner import RunOptions, help_pair, run_pair
+
     with _user_errors():
         options = RunOptions(
             results_dir=_results(results), data_root=data_root, split_file=split_file, weights=weights, offline=offline,
@@ -438,6 +453,7 @@ def extract(
     folds: str = typer.Option("task", help=FOLDS_HELP),
 ) -> None:
     """Export features (from the cache, extracting what is missing) and an index of their rows."""
+    _check_names([extractor], [task])
     import numpy as np
 
     from bench.runner import RunOptions, load_pair
@@ -588,6 +604,7 @@ def check_extractor_cmd(
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """Build the extractor (finding its weights as `bench run` does) and check its contract on a tiny batch."""
+    _check_names([name])
     from bench.checks import check_extractor
     from bench.extract import pick_device
     from bench.runner import RunOptions, build_extractor, resolve_entry
@@ -622,6 +639,8 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config field: --set base_lr=1e-4"),
 ) -> None:
     """Train DinoBloom (DINOv2 without local crops); export the teacher every N iterations and evaluate it."""
+    if eval_task is not None:  # checked before training, not at the first export
+        _check_names(tasks=[eval_task], protocols=_split(eval_protocol))
     from bench.runner import RunOptions, run_pair
     from dinobloom_train.train import main_cli
 
@@ -681,6 +700,7 @@ def plot_umap(
     progress: bool = typer.Option(True),
 ) -> None:
     """UMAP of an extractor's embeddings (cached features: no forward pass when cached), as PNG and HTML."""
+    _check_names([extractor], _split(task))
     from bench.plots import keep_for_board, umap_scatter
     from bench.runner import RunOptions
     from leaderboard.figures import scatter_html, scatter_png
@@ -710,6 +730,7 @@ def plot_patch_pca(
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """The first three PCA components of a ViT's patch tokens as RGB, beside the images (the paper's Fig. 3)."""
+    _check_names([extractor])
     from bench.plots import patch_pca
     from bench.runner import RunOptions
 
@@ -737,6 +758,7 @@ def batch_effect_cmd(
 ) -> None:
     """Do embeddings cluster by data set rather than by cell type? scIB's silhouettes and a kNN mixing score on
     the classes the data sets share, written as a result record that the leaderboard ranks (docs/figures.md)."""
+    _check_names(_split(extractor), _split(task))
     from rich.markup import escape
 
     from bench.batch_effect import batch_effect, domains_label

@@ -83,11 +83,20 @@ def test_leaderboard_and_extract(synthetic_results, synthetic_root, tmp_path):
 
 
 def test_failing_pair_is_reported_and_others_still_run(image_folder, tmp_path):
+    wrong = TINY.replace(":TinyViT", ":WrongShape")
+    done = _run("run", "-e", TINY, "-e", wrong, "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
+                "--results", tmp_path / "r", "--no-progress", "--num-workers", "0")
+    assert done.exit_code == 1
+    assert "expected (32, 32)" in done.output
+    assert len(list((tmp_path / "r").rglob("knn-1.json"))) == 1
+
+
+def test_an_unknown_name_stops_the_run_before_any_pair(image_folder, tmp_path):
     done = _run("run", "-e", TINY, "-e", "vit-s14-randm", "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
                 "--results", tmp_path / "r", "--no-progress")
-    assert done.exit_code == 1
+    assert done.exit_code == 1 and done.output.startswith("error: unknown extractor 'vit-s14-randm'")
     assert "Did you mean 'vit-s14-random'" in done.output
-    assert len(list((tmp_path / "r").rglob("knn-1.json"))) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_task_and_protocol(image_folder, tmp_path):
