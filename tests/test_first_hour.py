@@ -71,3 +71,18 @@ def test_names_and_plugin_paths_are_checked_before_torch_is_imported(tmp_path):
         assert exit_code == 1 and output.startswith("error: ") and expected in output, (args, output)
         assert len(output.strip().splitlines()) == 1, output
         assert heavy == [], (args, heavy)
+
+
+def test_data_check_on_the_folder_above_the_data_set_fails_naming_the_deeper_folder(tmp_path):
+    make_image_folder(tmp_path / "downloads" / "cells", {"a": 3, "b": 3}, size=8)
+    deeper = tmp_path / "downloads" / "cells"
+    for args in (["imagefolder:" + str(tmp_path / "downloads")],
+                 ["synthetic-wbc", "--data-root", tmp_path / "downloads"]):
+        done = _run("data", "check", *args)
+        assert done.exit_code == 1, done.output
+        problems = [line for line in done.output.splitlines() if line.startswith("problem: ")]
+        assert "problem: 1 class(es) with images (cells): classification needs at least 2" in problems
+        assert problems[-1] == (f"problem: the class folders seem to be one level deeper: did you mean --data-root "
+                                f"{deeper} (or imagefolder:{deeper})?")
+    fixed = _run("data", "check", f"imagefolder:{deeper}")
+    assert fixed.exit_code == 0 and "no problems found" in fixed.output
