@@ -346,28 +346,48 @@ def run(
     if world.rank != 0:  # its pairs are in rank 0's table and exit code; exiting 1 here would stop rank 0
         return
     _print_outcomes(everything)
+    _print_next(everything, options.results_dir)
+    for outcome in everything:  # last on screen: what failed, and why
+        _print_failure(outcome)
     if any(o.status == "failed" for o in everything):
         raise typer.Exit(1)
 
 
 def _report(outcome, extractor_name: str, task_name: str, log) -> None:
-    """What a pair left behind: kept results, failures (with the traceback of a bug)."""
+    """What a pair left behind as it ends: kept results (its failures are printed after the results table)."""
     if outcome.skipped_protocols:
         log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing: "
             "they match this run's features, data, splits and settings)")
+
+
+def _print_failure(outcome) -> None:
+    """A failed pair's lines (with the traceback of a bug first)."""
     if outcome.status != "failed":
         return
     if outcome.bug or _state["debug"]:
-        log(outcome.traceback or "")
+        _log(outcome.traceback or "")
     for failure in outcome.failed_protocols or [None]:
         what = f" / {failure.protocol}" if failure else ""
         error = failure.error if failure else outcome.error
         bug = failure.bug if failure else outcome.bug
-        log(f"failed: {extractor_name} / {task_name}{what}: {error}"
-            + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
-    if "," in extractor_name + task_name and not outcome.records:
-        log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
-            "--extractor / --task")
+        _log(f"failed: {outcome.extractor} / {outcome.task}{what}: {error}"
+             + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
+    if "," in outcome.extractor + outcome.task and not outcome.records:
+        _log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
+             "--extractor / --task")
+
+
+def _print_next(outcomes, results_dir: Path) -> None:
+    """Where the results are and the command that ranks them."""
+    import shlex
+
+    written, kept = sum(len(o.records) for o in outcomes), sum(len(o.kept) for o in outcomes)
+    if not written and not kept:
+        return
+    total = written + kept
+    counts = " and ".join(f"{n} {what}" for n, what in ((written, "written"), (kept, "kept")) if n)
+    out.print(f"{total} result{'s' if total > 1 else ''} ({counts}) under {results_dir}; next, rank them: "
+              f"bench leaderboard --results {shlex.quote(str(results_dir))}", markup=False, highlight=False)
 
 
 def _join(device: str, shared: dict):
@@ -428,7 +448,8 @@ def _print_outcomes(outcomes) -> None:
                           *([""] * len(LABEL_METRICS)), escape(f"failed: {failure.error}"))
         if not outcome.records and not outcome.failed_protocols and not outcome.kept:
             table.add_row(escape(outcome.extractor), escape(outcome.task), "", *([""] * len(LABEL_METRICS)), outcome.status)
-    out.print(table)
+    if any(o.records or o.kept or o.failed_protocols for o in outcomes):  # else only failures, said after it
+        out.print(table)
 
 
 @app.command(epilog=_examples("extract"))

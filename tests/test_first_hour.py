@@ -86,3 +86,32 @@ def test_data_check_on_the_folder_above_the_data_set_fails_naming_the_deeper_fol
                                 f"{deeper} (or imagefolder:{deeper})?")
     fixed = _run("data", "check", f"imagefolder:{deeper}")
     assert fixed.exit_code == 0 and "no problems found" in fixed.output
+
+
+def test_a_run_ends_with_where_its_results_are_and_the_command_that_ranks_them(image_folder, tmp_path):
+    results = tmp_path / "my results"
+    done = _run("run", "-e", "color-histogram", "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--results",
+                results, "--no-progress", "--num-workers", "0")
+    assert done.exit_code == 0, done.output
+    assert done.output.strip().splitlines()[-1] == (
+        f"1 result (1 written) under {results}; next, rank them: bench leaderboard --results '{results}'")
+    board = _run("leaderboard", "--results", results, "--bootstrap", "0")
+    assert board.exit_code == 0 and "color-histogram" in board.output
+
+
+def test_a_failed_pair_is_the_last_thing_on_screen(image_folder, tmp_path):
+    from tests.conftest import TINY
+
+    wrong = TINY.replace(":TinyViT", ":WrongShape")
+    done = _run("run", "-e", "color-histogram", "-e", wrong, "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
+                "--results", tmp_path / "r", "--no-progress", "--num-workers", "0")
+    assert done.exit_code == 1
+    lines = done.output.strip().splitlines()
+    assert lines[-1].startswith(f"failed: {wrong} / imagefolder:{image_folder}: ExtractorError: extractor returned "
+                                "features of shape (32, 5)")
+    assert lines[-2].startswith("1 result (1 written) under ")  # the results table and what was written come first
+    assert any("color-histogram" in line and "knn-1" in line and "ok" in line for line in lines[:-2])
+    alone = _run("run", "-e", wrong, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--results", tmp_path / "r",
+                 "--no-progress", "--num-workers", "0")
+    assert alone.exit_code == 1 and alone.output.strip().splitlines()[-1].startswith(f"failed: {wrong}")
+    assert "results (percent" not in alone.output  # no table of blanks after the error
