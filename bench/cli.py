@@ -262,6 +262,21 @@ def _list_extractor_details() -> None:
     out.print(table)
 
 
+# `bench run --help` and `bench extract --help` in three panels: what to run (typer's first panel, "Options", with
+# --help; one 80 x 40 screen), the authors' evaluation choices, and how fast (none of which changes a result)
+AUTHORS_PANEL = "The DinoBloom authors' evaluation choices"
+PERFORMANCE_PANEL = "Performance and hardware"
+NAMES_HELP = "{}(s): repeat, or comma-separate (a name with : or / is taken whole)"
+DATA_ROOT_HELP = "the task's data folder (default: $BENCH_HOME/data/...)"
+SPLIT_FILE_HELP = "fixed split CSV (path,split = train|test) instead of k-fold"
+WEIGHTS_HELP = "weight file for the extractor"
+POOLING_HELP = "cls, mean or cls+mean: token pooling for ViT-like extractors (default: the entry's)"
+OVERWRITE_HELP = "existing results: never (refuse), always (redo), only-missing (skip)"
+DEVICE_HELP = "auto, cpu, cuda, cuda:1, mps"
+WORKERS_HELP = ("DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max "
+                "16)")
+OFFLINE_HELP = "never download weights"
+SKIP_BAD_HELP = "leave unreadable images out (listed in the result) instead of failing"
 PREPROCESSING_HELP = ("before the extractor's transform: task (the task's own), authors-cv (a PIL bicubic resize to "
                       "224 x 224 first: the DinoBloom authors' cross-validation code, Acevedo's default) or direct "
                       "(the transform on the original image: their fixed-split code, BMC's)")
@@ -271,38 +286,43 @@ FOLDS_HELP = ("k-fold tasks: task (the portable folds) or authors (StratifiedKFo
 
 @app.command(epilog=_examples("run"))
 def run(
-    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
-    task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
-    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="protocol(s); default: the task's"),
-    test_task: Optional[str] = typer.Option(None, help="domain shift: train the probe on --task, test on this task"),
-    data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
-    split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split with split = train|test) instead of k-fold"),
-    weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    pooling: Optional[Pooling] = typer.Option(None, help="token pooling for ViT-like extractors (default: the entry's)"),
-    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
-    overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
-    decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
-    shard_size: int = typer.Option(1024, min=1, help=SHARD_HELP),
-    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max 16)"),
-    skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
-    preprocessing: str = typer.Option("task", help=PREPROCESSING_HELP),
-    folds: str = typer.Option("task", help=FOLDS_HELP),
-    shift_training: str = typer.Option("all", help="domain shift: one probe trained on all of --task (all), or each "
-                                       "cross-validation fold's probe tested on --test-task, as the authors did "
-                                       "(folds: mean ± std over the folds)"),
-    shift_classes: str = typer.Option("all", help="domain shift: score every test cell (all), or only the classes "
-                                      "both tasks hold, predictions restricted to them (shared)"),
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", metavar="NAME", help=NAMES_HELP.format("extractor")),
+    task: List[str] = typer.Option(..., "--task", "-t", metavar="NAME", help=NAMES_HELP.format("task")),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", metavar="NAME", help="protocol(s) (default: "
+                                                 "the task's)"),
+    data_root: Optional[Path] = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP),
+    split_file: Optional[Path] = typer.Option(None, metavar="CSV", help=SPLIT_FILE_HELP),
+    weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP + " (one extractor only)"),
+    results: Optional[Path] = typer.Option(None, metavar="DIR", help=RESULTS_HELP),
+    overwrite: Overwrite = typer.Option(Overwrite.only_missing, metavar="POLICY", help=OVERWRITE_HELP),
+    test_task: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=AUTHORS_PANEL,
+                                            help="domain shift: train the probe on --task, test on this task"),
+    preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
+    folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
+    shift_training: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help="domain shift: one probe trained on "
+                                       "all of --task (all), or each cross-validation fold's probe tested on "
+                                       "--test-task, as the authors did (folds: mean ± std over the folds)"),
+    shift_classes: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help="domain shift: score every test "
+                                      "cell (all), or only the classes both tasks hold, predictions restricted to "
+                                      "them (shared)"),
+    pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
+                                              help=POOLING_HELP),
+    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
+    precision: Precision = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
+                                        help=PRECISION_HELP),
+    decode: Decode = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                             help=BATCH_HELP),
+    shard_size: int = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP),
+    num_workers: Optional[int] = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                              help=WORKERS_HELP),
+    progress: bool = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar"),
+    offline: bool = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP),
+    skip_bad_images: bool = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP),
 ) -> None:
-    """Extract features (cached), run the protocols and write one result file per protocol. Under torchrun the
-    ranks share the features of every pair and each pair's owner evaluates it (docs/distributed.md).
-
-    A choice other than the task's own (--preprocessing, --folds, --shift-training, --shift-classes) gives a result
-    of its own name (e.g. acevedo@folds=authors), kept beside the default one and never ranked with it."""
+    """Extract features (cached), run the protocols and write one result file per protocol. An authors' choice
+    other than the task's own gives a result of its own name (e.g. acevedo@folds=authors), never ranked with the
+    default one. Under torchrun the ranks share the work (docs/distributed.md)."""
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
@@ -454,24 +474,29 @@ def _print_outcomes(outcomes) -> None:
 
 @app.command(epilog=_examples("extract"))
 def extract(
-    extractor: str = typer.Option(..., "--extractor", "-e"),
-    task: str = typer.Option(..., "--task", "-t"),
-    export: Path = typer.Option(..., help="folder for features.npy (float32, N x dim) and index.csv"),
-    data_root: Optional[Path] = typer.Option(None),
-    split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split); index.csv then says train/test"),
-    weights: Optional[Path] = typer.Option(None),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    pooling: Optional[Pooling] = typer.Option(None, help="token pooling (default: the entry's)"),
-    device: str = typer.Option("auto"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
-    decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
-    shard_size: int = typer.Option(1024, min=1, help=SHARD_HELP),
-    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
-    skip_bad_images: bool = typer.Option(False),
-    progress: bool = typer.Option(True),
-    preprocessing: str = typer.Option("task", help=PREPROCESSING_HELP),
-    folds: str = typer.Option("task", help=FOLDS_HELP),
+    extractor: str = typer.Option(..., "--extractor", "-e", metavar="NAME", help="extractor name"),
+    task: str = typer.Option(..., "--task", "-t", metavar="NAME", help="task name"),
+    export: Path = typer.Option(..., metavar="DIR", help="folder for features.npy (float32, N x dim) and index.csv"),
+    data_root: Optional[Path] = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP),
+    split_file: Optional[Path] = typer.Option(None, metavar="CSV", help="fixed split CSV (path,split); index.csv "
+                                              "then says train/test"),
+    weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP),
+    preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
+    folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
+    pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
+                                              help=POOLING_HELP),
+    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
+    precision: Precision = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
+                                        help=PRECISION_HELP),
+    decode: Decode = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                             help=BATCH_HELP),
+    shard_size: int = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP),
+    num_workers: Optional[int] = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                              help=WORKERS_HELP),
+    progress: bool = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar"),
+    offline: bool = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP),
+    skip_bad_images: bool = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP),
 ) -> None:
     """Export features (from the cache, extracting what is missing) and an index of their rows."""
     _check_names([extractor], [task])

@@ -300,3 +300,31 @@ def test_every_command_has_examples_that_parse():
         for line in lines:
             words = shlex.split(line)[1 + len(name.split()):]
             commands[name].make_context(name, words)  # raises on an unknown option or a missing required one
+
+
+@pytest.mark.parametrize("command", ["run", "extract"])
+def test_help_groups_the_options_and_what_to_run_fits_one_screen(command):
+    """`bench run --help` on an 80 x 40 terminal: what to run is the first panel, and the top of the help through
+    that panel fits the screen; the authors' choices and the performance options follow in panels of their own."""
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}).output
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    panels, name = {}, None
+    for number, line in enumerate(lines):
+        if line.startswith("╭─ "):
+            name = line[3:].split(" ─", 1)[0]
+            panels[name] = {"first": number, "options": []}
+        elif line.startswith("╰"):
+            panels[name]["last"], name = number, None
+        elif name is not None:
+            panels[name]["options"] += [word for word in line.split() if word.startswith("--")]
+    assert list(panels) == ["Options", "The DinoBloom authors' evaluation choices", "Performance and hardware"]
+    first = panels["Options"]
+    assert first["last"] < 40  # from the top of the help to the end of the first panel: one screen
+    what = {"--extractor", "--task", "--data-root", "--split-file", "--weights"}
+    what |= {"--protocol", "--results", "--overwrite"} if command == "run" else {"--export"}
+    assert what <= set(first["options"])
+    assert {"--folds", "--preprocessing", "--pooling"} <= set(panels["The DinoBloom authors' evaluation choices"]["options"])
+    assert {"--device", "--precision", "--batch-size", "--num-workers", "--offline"} <= set(
+        panels["Performance and hardware"]["options"])
+    assert not {"--device", "--precision", "--folds"} & set(first["options"])
