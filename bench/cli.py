@@ -637,8 +637,14 @@ def compare(
         r = paired_bootstrap(frames[0], frames[1], metric, n_boot=bootstrap)
     out.print(
         f"{metric}: {extractor_a} - {extractor_b} = {100 * r['difference']:+.2f} points, 95 % interval "
-        f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}], bootstrap p = {r['p_value']:.4f} "
+        f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}], bootstrap {_p_value(r['p_value'], r['n_boot'])} "
         f"({r['n_units']} units, {r['n_boot']} resamples)", markup=False)
+
+
+def _p_value(p: float, n_boot: int) -> str:
+    """A two-sided bootstrap p-value; 0 (no resample on one side of zero) is a bound, not a value: the smallest
+    non-zero p the resamples can give is 2 / n_boot."""
+    return f"p < 1/{n_boot // 2}" if p == 0 else f"p = {p:.4f}"
 
 
 @app.command("check-extractor", epilog=_examples("check-extractor"))
