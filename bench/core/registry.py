@@ -79,8 +79,28 @@ def import_target(target: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            if obj is module and module_name.endswith(".py"):
+                raise UsageError(f"plugin file {module_name} has no {part!r}.{_defined_hint(module, part)}") from None
             raise UsageError(f"{module_name} has no attribute {attr!r} (from target {target!r})") from None
     return obj
+
+
+def _defined_hint(module, missing: str) -> str:
+    """The names a plugin file defines (its classes and functions, and its upper-case objects such as ``TASK``),
+    the closest to ``missing`` first, for the error about a name it does not define."""
+    defined = {name: value for name, value in vars(module).items() if not name.startswith("_")
+               and not inspect.ismodule(value)
+               and (getattr(value, "__module__", None) == module.__name__ if inspect.isclass(value)
+                    or inspect.isfunction(value) else name.isupper())}
+    if not defined:
+        return " It defines no class, function or upper-case name; check the name after ':'."
+    close = difflib.get_close_matches(missing, list(defined), n=1, cutoff=0.5)
+    close = close or [n for n in defined if n.lower() == missing.lower()]
+    classes = sorted(n for n, v in defined.items() if inspect.isclass(v))
+    others = sorted(n for n in defined if n not in classes)
+    listed = "; ".join(part for part in (f"its classes: {', '.join(classes)}" if classes else "",
+                                         f"other names: {', '.join(others)}" if others else "") if part)
+    return (f" Did you mean {close[0]!r}?" if close else "") + f" ({listed})"
 
 
 def _plugin_file(path: Path) -> Path:
