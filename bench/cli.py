@@ -713,7 +713,25 @@ def train(
             _log(f"evaluation of {path.name} failed: {outcome.error}")
 
     with _user_errors():
-        main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log, on_export=evaluate_export)
+        trainer = main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log,
+                           on_export=evaluate_export)
+    if trainer.dist.main:
+        _print_exports(trainer.out, eval_task, options.results_dir)
+
+
+def _print_exports(run_folder: Path, eval_task: Optional[str], results: Path) -> None:
+    """Where a training run's exports are and the command that evaluates one."""
+    import shlex
+
+    exports = sorted((run_folder / "exports").glob("teacher_*.pth"))
+    if not exports:
+        return
+    last = shlex.quote(f"trained:{exports[-1]}")
+    out.print(f"{len(exports)} export(s) in {run_folder / 'exports'}; evaluate the last one with: bench run -e {last} "
+              f"-t {shlex.quote(eval_task) if eval_task else 'TASK'}", markup=False, highlight=False)
+    if eval_task is not None:
+        out.print(f"the exports' evaluations on {eval_task}, ranked: bench leaderboard --results "
+                  f"{shlex.quote(str(results))}", markup=False, highlight=False)
 
 
 plot_app = typer.Typer(no_args_is_help=True, help="Pictures of embeddings: UMAP of cells or patients, patch-PCA.")

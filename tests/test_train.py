@@ -324,3 +324,12 @@ def test_a_checkpoint_half_written_by_a_killed_process_is_never_read(images, tmp
     assert [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
     resumed.train(3)
     assert [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_train_ends_with_where_its_exports_are_and_how_to_evaluate_one(images, tmp_path):
+    done = _train_cli(images, tmp_path / "run", max_steps=1)
+    assert done.exit_code == 0, done.output
+    exports = sorted((tmp_path / "run" / "exports").glob("teacher_*.pth"))
+    assert [e.name for e in exports] == ["teacher_0000000.pth", "teacher_0000001.pth"]
+    assert done.output.strip().splitlines()[-1] == (f"2 export(s) in {tmp_path / 'run' / 'exports'}; evaluate the "
+                                                    f"last one with: bench run -e trained:{exports[-1]} -t TASK")
