@@ -167,11 +167,16 @@ def _check_names(extractors=(), tasks=(), protocols=()) -> None:
 
     with _user_errors():
         for registry, names in ((EXTRACTORS, extractors), (TASKS, tasks), (PROTOCOLS, protocols)):
-            for name in names or ():
-                if name is not None:
+            for name in [n for n in names or () if n is not None]:
+                try:
                     registry.check(name)
+                except HemabenchError as exc:
+                    if "," in name:
+                        exc.args = (f"{exc} (note: {COMMA_NOTE})",)
+                    raise
 
 
+COMMA_NOTE = "a name with ':' or '/' is taken whole, commas included; to run several, repeat --extractor / --task"
 INTERRUPTED = ("interrupted (Ctrl-C). What was finished is kept: the complete shards of every feature extraction "
                "(in the cache), the results written so far, the trainer's last checkpoint. Run the same command again "
                "to resume")
@@ -393,8 +398,7 @@ def _print_failure(outcome) -> None:
         _log(f"failed: {outcome.extractor} / {outcome.task}{what}: {error}"
              + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
     if "," in outcome.extractor + outcome.task and not outcome.records:
-        _log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
-             "--extractor / --task")
+        _log(f"note: {COMMA_NOTE}")
 
 
 def _print_next(outcomes, results_dir: Path) -> None:
