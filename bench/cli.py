@@ -268,7 +268,7 @@ def _list_extractor_details() -> None:
 
 
 # `bench run --help` and `bench extract --help` in three panels: what to run (typer's first panel, "Options", with
-# --help; one 80 x 40 screen), the authors' evaluation choices, and how fast (none of which changes a result)
+# --help; one 80 x 40 screen), the authors' evaluation choices, and performance and hardware
 AUTHORS_PANEL = "The DinoBloom authors' evaluation choices"
 PERFORMANCE_PANEL = "Performance and hardware"
 NAMES_HELP = "{}(s): repeat, or comma-separate (a name with : or / is taken whole)"
@@ -285,6 +285,10 @@ SKIP_BAD_HELP = "leave unreadable images out (listed in the result) instead of f
 PREPROCESSING_HELP = ("before the extractor's transform: task (the task's own), authors-cv (a PIL bicubic resize to "
                       "224 x 224 first: the DinoBloom authors' cross-validation code, Acevedo's default) or direct "
                       "(the transform on the original image: their fixed-split code, BMC's)")
+SHIFT_TRAINING_HELP = ("domain shift: one probe trained on all of --task (all), or each cross-validation fold's "
+                       "probe tested on --test-task, as the authors did (folds: mean ± std over the folds)")
+SHIFT_CLASSES_HELP = ("domain shift: score every test cell (all), or only the classes both tasks hold, predictions "
+                      "restricted to them (shared)")
 FOLDS_HELP = ("k-fold tasks: task (the portable folds) or authors (StratifiedKFold(5) without shuffling over the "
               "sorted file names, as the DinoBloom authors split)")
 
@@ -304,12 +308,8 @@ def run(
                                             help="domain shift: train the probe on --task, test on this task"),
     preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
     folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
-    shift_training: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help="domain shift: one probe trained on "
-                                       "all of --task (all), or each cross-validation fold's probe tested on "
-                                       "--test-task, as the authors did (folds: mean ± std over the folds)"),
-    shift_classes: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help="domain shift: score every test "
-                                      "cell (all), or only the classes both tasks hold, predictions restricted to "
-                                      "them (shared)"),
+    shift_training: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_TRAINING_HELP),
+    shift_classes: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_CLASSES_HELP),
     pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
                                               help=POOLING_HELP),
     device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
