@@ -7,6 +7,8 @@ Layout of one entry, ``<cache>/features/<key>/``::
                                  shard complete and says what its bytes must hash to
     shards/shard-000000000.lock  held by the process extracting those rows (its claim), beside
     shards/shard-000000000.claim who holds it: rank, host, pid (left behind by a process that was killed)
+    entry.json                   written first: what the entry holds (the key's payload: extractor, data), so
+                                 that an entry cut short is named by `bench cache ls`; removed with the shards
     features.npy                 all rows (N, dim) float32, streamed shard by shard (hashed on the way)
     manifest.json                written last: rows, dim, the sha256 and size of features.npy; its presence
                                  means the entry is complete
@@ -130,6 +132,38 @@ class FeatureStore:
     @property
     def features_path(self) -> Path:
         return self.directory / FEATURES_FILE
+
+    @property
+    def description_path(self) -> Path:
+        return self.directory / "entry.json"
+
+    def describe(self, manifest: dict) -> None:
+        """Write what the entry holds (``entry.json``: key, key payload, creation time) before any shard, so
+        that an entry cut short is named by `bench cache ls` (its manifest, which names it too, comes last)."""
+        if not self.description_path.is_file():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.description_path, {**manifest, "key": self.key})
+
+    def description(self) -> dict:
+        """The manifest of a complete entry, else its ``entry.json``; {} if neither can be read."""
+        for path in (self.manifest_path, self.description_path):
+            try:
+                found = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(found, dict):
+                return found
+        return {}
+
+    def discard_if_empty(self) -> bool:
+        """After an extraction failed: remove the entry if it holds nothing a later run can use (no manifest, no
+        complete shard) and no live process holds any of it. Returns whether it was removed."""
+        with self.lock():
+            if self.is_complete() or self.completed_shards(verify=False) or _busy(self, shards_only=True):
+                return False
+            self.evict()
+        Path(str(self.directory) + ".lock").unlink(missing_ok=True)
+        return True
 
     def is_complete(self) -> bool:
         return self.manifest_path.is_file()
@@ -331,6 +365,7 @@ class FeatureStore:
         atomic_write_json(self.manifest_path, {**manifest, "key": self.key, "rows": n_rows, "dim": dim,
                                                "bad_rows": bad, "files": files, "cache_format": CACHE_FORMAT})
         shutil.rmtree(self.shard_dir, ignore_errors=True)
+        self.description_path.unlink(missing_ok=True)  # the manifest says it all now
 
     # -- reading --------------------------------------------------------------------------------------------
     def read_manifest(self) -> dict:
@@ -409,9 +444,9 @@ def cache_entries(cache_root: Path) -> list[FeatureStore]:
     return [FeatureStore(cache_root, p.name) for p in sorted(folder.iterdir()) if p.is_dir()]
 
 
-def _busy(store: FeatureStore) -> bool:
-    """A live process holds the entry's lock or a shard's (its claim)."""
-    locks = [Path(str(store.directory) + ".lock")]
+def _busy(store: FeatureStore, shards_only: bool = False) -> bool:
+    """A live process holds the entry's lock (unless ``shards_only``) or a shard's (its claim)."""
+    locks = [] if shards_only else [Path(str(store.directory) + ".lock")]
     if store.shard_dir.is_dir():
         locks += sorted(store.shard_dir.glob("shard-*.lock"))
     for path in locks:
@@ -428,13 +463,9 @@ def entry_state(store: FeatureStore, full: bool = False) -> EntryState:
     """The entry's status; ``full`` checks the sha256 of features.npy (else size and shape only)."""
     size = sum(p.stat().st_size for p in store.directory.rglob("*") if p.is_file())
     state = EntryState(store.key, store.directory, "ok", size=size)
-    try:
-        manifest = json.loads(store.manifest_path.read_text()) if store.is_complete() else None
-    except (OSError, ValueError):
-        manifest = None
-    if isinstance(manifest, dict):
-        state.extractor = str(((manifest.get("key_payload") or {}).get("extractor") or {}).get("name", ""))
-        state.rows, state.dim, state.created = manifest.get("rows"), manifest.get("dim"), str(manifest.get("created", ""))
+    manifest = store.description()  # a partial entry is named by its entry.json
+    state.extractor = str(((manifest.get("key_payload") or {}).get("extractor") or {}).get("name", ""))
+    state.rows, state.dim, state.created = manifest.get("rows"), manifest.get("dim"), str(manifest.get("created", ""))
     if not store.is_complete():
         state.status = "busy" if _busy(store) else "partial"
         state.detail = f"{len(store.completed_shards())} complete shard(s)" if state.status == "partial" else ""

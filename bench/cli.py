@@ -158,6 +158,25 @@ def _user_errors():
         _interrupted()
 
 
+def _check_names(extractors=(), tasks=(), protocols=()) -> None:
+    """Refuse a name that cannot resolve before any model code is imported (torch alone takes seconds): a typo,
+    an unknown scheme or a missing plugin file ends the command at once, with the closest names."""
+    from extractors import EXTRACTORS
+    from protocols import PROTOCOLS
+    from tasks import TASKS
+
+    with _user_errors():
+        for registry, names in ((EXTRACTORS, extractors), (TASKS, tasks), (PROTOCOLS, protocols)):
+            for name in [n for n in names or () if n is not None]:
+                try:
+                    registry.check(name)
+                except HemabenchError as exc:
+                    if "," in name:
+                        exc.args = (f"{exc} (note: {COMMA_NOTE})",)
+                    raise
+
+
+COMMA_NOTE = "a name with ':' or '/' is taken whole, commas included; to run several, repeat --extractor / --task"
 INTERRUPTED = ("interrupted (Ctrl-C). What was finished is kept: the complete shards of every feature extraction "
                "(in the cache), the results written so far, the trainer's last checkpoint. Run the same command again "
                "to resume")
@@ -248,49 +267,67 @@ def _list_extractor_details() -> None:
     out.print(table)
 
 
+# `bench run --help` and `bench extract --help` in three panels: what to run (typer's first panel, "Options", with
+# --help; one 80 x 40 screen), the authors' evaluation choices, and performance and hardware
+AUTHORS_PANEL = "The DinoBloom authors' evaluation choices"
+PERFORMANCE_PANEL = "Performance and hardware"
+NAMES_HELP = "{}(s): repeat, or comma-separate (a name with : or / is taken whole)"
+DATA_ROOT_HELP = "the task's data folder (default: $BENCH_HOME/data/...)"
+SPLIT_FILE_HELP = "fixed split CSV (path,split = train|test) instead of k-fold"
+WEIGHTS_HELP = "weight file for the extractor"
+POOLING_HELP = "cls, mean or cls+mean: token pooling for ViT-like extractors (default: the entry's)"
+OVERWRITE_HELP = "existing results: never (refuse), always (redo), only-missing (skip)"
+DEVICE_HELP = "auto, cpu, cuda, cuda:1, mps"
+WORKERS_HELP = ("DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max "
+                "16)")
+OFFLINE_HELP = "never download weights"
+SKIP_BAD_HELP = "leave unreadable images out (listed in the result) instead of failing"
 PREPROCESSING_HELP = ("before the extractor's transform: task (the task's own), authors-cv (a PIL bicubic resize to "
                       "224 x 224 first: the DinoBloom authors' cross-validation code, Acevedo's default) or direct "
                       "(the transform on the original image: their fixed-split code, BMC's)")
+SHIFT_TRAINING_HELP = ("domain shift: one probe trained on all of --task (all), or each cross-validation fold's "
+                       "probe tested on --test-task, as the authors did (folds: mean ± std over the folds)")
+SHIFT_CLASSES_HELP = ("domain shift: score every test cell (all), or only the classes both tasks hold, predictions "
+                      "restricted to them (shared)")
 FOLDS_HELP = ("k-fold tasks: task (the portable folds) or authors (StratifiedKFold(5) without shuffling over the "
               "sorted file names, as the DinoBloom authors split)")
 
 
 @app.command(epilog=_examples("run"))
 def run(
-    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
-    task: List[str] = typer.Option(..., "--task", "-t", help="task name(s); repeat, or comma-separate plain names (a name with : or / is taken whole)"),
-    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="protocol(s); default: the task's"),
-    test_task: Optional[str] = typer.Option(None, help="domain shift: train the probe on --task, test on this task"),
-    data_root: Optional[Path] = typer.Option(None, help="the task's data folder (default: $BENCH_HOME/data/<task folder>)"),
-    split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split with split = train|test) instead of k-fold"),
-    weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    pooling: Optional[Pooling] = typer.Option(None, help="token pooling for ViT-like extractors (default: the entry's)"),
-    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
-    overwrite: Overwrite = typer.Option(Overwrite.only_missing, help="existing results: never (refuse), always (redo), only-missing (skip)"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
-    decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
-    shard_size: int = typer.Option(1024, min=1, help=SHARD_HELP),
-    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max 16)"),
-    skip_bad_images: bool = typer.Option(False, help="leave unreadable images out (listed in the result) instead of failing"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
-    preprocessing: str = typer.Option("task", help=PREPROCESSING_HELP),
-    folds: str = typer.Option("task", help=FOLDS_HELP),
-    shift_training: str = typer.Option("all", help="domain shift: one probe trained on all of --task (all), or each "
-                                       "cross-validation fold's probe tested on --test-task, as the authors did "
-                                       "(folds: mean ± std over the folds)"),
-    shift_classes: str = typer.Option("all", help="domain shift: score every test cell (all), or only the classes "
-                                      "both tasks hold, predictions restricted to them (shared)"),
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", metavar="NAME", help=NAMES_HELP.format("extractor")),
+    task: List[str] = typer.Option(..., "--task", "-t", metavar="NAME", help=NAMES_HELP.format("task")),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", metavar="NAME", help="protocol(s) (default: "
+                                                 "the task's)"),
+    data_root: Optional[Path] = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP),
+    split_file: Optional[Path] = typer.Option(None, metavar="CSV", help=SPLIT_FILE_HELP),
+    weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP + " (one extractor only)"),
+    results: Optional[Path] = typer.Option(None, metavar="DIR", help=RESULTS_HELP),
+    overwrite: Overwrite = typer.Option(Overwrite.only_missing, metavar="POLICY", help=OVERWRITE_HELP),
+    test_task: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=AUTHORS_PANEL,
+                                            help="domain shift: train the probe on --task, test on this task"),
+    preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
+    folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
+    shift_training: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_TRAINING_HELP),
+    shift_classes: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_CLASSES_HELP),
+    pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
+                                              help=POOLING_HELP),
+    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
+    precision: Precision = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
+                                        help=PRECISION_HELP),
+    decode: Decode = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                             help=BATCH_HELP),
+    shard_size: int = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP),
+    num_workers: Optional[int] = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                              help=WORKERS_HELP),
+    progress: bool = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar"),
+    offline: bool = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP),
+    skip_bad_images: bool = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP),
 ) -> None:
-    """Extract features (cached), run the protocols and write one result file per protocol. Under torchrun the
-    ranks share the features of every pair and each pair's owner evaluates it (docs/distributed.md).
-
-    A choice other than the task's own (--preprocessing, --folds, --shift-training, --shift-classes) gives a result
-    of its own name (e.g. acevedo@folds=authors), kept beside the default one and never ranked with it."""
-    from bench.runner import RunOptions, help_pair, run_pair
-
+    """Extract features (cached), run the protocols and write one result file per protocol. An authors' choice
+    other than the task's own gives a result of its own name (e.g. acevedo@folds=authors), never ranked with the
+    default one. Under torchrun the ranks share the work (docs/distributed.md)."""
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
@@ -301,6 +338,9 @@ def run(
     if split_file is not None and test_task is not None:
         _fail("--split-file and --test-task exclude each other: a domain-shift run trains on all of --task "
               "and tests on all of --test-task")
+    _check_names(extractors, tasks + [test_task], protocols)
+    from bench.runner import RunOptions, help_pair, run_pair
+
     with _user_errors():
         options = RunOptions(
             results_dir=_results(results), data_root=data_root, split_file=split_file, weights=weights, offline=offline,
@@ -331,28 +371,47 @@ def run(
     if world.rank != 0:  # its pairs are in rank 0's table and exit code; exiting 1 here would stop rank 0
         return
     _print_outcomes(everything)
+    _print_next(everything, options.results_dir)
+    for outcome in everything:  # last on screen: what failed, and why
+        _print_failure(outcome)
     if any(o.status == "failed" for o in everything):
         raise typer.Exit(1)
 
 
 def _report(outcome, extractor_name: str, task_name: str, log) -> None:
-    """What a pair left behind: kept results, failures (with the traceback of a bug)."""
+    """What a pair left behind as it ends: kept results (its failures are printed after the results table)."""
     if outcome.skipped_protocols:
         log(f"kept existing results for {', '.join(outcome.skipped_protocols)} (--overwrite only-missing: "
             "they match this run's features, data, splits and settings)")
+
+
+def _print_failure(outcome) -> None:
+    """A failed pair's lines (with the traceback of a bug first)."""
     if outcome.status != "failed":
         return
     if outcome.bug or _state["debug"]:
-        log(outcome.traceback or "")
+        _log(outcome.traceback or "")
     for failure in outcome.failed_protocols or [None]:
         what = f" / {failure.protocol}" if failure else ""
         error = failure.error if failure else outcome.error
         bug = failure.bug if failure else outcome.bug
-        log(f"failed: {extractor_name} / {task_name}{what}: {error}"
-            + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
-    if "," in extractor_name + task_name and not outcome.records:
-        log("note: a name with ':' or '/' is taken whole, commas included; to run several, repeat "
-            "--extractor / --task")
+        _log(f"failed: {outcome.extractor} / {outcome.task}{what}: {error}"
+             + (" (a bug in hemabench or a plugin: the traceback is above)" if bug else ""))
+    if "," in outcome.extractor + outcome.task and not outcome.records:
+        _log(f"note: {COMMA_NOTE}")
+
+
+def _print_next(outcomes, results_dir: Path) -> None:
+    """Where the results are and the command that ranks them."""
+    import shlex
+
+    written, kept = sum(len(o.records) for o in outcomes), sum(len(o.kept) for o in outcomes)
+    if not written and not kept:
+        return
+    total = written + kept
+    counts = " and ".join(f"{n} {what}" for n, what in ((written, "written"), (kept, "kept")) if n)
+    out.print(f"{total} result{'s' if total > 1 else ''} ({counts}) under {results_dir}; next, rank them: "
+              f"bench leaderboard --results {shlex.quote(str(results_dir))}", markup=False, highlight=False)
 
 
 def _join(device: str, shared: dict):
@@ -413,31 +472,38 @@ def _print_outcomes(outcomes) -> None:
                           *([""] * len(LABEL_METRICS)), escape(f"failed: {failure.error}"))
         if not outcome.records and not outcome.failed_protocols and not outcome.kept:
             table.add_row(escape(outcome.extractor), escape(outcome.task), "", *([""] * len(LABEL_METRICS)), outcome.status)
-    out.print(table)
+    if any(o.records or o.kept or o.failed_protocols for o in outcomes):  # else only failures, said after it
+        out.print(table)
 
 
 @app.command(epilog=_examples("extract"))
 def extract(
-    extractor: str = typer.Option(..., "--extractor", "-e"),
-    task: str = typer.Option(..., "--task", "-t"),
-    export: Path = typer.Option(..., help="folder for features.npy (float32, N x dim) and index.csv"),
-    data_root: Optional[Path] = typer.Option(None),
-    split_file: Optional[Path] = typer.Option(None, help="fixed split CSV (path,split); index.csv then says train/test"),
-    weights: Optional[Path] = typer.Option(None),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    pooling: Optional[Pooling] = typer.Option(None, help="token pooling (default: the entry's)"),
-    device: str = typer.Option("auto"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
-    decode: Decode = typer.Option(Decode.cpu, help=DECODE_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
-    shard_size: int = typer.Option(1024, min=1, help=SHARD_HELP),
-    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (default: auto)"),
-    skip_bad_images: bool = typer.Option(False),
-    progress: bool = typer.Option(True),
-    preprocessing: str = typer.Option("task", help=PREPROCESSING_HELP),
-    folds: str = typer.Option("task", help=FOLDS_HELP),
+    extractor: str = typer.Option(..., "--extractor", "-e", metavar="NAME", help="extractor name"),
+    task: str = typer.Option(..., "--task", "-t", metavar="NAME", help="task name"),
+    export: Path = typer.Option(..., metavar="DIR", help="folder for features.npy (float32, N x dim) and index.csv"),
+    data_root: Optional[Path] = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP),
+    split_file: Optional[Path] = typer.Option(None, metavar="CSV", help="fixed split CSV (path,split); index.csv "
+                                              "then says train/test"),
+    weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP),
+    preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
+    folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
+    pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
+                                              help=POOLING_HELP),
+    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
+    precision: Precision = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
+                                        help=PRECISION_HELP),
+    decode: Decode = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP),
+    batch_size: Optional[int] = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                             help=BATCH_HELP),
+    shard_size: int = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP),
+    num_workers: Optional[int] = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+                                              help=WORKERS_HELP),
+    progress: bool = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar"),
+    offline: bool = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP),
+    skip_bad_images: bool = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP),
 ) -> None:
     """Export features (from the cache, extracting what is missing) and an index of their rows."""
+    _check_names([extractor], [task])
     import numpy as np
 
     from bench.runner import RunOptions, load_pair
@@ -580,8 +646,14 @@ def compare(
         r = paired_bootstrap(frames[0], frames[1], metric, n_boot=bootstrap)
     out.print(
         f"{metric}: {extractor_a} - {extractor_b} = {100 * r['difference']:+.2f} points, 95 % interval "
-        f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}], bootstrap p = {r['p_value']:.4f} "
+        f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}], bootstrap {_p_value(r['p_value'], r['n_boot'])} "
         f"({r['n_units']} units, {r['n_boot']} resamples)", markup=False)
+
+
+def _p_value(p: float, n_boot: int) -> str:
+    """A two-sided bootstrap p-value; 0 (no resample on one side of zero) is a bound, not a value: the smallest
+    non-zero p the resamples can give is 2 / n_boot."""
+    return f"p < 1/{n_boot // 2}" if p == 0 else f"p = {p:.4f}"
 
 
 @app.command("check-extractor", epilog=_examples("check-extractor"))
@@ -593,6 +665,7 @@ def check_extractor_cmd(
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """Build the extractor (finding its weights as `bench run` does) and check its contract on a tiny batch."""
+    _check_names([name])
     from bench.checks import check_extractor
     from bench.extract import pick_device
     from bench.runner import RunOptions, build_extractor, resolve_entry
@@ -627,6 +700,8 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config field: --set base_lr=1e-4"),
 ) -> None:
     """Train DinoBloom (DINOv2 without local crops); export the teacher every N iterations and evaluate it."""
+    if eval_task is not None:  # checked before training, not at the first export
+        _check_names(tasks=[eval_task], protocols=_split(eval_protocol))
     from bench.runner import RunOptions, run_pair
     from dinobloom_train.train import main_cli
 
@@ -647,7 +722,25 @@ def train(
             _log(f"evaluation of {path.name} failed: {outcome.error}")
 
     with _user_errors():
-        main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log, on_export=evaluate_export)
+        trainer = main_cli(preset, str(data), str(out), list(set_ or []), max_steps, log=_log,
+                           on_export=evaluate_export)
+    if trainer.dist.main:
+        _print_exports(trainer.out, eval_task, options.results_dir)
+
+
+def _print_exports(run_folder: Path, eval_task: Optional[str], results: Path) -> None:
+    """Where a training run's exports are and the command that evaluates one."""
+    import shlex
+
+    exports = sorted((run_folder / "exports").glob("teacher_*.pth"))
+    if not exports:
+        return
+    last = shlex.quote(f"trained:{exports[-1]}")
+    out.print(f"{len(exports)} export(s) in {run_folder / 'exports'}; evaluate the last one with: bench run -e {last} "
+              f"-t {shlex.quote(eval_task) if eval_task else 'TASK'}", markup=False, highlight=False)
+    if eval_task is not None:
+        out.print(f"the exports' evaluations on {eval_task}, ranked: bench leaderboard --results "
+                  f"{shlex.quote(str(results))}", markup=False, highlight=False)
 
 
 plot_app = typer.Typer(no_args_is_help=True, help="Pictures of embeddings: UMAP of cells or patients, patch-PCA.")
@@ -686,6 +779,7 @@ def plot_umap(
     progress: bool = typer.Option(True),
 ) -> None:
     """UMAP of an extractor's embeddings (cached features: no forward pass when cached), as PNG and HTML."""
+    _check_names([extractor], _split(task))
     from bench.plots import keep_for_board, umap_scatter
     from bench.runner import RunOptions
     from leaderboard.figures import scatter_html, scatter_png
@@ -715,6 +809,7 @@ def plot_patch_pca(
     precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
 ) -> None:
     """The first three PCA components of a ViT's patch tokens as RGB, beside the images (the paper's Fig. 3)."""
+    _check_names([extractor])
     from bench.plots import patch_pca
     from bench.runner import RunOptions
 
@@ -742,6 +837,7 @@ def batch_effect_cmd(
 ) -> None:
     """Do embeddings cluster by data set rather than by cell type? scIB's silhouettes and a kNN mixing score on
     the classes the data sets share, written as a result record that the leaderboard ranks (docs/figures.md)."""
+    _check_names(_split(extractor), _split(task))
     from rich.markup import escape
 
     from bench.batch_effect import batch_effect, domains_label

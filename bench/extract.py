@@ -370,24 +370,32 @@ def extract_to_store(
                 f"{' ...' if len(said) > 4 else ''}. The complete shards are kept: run the same command again, with "
                 "any number of processes, to extract only the rest." if said else "")
 
-    with _progress(progress) as bar, torch.inference_mode(), forward_precision(precision, device), \
-            describing(unfinished):
-        task = bar.add_task(description, total=n_rows, completed=done_before, rate="-")
-        units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
-        own = units[world.rank::world.size]
-        run_pass(own)  # its own share first: the loader claims ahead (its prefetch), but only from this share
-        if len(own) < len(units):
-            run_pass(share_order(units, world.rank, world.size)[len(own):])  # then what others have not started
-        while finalise:  # what others hold: wait for it, and take over what a process that died left
+    store.describe(manifest)  # named from the start: an entry cut short is still identifiable
+    try:
+        with _progress(progress) as bar, torch.inference_mode(), forward_precision(precision, device), \
+                describing(unfinished):
+            task = bar.add_task(description, total=n_rows, completed=done_before, rate="-")
             units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
-            if not units or store.is_complete():  # (complete: another launch finalised it, its shards are gone)
-                break
-            for unit in units:  # one at a time, holding no other claim while waiting (two waiters never deadlock)
-                on_wait = lambda who, u=unit: log(f"waiting for rows {u[0]}-{u[1] - 1}: {who} is extracting them")  # noqa: E731
-                claim = store.claim(unit, owner, wait=True, on_wait=on_wait)
-                if claim is not None:  # its holder died, or nobody had started it
-                    run_pass([unit], held=claim)
-            time.sleep(0.05)  # (a unit that is written but not yet readable: look again, without spinning)
+            own = units[world.rank::world.size]
+            run_pass(own)  # its own share first: the loader claims ahead (its prefetch), but only from this share
+            if len(own) < len(units):
+                run_pass(share_order(units, world.rank, world.size)[len(own):])  # then what others have not started
+            while finalise:  # what others hold: wait for it, and take over what a process that died left
+                units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
+                if not units or store.is_complete():  # (complete: another launch finalised it, its shards are gone)
+                    break
+                for unit in units:  # one at a time, holding no other claim while waiting (two waiters never deadlock)
+                    on_wait = lambda who, u=unit: log(f"waiting for rows {u[0]}-{u[1] - 1}: {who} is extracting them")  # noqa: E731
+                    claim = store.claim(unit, owner, wait=True, on_wait=on_wait)
+                    if claim is not None:  # its holder died, or nobody had started it
+                        run_pass([unit], held=claim)
+                time.sleep(0.05)  # (a unit that is written but not yet readable: look again, without spinning)
+    except BaseException:  # failed or stopped: complete shards stay for a resume, an entry with none goes
+        try:
+            store.discard_if_empty()
+        except OSError:
+            pass  # the error that ended the extraction is the one to report
+        raise
     seconds = time.perf_counter() - t0
     stats = ExtractionStats(extracted, seconds, done_before, cached=False, batch_size=batch_size,
                             num_workers=num_workers, attention=attention, precision=precision,

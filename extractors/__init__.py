@@ -115,7 +115,8 @@ for _scheme, _factory, _argument, _summary in [
     ("openclip", "extractors.openclip:entry_for", "ARCH[/TAG]", "an OpenCLIP visual tower"),
     ("trained", "extractors.trained:entry_for", "EXPORT.pth", "a DinoBloom trainer export (bench train)"),
 ]:
-    EXTRACTORS.add_scheme(_scheme, _factory, argument=_argument, summary=_summary, names_itself=_scheme == "trained")
+    EXTRACTORS.add_scheme(_scheme, _factory, argument=_argument, summary=_summary, names_itself=_scheme == "trained",
+                          path_argument=_scheme == "trained")
 
 
 def get_extractor(name: str):

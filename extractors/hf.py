@@ -194,7 +194,16 @@ def sdpa_config(config_class, values: dict[str, Any]):
 def _build(entry: ExtractorEntry, source: str) -> FeatureModel:
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(source, trust_remote_code=False).float()
+    from extractors.weights import refused_pickle, unpickling_error
+
+    try:
+        model = AutoModel.from_pretrained(source, trust_remote_code=False).float()
+    except Exception as exc:  # transformers reads a pickled pytorch_model.bin with weights_only=True: one line
+        refused = unpickling_error(exc)
+        if refused is None:
+            raise
+        pickled = sorted(Path(source).glob("*.bin")) if Path(source).is_dir() else []
+        raise refused_pickle(pickled[0] if len(pickled) == 1 else f"the weights of hf:{source}", refused) from exc
     hidden = int(model.config.hidden_size)
     expected = hidden * (2 if entry.pooling == "cls+mean" else 1)
     if entry.pooling not in TOKEN_POOLINGS or entry.dim != expected:

@@ -171,6 +171,9 @@ def resolve(
             return Resolved(weight_file_in(path, entry, "--weights"), "explicit")
         if not path.is_file():
             raise MissingWeightsError(f"--weights {path}: no such file or folder")
+        from extractors.trained import refuse_as_weights  # (it imports the ViT code: only when a file is given)
+
+        refuse_as_weights(entry, path)
         return Resolved(path, "explicit")
     if not entry.needs_weights:  # random initialisation, or a model that loads its own weights (hf:, openclip:)
         return Resolved(None, "random" if any(s.kind == "random" for s in entry.weights) else "builtin")

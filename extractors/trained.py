@@ -4,7 +4,9 @@ An export is a DinoBloom-format file (``{"teacher": {"backbone.*", "dino_head.*"
 sidecar ``<same name>.json`` naming the architecture (a timm ViT spec), the preset and the training iteration.
 The feature is the teacher backbone's CLS token after the final norm, as for DinoBloom; the sidecar's training
 information travels into every result (``extractor.metadata``), so the leaderboard can draw the downstream
-curve over training. Exports of the ``s`` preset also load as ``--extractor dinobloom-s --weights FILE``.
+curve over training. Exports of the ``s`` preset have DinoBloom-S's keys (the published format: the model
+``dinobloom-s`` builds loads them), but ``--extractor dinobloom-s --weights <export>`` is refused, pointing at
+``trained:<export>``: the results would be named as the published model's (:func:`refuse_as_weights`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,29 @@ SIDECAR_FORMAT = "hemabench-dinobloom-export/1"
 
 def sidecar_path(export: Path) -> Path:
     return export.with_suffix(".json")
+
+
+def export_info(export: Path) -> dict | None:
+    """A `bench train` export's own metadata (its sidecar), or None for any other file."""
+    try:
+        info = json.loads(sidecar_path(Path(export)).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == SIDECAR_FORMAT else None
+
+
+def refuse_as_weights(entry: ExtractorEntry, weights: Path) -> None:
+    """Refuse a trainer export as ``--weights`` of another extractor (``-e dinobloom-s --weights <export>``): it
+    runs as ``trained:<export>``, which builds its architecture from the sidecar and names the results by run and
+    iteration, with the training information, never as the published model's."""
+    info = None if entry.family == "trained" else export_info(weights)
+    if info is None:
+        return
+    raise UsageError(
+        f"--weights {weights} is a `bench train` export (preset {info.get('preset')}, iteration "
+        f"{info.get('iteration')}; sidecar {sidecar_path(Path(weights))}): evaluate it with -e trained:{weights} "
+        f"instead of -e {entry.name} --weights, so that its results carry its own name and training information"
+    )
 
 
 def entry_for(spec: str) -> ExtractorEntry:

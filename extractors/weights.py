@@ -61,10 +61,29 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "checkpoint; download it again"
         ) from exc
     except Exception as exc:  # pickle.UnpicklingError for files that need arbitrary code to load
-        raise WeightsError(
-            f"refusing to load {path}: it is not a plain tensor checkpoint ({load_error_reason(exc)}). hemabench "
-            "loads pickled files with weights_only=True only; convert it to safetensors or a plain state dict"
-        ) from exc
+        raise refused_pickle(path, exc) from exc
+
+
+def refused_pickle(path: str | Path, exc: BaseException) -> WeightsError:
+    """The one-line refusal of a pickle that ``torch.load(weights_only=True)`` will not load (it would run code),
+    wherever it is read: by hemabench, or by a library hemabench calls (transformers' ``from_pretrained``)."""
+    return WeightsError(
+        f"refusing to load {path}: it is not a plain tensor checkpoint ({load_error_reason(exc)}). hemabench "
+        "loads pickled files with weights_only=True only; convert it to safetensors or a plain state dict"
+    )
+
+
+def unpickling_error(exc: BaseException) -> BaseException | None:
+    """The ``pickle.UnpicklingError`` that caused ``exc`` (itself, or one in its chain), else None."""
+    import pickle
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, pickle.UnpicklingError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def state_dict_mismatches(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, object],

@@ -36,7 +36,7 @@ for _scheme, _factory, _argument, _summary in [
     ("bags", "tasks.simulated_bags:task_for", "TASK",
      "SIMULATED patients from a labelled cell task (class-mix diagnoses), for MIL"),
 ]:
-    TASKS.add_scheme(_scheme, _factory, argument=_argument, summary=_summary)
+    TASKS.add_scheme(_scheme, _factory, argument=_argument, summary=_summary, path_argument=_argument == "PATH")
 
 
 def get_task(name: str):

@@ -16,10 +16,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from bench.core.errors import BadImageError, DataError
 from bench.core.images import to_rgb
 from tasks.base import Task
-from tasks.validation import duplicate_groups, hash_and_sniff, is_defect, listed
+from tasks.validation import deeper_hint, duplicate_groups, hash_and_sniff, is_defect, listed
 
 
 @dataclass
@@ -41,6 +43,7 @@ class DataReport:
     left_out: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    deeper: str | None = None  # a did-you-mean: the folder one level deeper that looks like the data set
 
     @property
     def duplicate_pairs(self) -> list[tuple[str, str]]:
@@ -49,6 +52,9 @@ class DataReport:
     def problems(self) -> list[str]:
         """One line per kind of defect that makes the data set differ from a clean copy."""
         out = []
+        if len(self.class_counts) < 2:
+            shown = f" ({', '.join(self.class_counts)})" if self.class_counts else ""
+            out.append(f"{len(self.class_counts)} class(es) with images{shown}: classification needs at least 2")
         if self.missing_files:
             out.append(f"{len(self.missing_files)} listed file(s) do not exist: {listed(self.missing_files, 5)}")
         if self.unexpected:
@@ -69,6 +75,8 @@ class DataReport:
                 f"{len(self.duplicate_pairs)} pair(s) of byte-identical images in {len(self.duplicate_groups)} set(s)"
                 f", {len(self.cross_class_duplicates)} set(s) across classes"
             )
+        if self.deeper:  # last: the fix for the problems above
+            out.append(self.deeper)
         return out
 
     @property
@@ -115,7 +123,7 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
         raise DataError(f"task {task.name!r}: data folder {root} does not exist. {task.obtain}".strip())
     inv = task.inventory(root)
     samples = inv.samples.reset_index(drop=True).copy()
-    present = [(inv.root / p).is_file() for p in samples["path"]]
+    present = np.array([(inv.root / p).is_file() for p in samples["path"]], dtype=bool)  # (a list [] selects columns)
     samples = samples[present].reset_index(drop=True)
     facts = [hash_and_sniff(inv.root / p) for p in samples["path"]]
     samples["sha256"] = [sha for sha, _ in facts]
@@ -139,6 +147,7 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
     paths, labels = samples["path"], samples["label"]
     left_out = set(inv.left_out)
     counts = samples.loc[~samples["path"].isin(non_images), "label"].value_counts()
+    deeper = deeper_hint(inv.root, 1 if task.kind == "cells" else 2) if len(counts) < 2 or inv.unexpected else None
     return DataReport(
         task=task.name,
         root=str(inv.root),
@@ -157,6 +166,7 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
         left_out=list(inv.left_out),
         missing_files=list(inv.missing_files),
         notes=list(inv.notes),
+        deeper=deeper,
     )
 
 

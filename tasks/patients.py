@@ -50,7 +50,7 @@ class BagTask(Task):
             ignored.update({p: "not in a patient folder" for p in walked.samples["path"] if p not in used})
         else:
             raise DataError(f"task {self.name!r}: {root} is neither a data folder nor a .csv manifest. {self.obtain}")
-        check_classes(samples, root)
+        check_classes(samples, root, levels=2)  # <label>/<patient>/<image>
         samples["fold"] = ""
         samples["sha256"] = [sha256_file(root / p) for p in samples["path"]]
         return BagDataset(self.name, root, samples, "patients", ignored, n_folds=self.n_folds, seeds=tuple(self.seeds))

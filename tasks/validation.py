@@ -59,10 +59,52 @@ def listed(items: list[str], limit: int = MAX_LISTED) -> str:
     return shown + (f" ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def check_classes(samples: pd.DataFrame, where: Path) -> None:
+def check_classes(samples: pd.DataFrame, where: Path, levels: int = 1) -> None:
+    """At least two classes; with fewer, the error names the folder one level deeper that looks like the data set,
+    if there is one (``levels``: the folder levels between a data set's root and its images, as in
+    :func:`deeper_roots`)."""
     labels = samples["label"].unique()
     if len(labels) < 2:
-        raise DataError(f"data set at {where} has {len(labels)} class(es) {list(labels)}; classification needs at least 2")
+        hint = deeper_hint(Path(where), levels)
+        raise DataError(f"data set at {where} has {len(labels)} class(es) {list(labels)}; classification needs at least 2"
+                        + (f"; {hint}" if hint else ""))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(Path(e.path) for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+
+
+def _holds_images(folder: Path, levels: int) -> bool:
+    """Image files ``levels`` folders below ``folder`` (0: in it)."""
+    if levels > 0:
+        return any(_holds_images(sub, levels - 1) for sub in _subfolders(folder))
+    extensions = image_extensions()
+    try:
+        return any(Path(e.name).suffix.lower() in extensions and e.is_file() for e in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def deeper_roots(root: Path, levels: int = 1) -> list[Path]:
+    """The sub-folders of ``root`` that look like a data set themselves, when ``root`` was given one level too
+    high (``<root>/<data set>/<class>/<image>``): each holds at least two folders with images ``levels`` folders
+    down (1: ``<class>/<image>``; 2: ``<label>/<patient>/<image>``)."""
+    return [child for child in _subfolders(root)
+            if sum(_holds_images(sub, levels - 1) for sub in _subfolders(child)) >= 2]
+
+
+def deeper_hint(root: Path, levels: int = 1) -> str | None:
+    """A did-you-mean naming the folder one level deeper that looks like the data set (:func:`deeper_roots`), or
+    None."""
+    found = deeper_roots(root, levels)
+    if not found:
+        return None
+    others = f" (other candidates: {listed([str(f) for f in found[1:]], 5)})" if len(found) > 1 else ""
+    return (f"the class folders seem to be one level deeper: did you mean --data-root {found[0]} (or "
+            f"imagefolder:{found[0]})?{others}")
 
 
 def duplicate_groups(samples: pd.DataFrame) -> list[list[int]]:
@@ -167,9 +209,10 @@ def checked_inventory(task, root: Path) -> Inventory:
     """``task.inventory(root)``, refusing foreign folders and empty classes, noting absent expected classes."""
     inv = task.inventory(root)
     if inv.unexpected:
+        hint = deeper_hint(root)
         raise DataError(
             f"task {task.name!r}: {root} holds folder(s) {inv.unexpected} that are not {task.class_folders}; "
-            f"point --data-root at the {task.data_dir or 'data'} folder"
+            + (hint if hint else f"point --data-root at the {task.data_dir or 'data'} folder")
         )
     if inv.empty_classes:
         raise DataError(f"task {task.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images; "

@@ -54,6 +54,34 @@ def test_interrupted_extraction_resumes_with_identical_features(image_folder, ti
     assert not shard_dirs[0].exists()  # shards are folded into features.npy when complete
 
 
+def test_a_failed_extraction_leaves_no_nameless_entry(image_folder, tiny_plugin, bench_home):
+    """An extraction that fails before its first shard leaves nothing in the cache; one that fails after keeps its
+    complete shards for a resume, in an entry `bench cache ls` names."""
+    from bench.cache import cache_entries, entry_state
+    from bench.core.errors import BadImageError
+
+    cache = bench_home / "cache"
+    tiny_plugin.fail_after = 0  # the extractor fails on the first batch
+    with pytest.raises(KeyboardInterrupt):
+        _features(image_folder, num_workers=0)
+    assert cache_entries(cache) == []
+    first = sorted((image_folder / "a").iterdir())[0]
+    good = first.read_bytes()
+    first.write_bytes(good[: len(good) // 3])  # the first image cannot be read
+    tiny_plugin.fail_after = None
+    with pytest.raises(BadImageError):
+        _features(image_folder, num_workers=0)
+    assert cache_entries(cache) == []
+    first.write_bytes(good)
+    tiny_plugin.forward_calls, tiny_plugin.fail_after = 0, 3  # three shards of four rows, then a stop
+    with pytest.raises(KeyboardInterrupt):
+        _features(image_folder, num_workers=0)
+    (store,) = cache_entries(cache)
+    state = entry_state(store)
+    assert (state.status, state.extractor, state.detail) == ("partial", "tiny_vit.py:TinyViT", "3 complete shard(s)")
+    assert state.created
+
+
 def _extract_script(folder, export, sleep):
     return textwrap.dedent(
         f"""

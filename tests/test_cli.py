@@ -83,11 +83,20 @@ def test_leaderboard_and_extract(synthetic_results, synthetic_root, tmp_path):
 
 
 def test_failing_pair_is_reported_and_others_still_run(image_folder, tmp_path):
+    wrong = TINY.replace(":TinyViT", ":WrongShape")
+    done = _run("run", "-e", TINY, "-e", wrong, "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
+                "--results", tmp_path / "r", "--no-progress", "--num-workers", "0")
+    assert done.exit_code == 1
+    assert "expected (32, 32)" in done.output
+    assert len(list((tmp_path / "r").rglob("knn-1.json"))) == 1
+
+
+def test_an_unknown_name_stops_the_run_before_any_pair(image_folder, tmp_path):
     done = _run("run", "-e", TINY, "-e", "vit-s14-randm", "-t", f"imagefolder:{image_folder}", "-p", "knn-1",
                 "--results", tmp_path / "r", "--no-progress")
-    assert done.exit_code == 1
+    assert done.exit_code == 1 and done.output.startswith("error: unknown extractor 'vit-s14-randm'")
     assert "Did you mean 'vit-s14-random'" in done.output
-    assert len(list((tmp_path / "r").rglob("knn-1.json"))) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_task_and_protocol(image_folder, tmp_path):
@@ -291,3 +300,31 @@ def test_every_command_has_examples_that_parse():
         for line in lines:
             words = shlex.split(line)[1 + len(name.split()):]
             commands[name].make_context(name, words)  # raises on an unknown option or a missing required one
+
+
+@pytest.mark.parametrize("command", ["run", "extract"])
+def test_help_groups_the_options_and_what_to_run_fits_one_screen(command):
+    """`bench run --help` on an 80 x 40 terminal: what to run is the first panel, and the top of the help through
+    that panel fits the screen; the authors' choices and the performance options follow in panels of their own."""
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}).output
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    panels, name = {}, None
+    for number, line in enumerate(lines):
+        if line.startswith("╭─ "):
+            name = line[3:].split(" ─", 1)[0]
+            panels[name] = {"first": number, "options": []}
+        elif line.startswith("╰"):
+            panels[name]["last"], name = number, None
+        elif name is not None:
+            panels[name]["options"] += [word for word in line.split() if word.startswith("--")]
+    assert list(panels) == ["Options", "The DinoBloom authors' evaluation choices", "Performance and hardware"]
+    first = panels["Options"]
+    assert first["last"] < 40  # from the top of the help to the end of the first panel: one screen
+    what = {"--extractor", "--task", "--data-root", "--split-file", "--weights"}
+    what |= {"--protocol", "--results", "--overwrite"} if command == "run" else {"--export"}
+    assert what <= set(first["options"])
+    assert {"--folds", "--preprocessing", "--pooling"} <= set(panels["The DinoBloom authors' evaluation choices"]["options"])
+    assert {"--device", "--precision", "--batch-size", "--num-workers", "--offline"} <= set(
+        panels["Performance and hardware"]["options"])
+    assert not {"--device", "--precision", "--folds"} & set(first["options"])

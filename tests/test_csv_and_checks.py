@@ -152,6 +152,19 @@ def test_check_dataset_uses_the_task_layout(tmp_path):
     assert fine.left_out == ["ig/IG_1.png"] and len(fine.duplicate_pairs) == 1  # IG_1 is not checked further
 
 
+def test_a_named_task_one_level_too_high_names_the_deeper_folder(tmp_path):
+    """--data-root at the folder above a copy of the data set (under a name of the user's): `bench data check`
+    reports it (it raised a KeyError when no image was at the expected depth) and `bench run` refuses it, both
+    naming the folder one level deeper."""
+    deeper = make_image_folder(tmp_path / "downloads" / "my-pbc", {"basophil": 2, "eosinophil": 2}, size=8)
+    report = check_dataset(ACEVEDO, tmp_path / "downloads", tmp_path, verify=False)
+    assert not report.ok and report.n_images == 0
+    assert report.problems()[-1].endswith(f"did you mean --data-root {deeper} (or imagefolder:{deeper})?")
+    with pytest.raises(DataError, match=f"did you mean --data-root {deeper} "):
+        ACEVEDO.load(tmp_path / "downloads", data_home=tmp_path)
+    assert check_dataset(ACEVEDO, deeper, tmp_path, verify=False).deeper is None
+
+
 def test_describe_task_says_where_the_data_comes_from(tmp_path):
     acevedo = describe_task(ACEVEDO)
     assert "10.17632/snkd93bnjr.1" in acevedo and "CC BY 4.0" in acevedo and "PBC_dataset_normal_DIB/<class>/" in acevedo

@@ -254,13 +254,13 @@ def test_a_full_disk_is_one_clear_error_and_nothing_half_written_is_trusted(imag
     reference, _, _ = _features(image_folder, cache_root=bench_home / "clean")
     real_fsync, calls = os.fsync, []
 
-    def fsync_fails_after_two(fd):  # the third file written (the 2nd shard's data) finds the disk full
-        calls.append(fd)
-        if len(calls) >= 3:
+    def fsync_fails_after_three(fd):  # the fourth file written finds the disk full: after entry.json and the
+        calls.append(fd)  # 1st shard's data and description, the 2nd shard's data
+        if len(calls) >= 4:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr(files.os, "fsync", fsync_fails_after_two)
+    monkeypatch.setattr(files.os, "fsync", fsync_fails_after_three)
     with pytest.raises(DiskFullError) as full:
         _features(image_folder)
     assert "no space left in" in str(full.value) and "shards" in str(full.value)

@@ -133,6 +133,10 @@ def test_compare_command(tmp_path):
                                     "--metric", "accuracy", "--bootstrap", "300"])
     assert done.exit_code == 0, done.output
     assert "a - b = +27.78 points" in done.output
+    assert "bootstrap p < 1/150 (90 units, 300 resamples)" in done.output  # never "p = 0.0000"
+    same = CliRunner().invoke(app, ["compare", "a", "a", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path),
+                                    "--bootstrap", "300"])
+    assert same.exit_code == 0 and "bootstrap p = 1.0000" in same.output
     missing = CliRunner().invoke(app, ["compare", "a", "zz", "-t", "t1", "-p", "knn-20", "--results", str(tmp_path)])
     assert missing.exit_code == 1 and "no predictions for zz" in missing.output
     (tmp_path / "b" / "t1" / "knn-20.predictions.csv").write_text("garbage\n")

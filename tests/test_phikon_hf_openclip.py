@@ -196,6 +196,29 @@ def test_hf_defaults_without_processor_and_clear_errors(tiny_hf, tmp_path):
         hf_token_features(NoTokens(), _images(1, 8), pooling="cls", num_prefix_tokens=1)
 
 
+class _RunsCode:  # pickled by reference: torch.load(weights_only=True) refuses it, as it would any code
+    pass
+
+
+def test_hf_folder_with_a_pickle_that_would_run_code_is_one_line_refusal(tiny_hf):
+    """A folder whose pytorch_model.bin is a pickle torch.load(weights_only=True) refuses: the same one-line
+    refusal as every other weight file, not transformers' traceback and torch's advice to set weights_only=False.
+    (transformers 5 writes safetensors whatever save_pretrained is told: the pickle replaces them.)"""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    _, folder = tiny_hf
+    (folder / "model.safetensors").unlink()
+    torch.save({"x": _RunsCode()}, folder / "pytorch_model.bin")
+    done = CliRunner().invoke(app, ["check-extractor", f"hf:{folder}", "--device", "cpu"])
+    assert done.exit_code == 1, done.output
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: refusing to load {folder / 'pytorch_model.bin'}: it is "
+                                                   "not a plain tensor checkpoint (Unsupported global"), lines
+    assert "weights_only=False" not in done.output and "Traceback" not in done.output
+
+
 # -- openclip: door ------------------------------------------------------------------------------------------
 TINY_CLIP = {
     "embed_dim": 16,

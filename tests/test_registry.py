@@ -166,3 +166,21 @@ def test_a_plugin_file_is_named_the_same_from_any_folder(tmp_path, monkeypatch):
     assert (here.architecture, here.code_sha256) == (there.architecture, there.code_sha256)
     assert get_extractor("../mine/tiny_vit.py:Named").name == "tiny-named"
     assert get_extractor("../mine/tiny_vit.py:Clash").name == "tiny_vit.py:Clash"  # a built-in's name stays its own
+
+
+def test_a_misspelt_name_in_a_plugin_file_lists_what_the_file_defines(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.core.registry import import_target
+    from tests.conftest import TINY
+
+    done = CliRunner().invoke(app, ["check-extractor", TINY.replace(":TinyViT", ":TinyVit")])
+    assert done.exit_code == 1 and len(done.output.strip().splitlines()) == 1, done.output
+    assert "has no 'TinyVit'. Did you mean 'TinyViT'?" in done.output
+    assert "its classes: Crashes, DiesInRank, NaNWeights, NoDim, TinyViT, WrongShape" in done.output
+    plugin = tmp_path / "my_task.py"
+    plugin.write_text("import os\nfrom pathlib import Path\nclass Cells:\n    pass\nTASK = Cells()\nsize = 3\n")
+    with pytest.raises(ValueError, match=r"has no 'TAKS'\. Did you mean 'TASK'\? \(its classes: Cells; other names: "
+                                         r"TASK\)"):
+        import_target(f"{plugin}:TAKS")

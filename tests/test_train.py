@@ -324,3 +324,25 @@ def test_a_checkpoint_half_written_by_a_killed_process_is_never_read(images, tmp
     assert [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
     resumed.train(3)
     assert [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_train_ends_with_where_its_exports_are_and_how_to_evaluate_one(images, tmp_path):
+    done = _train_cli(images, tmp_path / "run", max_steps=1)
+    assert done.exit_code == 0, done.output
+    exports = sorted((tmp_path / "run" / "exports").glob("teacher_*.pth"))
+    assert [e.name for e in exports] == ["teacher_0000000.pth", "teacher_0000001.pth"]
+    assert done.output.strip().splitlines()[-1] == (f"2 export(s) in {tmp_path / 'run' / 'exports'}; evaluate the "
+                                                    f"last one with: bench run -e trained:{exports[-1]} -t TASK")
+
+
+def test_an_export_as_weights_of_a_builtin_is_refused_pointing_at_trained(images, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    trainer = Trainer(get_preset("tiny-cpu").override(SMALL), images, tmp_path / "run", log=lambda m: None)
+    export = trainer.export()  # iteration 0: no training step needed
+    done = CliRunner().invoke(app, ["check-extractor", "dinobloom-s", "--weights", str(export)])
+    line = _one_error_line(done, f"--weights {export} is a `bench train` export (preset tiny-cpu, iteration 0",
+                           f"evaluate it with -e trained:{export} instead of -e dinobloom-s --weights")
+    assert "do not fit" not in line

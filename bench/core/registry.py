@@ -53,6 +53,7 @@ class Scheme:
     argument: str  # what follows the colon, for help texts: PATH, MODEL, TASK, ...
     summary: str
     names_itself: bool = False  # the factory gives its objects their (display) name; else the name is the spec
+    path_argument: bool = False  # the argument is a file or folder that must exist (checked by Registry.check)
 
 
 def safe_name(name: str) -> str:
@@ -78,14 +79,40 @@ def import_target(target: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            if obj is module and module_name.endswith(".py"):
+                raise UsageError(f"plugin file {module_name} has no {part!r}.{_defined_hint(module, part)}") from None
             raise UsageError(f"{module_name} has no attribute {attr!r} (from target {target!r})") from None
     return obj
 
 
-def _import_file(path: Path):
+def _defined_hint(module, missing: str) -> str:
+    """The names a plugin file defines (its classes and functions, and its upper-case objects such as ``TASK``),
+    the closest to ``missing`` first, for the error about a name it does not define."""
+    defined = {name: value for name, value in vars(module).items() if not name.startswith("_")
+               and not inspect.ismodule(value)
+               and (getattr(value, "__module__", None) == module.__name__ if inspect.isclass(value)
+                    or inspect.isfunction(value) else name.isupper())}
+    if not defined:
+        return " It defines no class, function or upper-case name; check the name after ':'."
+    close = difflib.get_close_matches(missing, list(defined), n=1, cutoff=0.5)
+    close = close or [n for n in defined if n.lower() == missing.lower()]
+    classes = sorted(n for n, v in defined.items() if inspect.isclass(v))
+    others = sorted(n for n in defined if n not in classes)
+    listed = "; ".join(part for part in (f"its classes: {', '.join(classes)}" if classes else "",
+                                         f"other names: {', '.join(others)}" if others else "") if part)
+    return (f" Did you mean {close[0]!r}?" if close else "") + f" ({listed})"
+
+
+def _plugin_file(path: Path) -> Path:
+    """The plugin file's absolute path, or the error saying it does not exist."""
     path = path.expanduser().resolve()
     if not path.is_file():
         raise NotFoundError(f"plugin file {path} does not exist; check the path before ':' in the name")
+    return path
+
+
+def _import_file(path: Path):
+    path = _plugin_file(path)
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]  # hash() is salted per process; this is not
     name = f"hemabench_plugin_{path.stem}_{digest}"
     if name in sys.modules:
@@ -151,13 +178,15 @@ class Registry(Generic[T]):
             raise UsageError(f"lazy target {target!r} for {self.kind} {name!r} must be 'module:attr'")
         self._insert(name, _Slot(target=target, summary=summary, origin=origin))
 
-    def add_scheme(self, scheme: str, factory: str, *, argument: str, summary: str, names_itself: bool = False) -> None:
+    def add_scheme(self, scheme: str, factory: str, *, argument: str, summary: str, names_itself: bool = False,
+                   path_argument: bool = False) -> None:
         """``<scheme>:<argument>`` names resolve through ``factory(argument)`` (a lazy ``module:attr`` target);
         ``names_itself``: the objects keep the name the factory gives them (a display name that does not depend
-        on how the argument was spelled), else they are named by the whole spec."""
+        on how the argument was spelled), else they are named by the whole spec; ``path_argument``: the argument
+        is a path, which :meth:`check` requires to exist."""
         if scheme in self._schemes:
             raise RegistryError(f"{self.kind} scheme {scheme!r}: is already registered; choose another scheme")
-        self._schemes[scheme] = Scheme(scheme, factory, argument, summary, names_itself)
+        self._schemes[scheme] = Scheme(scheme, factory, argument, summary, names_itself, path_argument)
 
     def register(self, name: str | None = None, *, summary: str = "") -> Callable[[Any], Any]:
         """Decorator: ``@REGISTRY.register("name")`` on a class, function or factory."""
@@ -209,12 +238,32 @@ class Registry(Generic[T]):
         scheme, sep, _ = name.partition(":")
         return self._schemes.get(scheme) if sep and not self.is_file_target(name) else None
 
+    def _argument(self, name: str, scheme: Scheme) -> str:
+        argument = name.partition(":")[2]
+        if not argument:
+            raise UsageError(f"{self.kind} {name!r}: say what to load after '{scheme.name}:' ({scheme.summary})")
+        return argument
+
+    def check(self, name: str) -> None:
+        """Refuse a name that cannot resolve, without importing anything it points at (so in a fraction of a
+        second, before any model code): an unknown name (with the closest names), a scheme without its argument
+        or whose path argument does not exist, a ``file.py:Name`` whose file does not exist. What the target
+        itself holds is checked by :meth:`get`."""
+        scheme = self.scheme_of(name)
+        if scheme is not None:
+            argument = self._argument(name, scheme)
+            if scheme.path_argument and not Path(argument).expanduser().exists():
+                raise NotFoundError(f"{self.kind} {name!r}: {Path(argument).expanduser().resolve()} does not exist; "
+                                    f"check the path after '{scheme.name}:'")
+        elif self.is_file_target(name):
+            _plugin_file(Path(name.partition(":")[0]))
+        elif name not in self:
+            raise RegistryError(self.unknown_message(name))
+
     def get(self, name: str) -> T:
         scheme = self.scheme_of(name)
         if scheme is not None:  # built on demand from the argument: never cached (a file behind it may change)
-            argument = name.partition(":")[2]
-            if not argument:
-                raise UsageError(f"{self.kind} {name!r}: say what to load after '{scheme.name}:' ({scheme.summary})")
+            argument = self._argument(name, scheme)
             return self._resolve(name, import_target(scheme.factory)(argument), "", own_name=scheme.names_itself)
         if self.is_file_target(name):  # loaded on demand, cached apart: not a registered name
             slot = self._files.setdefault(name, _Slot(target=name, origin="file"))
@@ -262,6 +311,9 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         names = self.names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        prefix, sep, rest = name.partition(":")
+        if sep and not close:  # a misspelt scheme: timmm:vit_small_patch14_dinov2
+            close = [f"{s}:{rest}" for s in difflib.get_close_matches(prefix, list(self._schemes), n=1, cutoff=0.6)]
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         forms = [f"'{s.name}:{s.argument}'" for s in self._schemes.values()]
         forms += ["'path/to/file.py:Name'"] if self.allow_files else []
