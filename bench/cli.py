@@ -293,6 +293,22 @@ FOLDS_HELP = ("k-fold tasks: task (the portable folds) or authors (StratifiedKFo
               "sorted file names, as the DinoBloom authors split)")
 
 
+# The options `bench run` and `bench extract` share, each defined once with its one help text.
+PREPROCESSING_OPTION = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP)
+FOLDS_OPTION = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP)
+POOLING_OPTION = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL, help=POOLING_HELP)
+DEVICE_OPTION = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP)
+PRECISION_OPTION = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
+                                help=PRECISION_HELP)
+DECODE_OPTION = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP)
+BATCH_OPTION = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=BATCH_HELP)
+SHARD_OPTION = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP)
+WORKERS_OPTION = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=WORKERS_HELP)
+PROGRESS_OPTION = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar")
+OFFLINE_OPTION = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP)
+SKIP_BAD_OPTION = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP)
+
+
 @app.command(epilog=_examples("run"))
 def run(
     extractor: List[str] = typer.Option(..., "--extractor", "-e", metavar="NAME", help=NAMES_HELP.format("extractor")),
@@ -306,24 +322,20 @@ def run(
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, metavar="POLICY", help=OVERWRITE_HELP),
     test_task: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=AUTHORS_PANEL,
                                             help="domain shift: train the probe on --task, test on this task"),
-    preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
-    folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
+    preprocessing: str = PREPROCESSING_OPTION,
+    folds: str = FOLDS_OPTION,
     shift_training: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_TRAINING_HELP),
     shift_classes: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_CLASSES_HELP),
-    pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
-                                              help=POOLING_HELP),
-    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
-    precision: Precision = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
-                                        help=PRECISION_HELP),
-    decode: Decode = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
-                                             help=BATCH_HELP),
-    shard_size: int = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP),
-    num_workers: Optional[int] = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
-                                              help=WORKERS_HELP),
-    progress: bool = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar"),
-    offline: bool = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP),
-    skip_bad_images: bool = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP),
+    pooling: Optional[Pooling] = POOLING_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    decode: Decode = DECODE_OPTION,
+    batch_size: Optional[int] = BATCH_OPTION,
+    shard_size: int = SHARD_OPTION,
+    num_workers: Optional[int] = WORKERS_OPTION,
+    progress: bool = PROGRESS_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    skip_bad_images: bool = SKIP_BAD_OPTION,
 ) -> None:
     """Extract features (cached), run the protocols and write one result file per protocol. An authors' choice
     other than the task's own gives a result of its own name (e.g. acevedo@folds=authors), never ranked with the
@@ -459,13 +471,17 @@ def _mean_std(mean, std) -> str:
 def _print_outcomes(outcomes) -> None:
     from rich.markup import escape
 
+    from bench.core.rescore import COLLAPSED
+
     table = Table("extractor", "task", "protocol", *(LABELS[m] for m in LABEL_METRICS), "status",
                   title="results (percent, mean ± std over folds)")
     for outcome in outcomes:
         for record, how in [(r, "ok") for r in outcome.records] + [(r, "kept (stored result)") for r in outcome.kept]:
             mean, std = record.metrics.mean, record.metrics.std
             cells = [_mean_std(mean.get(m), std.get(m)) for m in LABEL_METRICS]
-            status = how + (f" ({len(record.warnings)} warning(s))" if record.warnings else "")
+            collapsed = sum(COLLAPSED in warning for warning in record.warnings)
+            status = (f"warning: collapsed ({collapsed} fold(s))" if collapsed else how) + (
+                f" ({len(record.warnings)} warning(s))" if record.warnings else "")
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record.protocol.name), *cells, status)
         for failure in outcome.failed_protocols:
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(failure.protocol),
@@ -485,22 +501,18 @@ def extract(
     split_file: Optional[Path] = typer.Option(None, metavar="CSV", help="fixed split CSV (path,split); index.csv "
                                               "then says train/test"),
     weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP),
-    preprocessing: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP),
-    folds: str = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP),
-    pooling: Optional[Pooling] = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL,
-                                              help=POOLING_HELP),
-    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP),
-    precision: Precision = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
-                                        help=PRECISION_HELP),
-    decode: Decode = typer.Option(Decode.cpu, metavar="WHERE", rich_help_panel=PERFORMANCE_PANEL, help=DECODE_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
-                                             help=BATCH_HELP),
-    shard_size: int = typer.Option(1024, min=1, metavar="N", rich_help_panel=PERFORMANCE_PANEL, help=SHARD_HELP),
-    num_workers: Optional[int] = typer.Option(None, min=0, metavar="N", rich_help_panel=PERFORMANCE_PANEL,
-                                              help=WORKERS_HELP),
-    progress: bool = typer.Option(True, rich_help_panel=PERFORMANCE_PANEL, help="show a progress bar"),
-    offline: bool = typer.Option(False, "--offline", rich_help_panel=PERFORMANCE_PANEL, help=OFFLINE_HELP),
-    skip_bad_images: bool = typer.Option(False, rich_help_panel=PERFORMANCE_PANEL, help=SKIP_BAD_HELP),
+    preprocessing: str = PREPROCESSING_OPTION,
+    folds: str = FOLDS_OPTION,
+    pooling: Optional[Pooling] = POOLING_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    decode: Decode = DECODE_OPTION,
+    batch_size: Optional[int] = BATCH_OPTION,
+    shard_size: int = SHARD_OPTION,
+    num_workers: Optional[int] = WORKERS_OPTION,
+    progress: bool = PROGRESS_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    skip_bad_images: bool = SKIP_BAD_OPTION,
 ) -> None:
     """Export features (from the cache, extracting what is missing) and an index of their rows."""
     _check_names([extractor], [task])

@@ -10,6 +10,7 @@ import pandas as pd
 from bench.core.design import BagDesign
 from bench.core.errors import DataError
 from bench.core.metrics import METRICS, classification_metrics
+from bench.core.rescore import COLLAPSED
 from protocols.base import CellProtocol, Evaluation, Prediction, report_split
 
 
@@ -68,7 +69,7 @@ def collapse_notes(where: str, true: np.ndarray, predicted: np.ndarray, classes:
     """A warning when a split's predictions collapsed to one class although its test labels hold several."""
     shown = np.unique(predicted)
     if len(shown) == 1 and len(np.unique(true)) > 1:
-        return [f"{where}: predictions collapsed to one class ({classes[shown[0]]!r}) although the test split holds "
+        return [f"{where}: {COLLAPSED} ({classes[shown[0]]!r}) although the test split holds "
                 f"several; {hint}"]
     return []
 

@@ -15,7 +15,7 @@ from tasks.acevedo import ACEVEDO, ACEVEDO_11, ACEVEDO_11_CLASSES, ACEVEDO_CLASS
 from tasks.base import DataError
 from tasks.checks import check_dataset
 from tasks.splits import stratified_folds, stratified_group_folds
-from tests.conftest import PBC
+from tests.conftest import PBC, real_data_absent
 
 PER_FINE_LABEL = 8  # images per manifest label_fine (13 of them, the rarest has 9): 104 images
 
@@ -85,7 +85,7 @@ def test_cross_class_group_is_stratified_on_its_first_path():
 def manifest() -> pd.DataFrame:
     csv = PBC / "labeled" / "manifest.csv"
     if not csv.is_file():
-        pytest.skip(f"real data not present at {csv.parent} (../shared/data/pbc, read-only input on dev machines)")
+        pytest.skip(real_data_absent(csv.parent))
     table = pd.read_csv(csv, dtype=str)
     picked = table.sort_values("sha256").groupby("label_fine", group_keys=False).head(PER_FINE_LABEL)
     return picked.sort_values("path", ignore_index=True)

@@ -32,7 +32,7 @@ from bench.decode import (
 )
 from bench.extract import ImageFiles
 from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry
-from tests.conftest import PBC
+from tests.conftest import PBC, real_data_absent
 
 LEVEL = 1 / (255 * min(IMAGENET_STD))
 SIZE = 48
@@ -227,7 +227,7 @@ def pbc_eight(tmp_path):
     """One real PBC image per class (skipped when ../shared/data/pbc is absent)."""
     labeled = PBC / "labeled"
     if not labeled.is_dir():
-        pytest.skip(f"real data not present at {labeled} (../shared/data/pbc, read-only input on dev machines)")
+        pytest.skip(real_data_absent(labeled))
     paths = []
     for class_dir in sorted(p for p in labeled.iterdir() if p.is_dir()):
         first = min(class_dir.glob("*.jpg"))

@@ -283,3 +283,24 @@ def test_results_boards_and_exports_are_readable_under_the_users_umask(image_fol
              *(tmp_path / "export").iterdir(), *(tmp_path / "subs").rglob("*.*")]
     modes = {str(f): stat.S_IMODE(f.stat().st_mode) for f in files if f.is_file()}
     assert len(modes) >= 8 and set(modes.values()) == {0o644}, modes
+
+
+def test_a_collapsed_probe_is_a_warning_everywhere_and_never_best(image_folder, tmp_path):
+    """Constant features: kNN-1 predicts one class per fold. The run's table says "warning: collapsed", the
+    Table-2 grid marks it and never calls it best (even alone in its column), the Markdown board does not rank it."""
+    from tests.conftest import REPO
+
+    constant = f"{REPO / 'tests' / 'plugins' / 'tiny_vit.py'}:Constant"
+    results = tmp_path / "r"
+    done = _bench("run", "-e", constant, "-t", f"imagefolder:{image_folder}", "-p", "knn-1", "--results", results,
+                  "--no-progress")
+    assert done.exit_code == 0 and "warning: collapsed (5 fold(s))" in done.output, done.output
+    page = tmp_path / "board.html"
+    assert _bench("leaderboard", "--results", results, "--format", "html", "--out", page, "--bootstrap",
+                  "0").exit_code == 0
+    grid = page.read_text().split('id="grid"')[1].split("</table>")[0]
+    assert 'class="num collapsed"' in grid and 'class="num best"' not in grid and "best in this column" not in grid
+    assert "collapsed to one class in 5 fold(s)" in grid
+    assert "warning: collapsed to one class in 5 fold(s)" in page.read_text()  # the status of All results
+    board, _ = _board(results, tmp_path)
+    assert "⚠ collapsed" in board and "(#1)" not in board

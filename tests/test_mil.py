@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ import torch
 from bench.core.design import BagDesign
 from protocols.mil import ABMIL_GATED, ABMIL_PAPER, standardization, validation_split
 from tasks.splits import patient_splits
+from tests.conftest import PBC as SHARED_PBC
+from tests.conftest import real_data_absent
 
 CLASSES = ["A", "B", "C", "D"]
 # Fewer epochs and a larger learning rate than the paper's (150, 1e-3) keep these tests fast; early stopping,
@@ -360,7 +361,7 @@ def test_settings_record_every_hyper_parameter():
     assert "DinoBloom" in paper["head"] and "Ilse" in gated["head"]
 
 
-PBC = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc" / "labeled"
+PBC = SHARED_PBC / "labeled"
 PBC_MARKERS = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte")  # label L's marker cell type
 
 
@@ -370,7 +371,7 @@ def pbc_planted():
     (8 each); label L's patients get 10 distinct PBC cells of type PBC_MARKERS[L] and the same 20 filler cells
     (monocyte, neutrophil, platelet); ``color-histogram`` features as the harness computes them."""
     if not (PBC / "basophil").is_dir():
-        pytest.skip(f"real PBC images not found at {PBC} (see shared/data/README.md)")
+        pytest.skip(real_data_absent(PBC))
     from PIL import Image
 
     from extractors.classical import COLOR_HISTOGRAM

@@ -23,8 +23,9 @@ from dinobloom_train.data import (
     seed_worker,
 )
 from dinobloom_train.masking import BlockMaskGenerator
+from tests.conftest import PBC, real_data_absent
 
-PBC_UNLABELED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pbc" / "unlabeled"
+PBC_UNLABELED = PBC / "unlabeled"
 
 
 def _save(path: Path, size=(20, 16), seed=0) -> Path:
@@ -144,7 +145,7 @@ def test_unreadable_lists_and_folders_are_errors_naming_them(tmp_path, monkeypat
 # ------------------------------------------------------------------------------------------------ augmentation
 def test_augmentation_on_a_real_pbc_image():
     if not PBC_UNLABELED.is_dir():
-        pytest.skip(f"real data not present at {PBC_UNLABELED} (../shared/data/pbc, read-only input on dev machines)")
+        pytest.skip(real_data_absent(PBC_UNLABELED))
     path = sorted(PBC_UNLABELED.glob("*.jpg"))[0]
     image = ImageListDataset([path]).load(0)
     out = DinoBloomAugmentation(generator=torch.Generator().manual_seed(0))(image)

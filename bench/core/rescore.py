@@ -28,6 +28,8 @@ from bench.core.files import sha256_file
 from bench.core.metrics import LABEL_METRICS, metric_value
 
 TOLERANCE = 1e-9  # re-scored metrics must equal the record's: both come from the same scikit-learn calls
+# The words of a split's collapse warning (protocols.evaluate.collapse_notes), by which a record says it collapsed
+COLLAPSED = "predictions collapsed to one class"
 
 
 @dataclass

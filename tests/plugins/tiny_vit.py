@@ -84,3 +84,10 @@ class DiesInRank(TinyViT):
             if type(self).forward_calls >= int(os.environ.get("HEMABENCH_TEST_DIE_AFTER", "0")):
                 os.kill(os.getpid(), signal.SIGKILL)
         return super().forward(x)
+
+
+class Constant(TinyViT):
+    """The same feature for every image: every probe predicts one class (a collapse, issue 26)."""
+
+    def forward(self, x):
+        return super().forward(x).mul(0.0)
