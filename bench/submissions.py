@@ -3,8 +3,9 @@
 A submission is one folder per (extractor, task, protocol) under the submissions folder, and the features once per
 (extractor, task)::
 
-    <extractor>/<task>/features.npz                   float16 features of every sample, with its path, label and
-                                                      image sha256 (bench.verification)
+    <extractor>/<task>/features.npz                   every sample's feature (float16 around the float32 mean
+                                                      feature), with its path, label and image sha256
+                                                      (bench.verification)
     <extractor>/<task>/<protocol>/record.json         the result record, as written by `bench run`
     <extractor>/<task>/<protocol>/predictions.csv.gz  its per-sample predicted labels (no probabilities: BMC's
                                                       34k rows stay ~0.2 MB), compressed

@@ -24,6 +24,18 @@ KEYS_FILE = REPO / "tests" / "data" / "checkpoint_keys.json"  # key names and sh
 TINY = f"{REPO / 'tests' / 'plugins' / 'tiny_vit.py'}:TinyViT"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (the default run: ``-n auto``), each worker's torch gets its share of the cores, so two
+    workers on two cores do not each start two threads (subprocesses a test starts inherit the share)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        import torch
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))
+
+
 @pytest.fixture(autouse=True)
 def bench_home(tmp_path, monkeypatch):
     """Every test gets its own BENCH_HOME (cache, data, weights) so nothing leaks between tests or into ~."""

@@ -83,7 +83,7 @@ def planted():
 def planted_runs(planted):
     features, rows, labels, _, ids = planted
     torch.set_num_threads(1)
-    return {p.name: evaluate_bags(p, features, rows, labels, ids, seeds=(0, 1)) for p in (PAPER, GATED)}
+    return {p.name: evaluate_bags(p, features, rows, labels, ids, seeds=(0,)) for p in (PAPER, GATED)}
 
 
 def bags_of(features, rows):
@@ -93,7 +93,7 @@ def bags_of(features, rows):
 @pytest.mark.parametrize("name", ["abmil-paper", "abmil-gated"])
 def test_planted_signal_is_learned(planted_runs, name):
     evaluation = planted_runs[name]
-    assert len(evaluation.per_fold) == 10  # 5 folds x 2 seeds
+    assert len(evaluation.per_fold) == 5  # 5 folds x 1 seed (two seeds: test_shuffled_labels_give_chance)
     # measured over five data sets x two seeds: paper 0.99-1.00, gated 0.975-1.00 (standardize=False: 0.99-1.0,
     # 0.96-1.0; these features are N(0, 1) already)
     assert evaluation.mean["balanced_accuracy"] >= 0.9, evaluation.per_fold
@@ -162,7 +162,7 @@ def test_shuffled_labels_give_chance(planted, protocol):
 def test_attention_concentrates_on_marker_cells(planted, planted_runs, name):
     _, _, labels, markers, _ = planted
     cells = planted_runs[name].attention
-    assert cells is not None and len(cells) == 2 * len(markers)  # every cell of every test bag, per seed
+    assert cells is not None and len(cells) == len(markers)  # every cell of every test bag, once (one seed)
     bag_label = {f"patient{i:03d}": c for i, c in enumerate(labels)}
     if name == "abmil-paper":
         columns = [f"attention_{c}" for c in CLASSES]
