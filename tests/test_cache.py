@@ -135,6 +135,7 @@ def test_killed_process_resumes_from_its_complete_shards(image_folder, tmp_path,
     np.testing.assert_array_equal(resumed, reference)
 
 
+@pytest.mark.slow  # suite time (15 s); processes sharing one entry stay in the default run: test_distributed.py
 def test_two_processes_on_one_key_agree(image_folder, tmp_path, bench_home):
     env = {**os.environ, "BENCH_HOME": str(bench_home)}
     procs = []

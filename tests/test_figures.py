@@ -38,6 +38,7 @@ def test_umap_of_cells_is_seeded_fitted_on_the_training_rows_and_drawn(image_fol
     assert f"{image_folder}/a/a_000.png · a" in html  # hover: the image and its class
 
 
+@pytest.mark.slow  # suite time; patients as points stay in the default run through the attention-pooled test
 def test_umap_of_a_bag_task_has_one_point_per_patient(tmp_path):
     scatter = umap_scatter(TINY, ["synthetic-bags"], OPTIONS, color_by="fold", seed=0, log=print)
     assert len(scatter.xy) == 40 and set(scatter.groups) == {"train", "test"}  # 4 diagnoses x 10 patients
@@ -116,7 +117,8 @@ def test_a_one_task_umap_is_kept_for_the_html_leaderboard(image_folder, tmp_path
                         f"delete {kept}"]
 
 
-@pytest.mark.parametrize("head", ["abmil-gated", "abmil-paper"])
+# the per-class head's column choice under -m slow (suite time); the gated head stays in the default run
+@pytest.mark.parametrize("head", ["abmil-gated", pytest.param("abmil-paper", marks=pytest.mark.slow)])
 def test_patients_attention_pooled_by_a_stored_abmil_result(tmp_path, head):
     """--pool PROTOCOL: each patient's cells weighted by the attention its test fold's model gave them (the
     predicted class's column for the per-class head), checked against the exported features by hand."""

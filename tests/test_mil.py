@@ -100,7 +100,7 @@ def test_planted_signal_is_learned(planted_runs, name):
     assert not evaluation.warnings
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1e3])
+@pytest.mark.parametrize("scale", [pytest.param(1e-3, marks=pytest.mark.slow), 1e3])  # the tiny scale: -m slow
 # both heads share the standardisation that makes the scale irrelevant; the paper's head runs under -m slow (suite time)
 @pytest.mark.parametrize("protocol", [pytest.param(PAPER, marks=pytest.mark.slow), GATED], ids=lambda p: p.name)
 def test_marker_and_filler_signal_is_learned_at_any_feature_scale(protocol, scale):

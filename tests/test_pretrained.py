@@ -302,7 +302,9 @@ def test_every_builtin_needing_weights_is_covered():
     assert needing == set(WRITTEN) | set(CARDS) | set(DINOV2_CARDS) | {"quiltnet-b32"}
 
 
-@pytest.mark.parametrize("name", sorted(set(WRITTEN) - LARGE))
+# Phikon's loading has its own tests (test_phikon_hf_openclip.py): its check here runs under -m slow (11 s)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "phikon" else n
+                                  for n in sorted(set(WRITTEN) - LARGE)])
 def test_check_extractor_on_written_weights(name, tmp_path):
     _check(name, tmp_path)
 

@@ -178,7 +178,7 @@ def test_a_misspelt_name_in_a_plugin_file_lists_what_the_file_defines(tmp_path):
     done = CliRunner().invoke(app, ["check-extractor", TINY.replace(":TinyViT", ":TinyVit")])
     assert done.exit_code == 1 and len(done.output.strip().splitlines()) == 1, done.output
     assert "has no 'TinyVit'. Did you mean 'TinyViT'?" in done.output
-    assert "its classes: Crashes, DiesInRank, NaNWeights, NoDim, TinyViT, WrongShape" in done.output
+    assert "its classes: Constant, Crashes, DiesInRank, NaNWeights, NoDim, TinyViT, WrongShape" in done.output
     plugin = tmp_path / "my_task.py"
     plugin.write_text("import os\nfrom pathlib import Path\nclass Cells:\n    pass\nTASK = Cells()\nsize = 3\n")
     with pytest.raises(ValueError, match=r"has no 'TAKS'\. Did you mean 'TASK'\? \(its classes: Cells; other names: "
