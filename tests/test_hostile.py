@@ -253,6 +253,17 @@ def test_json_that_is_no_record_is_a_line_on_the_board(one_result, tmp_path, con
     assert "odd.json" in board and what in output and "Problems with the results folder (1)" in board
 
 
+def test_a_record_with_a_metric_that_is_no_number_is_a_line_on_the_board(one_result, tmp_path):
+    _, results, record = one_result
+    payload = json.loads(record.read_text())
+    payload["extractor"]["name"] = "other"
+    payload["metrics"]["per_fold"][0]["weighted_f1"] = "abc"
+    (record.parent / "odd.json").write_text(json.dumps(payload))
+    shutil.copy(record.with_name("knn-1.predictions.csv"), record.with_name("odd.predictions.csv"))
+    board, output = _board(results, tmp_path)
+    assert "| other" not in board and "metrics.per_fold[0].weighted_f1: 'abc', the predictions of fold 0 give" in output
+
+
 def test_a_symlink_in_the_results_folder_is_not_followed(one_result, tmp_path):
     _, results, record = one_result
     outside = tmp_path / "outside"
