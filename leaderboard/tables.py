@@ -190,7 +190,7 @@ def _without_duplicates(rows: list[dict], problems: list[str]) -> list[dict]:
 def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     """(images found, published full-set size, mark) of a record's task section: the mark reads
     "subset: 4,000 of 17,092 images" when the data held fewer images than the task's published full set
-    (``full_set_images``, recorded by tasks that have one), and "not the canonical split" when the task pins its
+    (``full_set_images``, recorded by tasks that have one), else "not the canonical split" when the task pins its
     split (``canonical_split_sha256``) and the result's ``split_sha256`` differs (other folds, files or labels).
     Images found: ``n_images_found`` (image files in the data folder, including those a task leaves out on
     purpose) where recorded, else ``n_samples``. A domain-shift record marks its train and test sides."""
@@ -209,7 +209,8 @@ def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     if full is not None and found is not None and found < full:
         marks.append(f"subset: {found:,} of {full:,} images")
     canonical = task.get("canonical_split_sha256")
-    if isinstance(canonical, str) and task.get("split_sha256") != canonical and not task.get("split_file"):
+    if isinstance(canonical, str) and task.get("split_sha256") != canonical and not task.get("split_file") \
+            and not marks:  # a subset is never on the canonical split: one column for results on that subset
         marks.append("not the canonical split")
     return found, full, "; ".join(marks)
 
