@@ -170,7 +170,9 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
         raise ResultsError(f"submissions folder {submissions} does not exist; pass the folder `bench submit --out` "
                            "wrote")
     links: list[Path] = []
-    outcome, seen, extracted = {}, {}, {}
+    # memo: each features file read once (by path) and extracted again once (bench.verification.derive's keys),
+    # however many protocols of its (extractor, task) are submitted
+    outcome, seen, memo = {}, {}, {}
     for info_path in files_inside(submissions, "submission.json", links):
         folder = info_path.parent
         linked = [name for name in _FILES if (folder / name).is_symlink()]
@@ -190,19 +192,20 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
             outcome[folder] = Derived([f"duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"])
             continue
         seen[key] = folder.relative_to(submissions).as_posix()
-        failures = _check(info, record, raw)
+        table = read_predictions(raw)
+        failures = _check(info, record, raw, table)
         if failures:
             outcome[folder] = Derived(failures)
             continue
         root = (data_roots or {}).get(record.task.name.split("@", 1)[0])
-        outcome[folder] = _derived(folder, submissions, info, record, raw, root, sample, seed, log, reuse, extracted)
+        outcome[folder] = _derived(folder, submissions, info, record, table, root, sample, seed, log, reuse, memo)
     for path in links:
         outcome[path] = Derived([link_problem(path)])
     return outcome
 
 
-def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, raw: bytes, root: Path | None,
-             sample: int, seed: int | None, log, reuse: bool, extracted: dict) -> Derived:
+def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: pd.DataFrame, root: Path | None,
+             sample: int, seed: int | None, log, reuse: bool, memo: dict) -> Derived:
     """``bench.verification.derive`` for one submission whose files agree, through the verification cache."""
     from bench.core import settings
 
@@ -214,14 +217,18 @@ def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, raw: byt
     key = digest({"files": files, "version": VERIFY_VERSION, "sample": sample})
     cache = settings.cache_dir() / "verifications" / key
     if reuse and seed is None:
-        kept = _read_cached(cache, record)
+        kept = _read_cached(cache)
         if kept is not None:
             return kept
-    table = read_predictions(raw)
-    loaded, failures = (None, []) if not features else read_features(folder, top, features, record.extractor.dim)
+    loaded, failures = None, []
+    if features:
+        where = ("features", str((folder / str(features.get("file"))).resolve()), features.get("sha256"))
+        if where not in memo:
+            memo[where] = read_features(folder, top, features, record.extractor.dim)
+        loaded, failures = memo[where]
     if failures:
         return Derived(failures)
-    derived = derive(record, table, loaded, root, sample, seed, log, extracted)
+    derived = derive(record, table, loaded, root, sample, seed, log, memo)
     if not derived.failures:
         _write_cached(cache, derived)
     return derived
@@ -236,7 +243,7 @@ def _write_cached(cache: Path, derived: Derived) -> None:
         pass  # a read-only cache: the next board verifies again
 
 
-def _read_cached(cache: Path, record: ResultRecord) -> Derived | None:
+def _read_cached(cache: Path) -> Derived | None:
     try:
         checks = Checks(**json.loads((cache / "checks.json").read_text()))
         ours = ResultRecord.read(cache / "record.json")
@@ -245,14 +252,14 @@ def _read_cached(cache: Path, record: ResultRecord) -> Derived | None:
         return None
 
 
-def _check(info: dict, record: ResultRecord, raw: bytes) -> list[str]:
-    """The files of one submission agree with each other and with the registered names."""
+def _check(info: dict, record: ResultRecord, raw: bytes, predictions: pd.DataFrame) -> list[str]:
+    """The files of one submission agree with each other and with the registered names (``predictions``: ``raw``
+    read)."""
     out = []
     if info.get("format") not in READABLE_FORMATS:
         return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
     if _sha256(raw) != info.get("predictions_sha256"):
         out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
-    predictions = read_predictions(raw)
     if labels_digest(predictions) != info.get("labels_sha256"):
         out.append("predictions.csv.gz label: the samples or labels differ from the labels_sha256 written at "
                    "submission")

@@ -36,7 +36,7 @@ import pandas as pd
 
 from bench.core.design import CellDesign
 from bench.core.errors import HemabenchError
-from bench.core.files import digest, sha256_file
+from bench.core.files import atomic_write_bytes, digest, sha256_file
 from bench.core.metrics import LABEL_METRICS, LABELS
 from bench.core.record import ExtractorInfo, ResultRecord, Scores
 
@@ -99,10 +99,8 @@ class Features:
 
 
 def features_entry(path: Path, table: pd.DataFrame, values: np.ndarray) -> dict:
-    """Write ``features.npz`` (float16 ``values``, ``table``'s path, label and sha256 per row) and return the entry
-    a submission.json names it with."""
-    from bench.core.files import atomic_write_bytes
-
+    """Write ``features.npz`` (``values`` minus their mean as float16, the mean as float32, ``table``'s path, label
+    and sha256 per row) and return the entry a submission.json names it with."""
     values = np.asarray(values, dtype=np.float32)
     center = values.mean(axis=0) if len(values) else np.zeros(values.shape[1], dtype=np.float32)
     buffer = io.BytesIO()
@@ -299,9 +297,10 @@ def reextract(record: ResultRecord, features: Features, data_root: Path | None, 
     if absent:
         return f"{SELF_REPORTED} ({len(absent)} sampled image(s) are not in {root}, e.g. {absent[0]})", []
     for file, sha in zip(files, features.sha256[chosen]):
-        if sha256_file(file) != sha:
+        here = sha256_file(file)
+        if here != sha:
             return "", [f"{FEATURES_FILE} sha256 of {file.relative_to(root)}: {sha[:12]}..., the image at {file} has "
-                        f"{sha256_file(file)[:12]}...: the submission was not computed on these images"]
+                        f"{here[:12]}...: the submission was not computed on these images"]
     entry = _entry_as_recorded(record)
     with tempfile.TemporaryDirectory(prefix="hemabench-verify-") as cache:
         options = RunOptions(device="cpu", precision="fp32", offline=True, progress=False, cache_root=Path(cache),
