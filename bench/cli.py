@@ -993,23 +993,25 @@ def data_split(
                                             ".csv.gz)"),
 ) -> None:
     """The task's split on this copy of its data: how many samples, its digest (the split_sha256 every result
-    records) and whether it is the task's pinned canonical split; --out writes it as data. Run on a complete copy
-    of a data set, this gives the digest to pin (TaskCard.canonical_split_sha256, docs/submitting.md)."""
+    records) and whether it is the task's canonical split; where it is not, which files differ (absent, added,
+    relabelled). --out writes it as data. Run on a complete copy of a data set, this gives the digest to pin
+    (TaskCard.canonical_split_sha256, docs/submitting.md)."""
     from bench.core import settings
     from tasks import get_task
 
     with _user_errors():
         chosen = get_task(task)
         dataset = chosen.load(data_root, data_home=settings.data_dir())
-    digest, pinned = dataset.split_fingerprint(), chosen.card.canonical_split_sha256
+        status, details = chosen.split_status(dataset)
     if out_path is not None:
         from tasks.splits import write_split_csv
 
         write_split_csv(dataset.samples.sort_values("path"), out_path)
-    status = ("the pinned canonical split" if digest == pinned else "no canonical split is pinned for this task"
-              if pinned is None else f"NOT the pinned canonical split ({pinned})")
     written = "" if out_path is None else f"; written to {out_path}"
-    out.print(f"{chosen.name}: {len(dataset):,} samples, split_sha256 {digest}: {status}{written}", markup=False)
+    out.print(f"{chosen.name}: {len(dataset):,} samples, split_sha256 {dataset.split_fingerprint()}: {status}"
+              f"{written}", markup=False, highlight=False)
+    for line in details:
+        out.print(f"  - {line}", markup=False, highlight=False)
 
 
 @data_app.command("info", epilog=_examples("data info"))

@@ -169,6 +169,20 @@ class Task(ABC):
 
         return read_canonical_split(self.canonical_split_file, self.canonical_split_sha256)
 
+    def split_status(self, dataset) -> tuple[str, list[str]]:
+        """(status, details) of a loaded data set's split against the task's canonical one, for `bench data split`:
+        "the pinned canonical split", or what differs, file by file (:func:`tasks.splits.split_differences`)."""
+        pinned = self.canonical_split_sha256
+        if pinned is None:
+            return "no canonical split is pinned for this task", []
+        if dataset.split_fingerprint() == pinned:
+            return "the pinned canonical split", []
+        from tasks.splits import split_differences
+
+        canonical = self.canonical_split()
+        return (f"NOT the pinned canonical split ({pinned})",
+                [] if canonical is None else split_differences(dataset.samples, canonical))
+
     def size_settings(self) -> dict:
         """``{"full_set_images": N}`` for a task with a published full-set size and ``{"canonical_split_sha256":
         ...}`` for one with a pinned split: what the result record needs, beside the data set's counts and split
@@ -199,6 +213,9 @@ class CellDataset:
     n_images_found: int | None = None
     # findings that make results incomparable with the full benchmark (absent classes): each run warns of them
     warnings: list[str] = field(default_factory=list)
+    # Which of its rules a task's split followed on this copy, where that depends on the files present (BMC: the
+    # authors' test list or the generated rule); recorded with every result. None: the one rule of its settings.
+    split_rule: str | None = None
 
     MAX_IGNORED_LISTED: ClassVar[int] = 200  # in ``describe()`` (the result record); the count is always complete
 
@@ -256,6 +273,7 @@ class CellDataset:
             "content_sha256": self.content_fingerprint(),
             "split_sha256": self.split_fingerprint(),
             "n_images_found": len(self) if self.n_images_found is None else int(self.n_images_found),
+            **({} if self.split_rule is None else {"split_rule": self.split_rule}),
             **self.describe_ignored(),
         }
 

@@ -12,21 +12,31 @@ copy someone flattened: files directly in ``<CLASS>/`` and files one folder belo
 deeper folders are ignored and reported. ``--data-root`` may point at ``BM_cytomorphology_data`` or at the
 folder above it.
 
-Split: one fixed train/test split (``split_kind="fixed"``, samples' ``fold`` = "train"/"test"), either
-(a) the authors' CSV files (``Image Path,Label``, absolute paths from their machine; see
-    :func:`read_authors_split`), given as ``--split-file``, or a ``path,split`` CSV of our own, or
-(b) by default, generated per class: test = floor(0.2 x class count) images, the first ones in
-    ``sha256(seed, "<CLASS>/<file name>")`` order. The key leaves out the 1,000-image sub-folder so that the
-    nested and a flattened copy split alike. On the real class counts this gives the paper's test counts
-    (ABE 1 ... PMO 2398, 34,266 images; checked in the tests on path lists of those sizes).
+Split: one fixed train/test split (``split_kind="fixed"``, samples' ``fold`` = "train"/"test"):
+(a) canonical, used whenever the copy holds every file of it: the DinoBloom authors' own test list, shipped with
+    hemabench as ``tasks/data/bmc.authors-test.csv.gz`` (``<CLASS>/<file name>`` of the 34,266 rows of
+    ``dinov2/eval/splits/bm_test.csv`` in marrlab/DinoBloom, commit 6c5e86d, Apache-2.0; pinned by
+    ``AUTHORS_TEST_SHA256``); every other image is train (their ``bm_train.csv`` is not in the public repository's
+    snapshot, "the rest" is what its name says);
+(b) where a copy lacks any of those files, generated per class: test = floor(0.2 x class count) images, the
+    first ones in ``sha256(seed, "<CLASS>/<file name>")`` order, with a note naming the absent files. The key
+    leaves out the 1,000-image sub-folder so that the nested and a flattened copy split alike. On the real class
+    counts both give the paper's test counts (ABE 1 ... PMO 2398, 34,266 images), but not the same images:
+    6,923 test images in common (20.2 %, chance gives 20.0 %; docs/tasks.md, "BMC");
+(c) ``--split-file``: the authors' CSV files (``Image Path,Label``, absolute paths from their machine; see
+    :func:`read_authors_split`) or a ``path,split`` CSV of our own.
+Which of (a) and (b) a copy got is its data set's ``split_rule``, recorded with every result; the board marks
+a full-set result on (b) "not the canonical split".
 Byte-identical files are not regrouped here (that would change the per-class counts); the loader reports
 any that straddle train and test in ``notes``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -71,6 +81,11 @@ PAPER_TEST_COUNTS = {
 }
 TEST_FRACTION = 0.2
 AUTHORS_COLUMNS = ("Image Path", "Label")
+# The authors' test list (module docstring, (a)): sha256 over its sorted "<CLASS>/<file name>\n" lines.
+AUTHORS_TEST_LIST = "bmc.authors-test.csv.gz"
+AUTHORS_TEST_SHA256 = "f0feace24b0356759199798365712a03f4b9f65d293ad75f5dc851510022db14"
+AUTHORS_RULE = "the DinoBloom authors' test list (bm_test.csv, marrlab/DinoBloom 6c5e86d)"
+GENERATED_RULE = "generated: per class floor(test_fraction x n) test images in sha256(seed, CLASS/file name) order"
 
 DATA_DIR = "BM_cytomorphology_data"
 FULL_SET_IMAGES = 171_374  # Matek et al. 2021 (TCIA collection): JPEG images in the 21 class folders
@@ -100,8 +115,26 @@ def split_keys(paths, labels) -> list[str]:
 
 
 def generated_split(paths, labels, seed: int = 0, test_fraction: float = TEST_FRACTION) -> np.ndarray:
-    """The default BMC split ("train"/"test" per sample): per class floor(test_fraction x n) test images."""
+    """The generated BMC split ("train"/"test" per sample): per class floor(test_fraction x n) test images."""
     return fixed_class_split(split_keys(paths, labels), labels, test_fraction, seed)
+
+
+@lru_cache(maxsize=4)
+def read_test_list(file_name: str, sha256: str) -> frozenset[str]:
+    """A shipped test list (``tasks/data/<file_name>``: one ``<CLASS>/<file name>`` per row under the header
+    ``path``), refused unless its sorted rows give the pinned digest ``sha256``."""
+    from tasks.splits import SPLITS_DIR
+
+    path = SPLITS_DIR / file_name
+    try:
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False)["path"].tolist()
+    except (OSError, ValueError, KeyError) as exc:
+        raise SplitError(f"the BMC test list {path} shipped with hemabench cannot be read ({exc}); reinstall "
+                         "hemabench") from exc
+    if hashlib.sha256("".join(f"{r}\n" for r in sorted(rows)).encode()).hexdigest() != sha256:
+        raise SplitError(f"the BMC test list {path} shipped with hemabench does not give its pinned digest {sha256}; "
+                         "reinstall hemabench")
+    return frozenset(rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,6 +259,9 @@ class BMCTask(CellTask):
     """BMC: 21 class folders (flat or one sub-folder level), one fixed per-class 80/20 split."""
 
     test_fraction: float = TEST_FRACTION
+    # the canonical test list shipped in tasks/data (module docstring, (a)) and its digest; None: always generate
+    authors_test_list: str | None = AUTHORS_TEST_LIST
+    authors_test_sha256: str | None = AUTHORS_TEST_SHA256
     k_fold: ClassVar[bool] = False
     full_set_images: int | None = FULL_SET_IMAGES
     licence: str = LICENCE
@@ -237,8 +273,34 @@ class BMCTask(CellTask):
 
     @property
     def evaluation(self) -> str:
-        return (f"one fixed split: per class floor({self.test_fraction} x n) test images in sha256(seed "
-                f"{self.split_seed}, CLASS/file) order, or the authors' split files via --split-file")
+        generated = (f"per class floor({self.test_fraction} x n) test images in sha256(seed {self.split_seed}, "
+                     "CLASS/file) order")
+        if self.authors_test_list is None:
+            return f"one fixed split: {generated}, or split files via --split-file"
+        return (f"one fixed split: the DinoBloom authors' 34,266 test images (their bm_test.csv, shipped) where the "
+                f"copy holds them all, else {generated}; or split files via --split-file")
+
+    def authors_coverage(self, samples: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+        """(is each sample on the authors' test list, the listed files this copy lacks as ``CLASS/file name``);
+        None where the task has no list."""
+        if self.authors_test_list is None:
+            return None
+        listed = read_test_list(self.authors_test_list, self.authors_test_sha256)
+        keys = [f"{label}/{str(p).rsplit('/', 1)[-1]}" for p, label in zip(samples["path"], samples["label"])]
+        return np.fromiter((k in listed for k in keys), dtype=bool, count=len(keys)), sorted(listed - set(keys))
+
+    def split_status(self, dataset) -> tuple[str, list[str]]:
+        coverage = None if dataset.split_rule is None else self.authors_coverage(dataset.samples)
+        if coverage is None:
+            return "a split from --split-file" if dataset.split_rule is None else dataset.split_rule, []
+        on_list, absent = coverage
+        if not absent:
+            return f"the canonical split, {AUTHORS_RULE}: all {int(on_list.sum()):,} listed test images are here", []
+        from tasks.splits import named_paths
+
+        return (f"NOT the canonical split: {dataset.split_rule}",
+                [f"{len(absent):,} of the authors' {len(absent) + int(on_list.sum()):,} listed test images are not in "
+                 f"this copy: {named_paths(absent, 10)}"])
 
     def resolve_root(self, data_root, data_home: Path) -> Path:
         if self.fixed_root is not None:
@@ -250,16 +312,31 @@ class BMCTask(CellTask):
 
     def load(self, data_root=None, *, data_home: Path, split_file=None) -> CellDataset:
         dataset = super().load(data_root, data_home=data_home, split_file=split_file)
+        if split_file is not None:
+            return dataset
+        coverage = self.authors_coverage(dataset.samples)
+        if coverage is not None and not coverage[1]:
+            dataset.split_rule = AUTHORS_RULE
+            return dataset
+        dataset.split_rule = GENERATED_RULE
+        if coverage is not None:
+            dataset.notes.append(f"{len(coverage[1]):,} of the DinoBloom authors' listed test images are not in this "
+                                 f"copy (`bench data split {self.name}` names them), so the split is generated, not "
+                                 "theirs")
         counts = dataset.samples["label"].value_counts()
         small = sorted(c for c, n in counts.items() if n_test_per_class(int(n), self.test_fraction) == 0)
-        if split_file is None and small:
+        if small:
             dataset.notes.append(f"class(es) with too few images for a test image at {self.test_fraction:g}: "
                                  f"{', '.join(small)} (train only)")
         return dataset
 
     def assign(self, samples: pd.DataFrame, split_file=None):
-        """The generated per-class split, a ``path,split`` file, or the authors' split files (docstring above)."""
+        """The authors' test list where every file of it is here, else the generated per-class split; or a
+        ``path,split`` file, or the authors' split files (module docstring)."""
         if split_file is None:
+            coverage = self.authors_coverage(samples)
+            if coverage is not None and not coverage[1]:
+                return np.where(coverage[0], "test", "train").astype(object), "fixed"
             return generated_split(samples["path"], samples["label"], self.split_seed, self.test_fraction), "fixed"
         if split_file_kind(split_file) == "paths":
             return read_fixed_split(split_file, samples["path"]).to_numpy(), "fixed"
@@ -268,6 +345,8 @@ class BMCTask(CellTask):
     def settings(self) -> dict:
         return {"split": "fixed", "test_fraction": self.test_fraction, "split_seed": self.split_seed,
                 "split_key": "sha256(seed, CLASS/file name)", "main_metric": self.main_metric,
+                **({} if self.authors_test_list is None else {"canonical_split_rule": AUTHORS_RULE,
+                                                              "authors_test_sha256": self.authors_test_sha256}),
                 "preprocessing": self.preprocessing,
                 **self.size_settings()}
 

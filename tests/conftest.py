@@ -14,12 +14,22 @@ REPO = Path(__file__).resolve().parents[1]
 # Real Acevedo (PBC) images in the shared subset's layout (labeled/<class>/*.jpg, unlabeled/*.jpg): HEMABENCH_PBC
 # names the folder; the default is the read-only ../shared/data/pbc beside the checkout. Tests that need them skip.
 PBC = Path(os.environ.get("HEMABENCH_PBC") or REPO.parent / "shared" / "data" / "pbc").expanduser()
+# The complete public Acevedo copy (PBC_dataset_normal_DIB: 17,092 images in 8 class folders; public in GitHub
+# repositories, e.g. kylewang1999/PBC_dataset): HEMABENCH_ACEVEDO_FULL names it; the tests that need it skip.
+ACEVEDO_FULL = Path(os.environ["HEMABENCH_ACEVEDO_FULL"]).expanduser() if os.environ.get("HEMABENCH_ACEVEDO_FULL") \
+    else None
 
 
 def real_data_absent(where: Path) -> str:
     """The reason a real-image test skips: what is missing, and the variable that points at real images."""
     return (f"real PBC images not found at {where}: set HEMABENCH_PBC to a folder holding labeled/<class>/*.jpg and "
             "unlabeled/*.jpg (a subset of Acevedo et al.'s set, as ../shared/data/pbc is)")
+def complete_copy_absent() -> str:
+    """The reason a test on the complete Acevedo copy skips."""
+    return ("the complete Acevedo copy is not here: set HEMABENCH_ACEVEDO_FULL to its PBC_dataset_normal_DIB folder "
+            "(17,092 images in 8 class folders; public in GitHub repositories, e.g. kylewang1999/PBC_dataset)")
+
+
 KEYS_FILE = REPO / "tests" / "data" / "checkpoint_keys.json"  # key names and shapes of the published checkpoints
 TINY = f"{REPO / 'tests' / 'plugins' / 'tiny_vit.py'}:TinyViT"
 

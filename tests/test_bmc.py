@@ -1,8 +1,11 @@
 """bmc: generated small layouts with the 21 class codes (flat and nested like the TCIA copy), the generated
-fixed split, the authors' split CSVs, and the paper's per-class test counts on path lists of the real sizes."""
+fixed split, the authors' split CSVs, the authors' shipped test list as the canonical split (on layouts named from
+it), and the paper's per-class test counts on path lists of the real sizes."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -12,7 +15,11 @@ import pytest
 from PIL import Image
 
 from tasks.base import DataError
-from tasks.bmc import BMC, BMC_CLASSES, DATA_DIR, PAPER_TEST_COUNTS, generated_split, read_authors_split
+from typer.testing import CliRunner
+
+from bench.cli import app
+from tasks.bmc import (AUTHORS_RULE, AUTHORS_TEST_LIST, AUTHORS_TEST_SHA256, BMC, BMC_CLASSES, DATA_DIR, GENERATED_RULE,
+                       PAPER_TEST_COUNTS, generated_split, read_authors_split, read_test_list)
 from tasks.splits import SplitError, n_test_per_class
 
 NESTED = {"ART": 4, "NGS": 3}  # classes stored in sub-folders of this many files, like ART/0001-1000/
@@ -60,7 +67,9 @@ def test_bmc_layout_and_generated_split(bmc_parent, tmp_path):
     assert name == "test" and len(train) + len(test) == len(data)
     again = BMC.load(bmc_parent / DATA_DIR, data_home=tmp_path)
     pd.testing.assert_frame_equal(data.samples, again.samples)
-    assert data.notes == []
+    # this layout's names are not those of the authors' test list: the generated rule, and the record says so
+    assert data.split_rule == GENERATED_RULE and data.describe()["split_rule"] == GENERATED_RULE
+    assert len(data.notes) == 1 and "authors' listed test images are not in this copy" in data.notes[0]
 
 
 def test_generated_split_is_portable_and_ignores_the_sub_folders(bmc_parent, tmp_path):
@@ -90,19 +99,110 @@ REAL_CLASS_SIZES = {
 }
 
 
-def test_generated_split_reproduces_the_paper_test_counts_on_the_real_class_sizes():
-    assert sum(REAL_CLASS_SIZES.values()) == 171_374 and sum(PAPER_TEST_COUNTS.values()) == 34_266
+@pytest.fixture(scope="module")
+def real_size_paths() -> tuple[list[str], list[str]]:
+    """The full set's paths as the TCIA copy names them (``<CLASS>_<nnnnn>.jpg`` numbered 1..n per class, in
+    sub-folders of 1,000), and their labels."""
     paths, labels = [], []
     for code, n in REAL_CLASS_SIZES.items():
         for i in range(n):
             block = i // 1000 * 1000 + 1
             paths.append(f"{code}/{block:04d}-{block + 999:04d}/{code}_{i + 1:05d}.jpg")
             labels.append(code)
+    return paths, labels
+
+
+def test_generated_split_reproduces_the_paper_test_counts_on_the_real_class_sizes(real_size_paths):
+    assert sum(REAL_CLASS_SIZES.values()) == 171_374 and sum(PAPER_TEST_COUNTS.values()) == 34_266
+    paths, labels = real_size_paths
     split = generated_split(paths, labels, seed=0)
     tests = pd.Series(labels)[split == "test"].value_counts().to_dict()
     assert tests == PAPER_TEST_COUNTS
     for code, test in PAPER_TEST_COUNTS.items():  # the floor for any size that rounds to the same count
         assert all(n_test_per_class(5 * test + r, 0.2) == test for r in range(5))
+
+
+def test_the_shipped_authors_list_against_the_generated_rule(real_size_paths):
+    """The authors' bm_test.csv (shipped): 34,266 names of the real numbering with the paper's per-class counts,
+    which the generated rule also gives, on other images: 6,923 in common, about what chance gives (docs/tasks.md)."""
+    listed = read_test_list(AUTHORS_TEST_LIST, AUTHORS_TEST_SHA256)
+    paths, labels = real_size_paths
+    names = {f"{label}/{p.rsplit('/', 1)[-1]}" for p, label in zip(paths, labels)}
+    assert len(listed) == 34_266 and listed <= names  # every listed file exists in the published numbering
+    assert pd.Series([k.split("/")[0] for k in listed]).value_counts().to_dict() == PAPER_TEST_COUNTS
+    ours = {f"{label}/{p.rsplit('/', 1)[-1]}" for p, label, side in
+            zip(paths, labels, generated_split(paths, labels, seed=0)) if side == "test"}
+    chance = sum(t * t / REAL_CLASS_SIZES[c] for c, t in PAPER_TEST_COUNTS.items())
+    assert len(ours & listed) == 6_923 and abs(len(ours & listed) - chance) < 0.02 * 34_266
+
+
+def _named_from_the_authors_list(parent: Path, per_class: int = 2, train: int = 8) -> tuple[Path, list[str]]:
+    """A layout named from the authors' list: in each class its first ``per_class`` listed test files and
+    ``train`` files the list does not name (4 per test file keeps floor(0.2 n) at the listed count); (parent, the
+    listed files used)."""
+    listed = sorted(read_test_list(AUTHORS_TEST_LIST, AUTHORS_TEST_SHA256))
+    rng = np.random.default_rng(0)
+    used = []
+    for code in BMC_CLASSES:
+        mine = [k for k in listed if k.startswith(f"{code}/")][:per_class]
+        spare = (f"{code}/{code}_{i:05d}.jpg" for i in range(1, 100_000) if f"{code}/{code}_{i:05d}.jpg" not in listed)
+        for key in mine + [next(spare) for _ in range(train)]:
+            (parent / DATA_DIR / code).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(parent / DATA_DIR / key, quality=90)
+        used += mine
+    return parent, used
+
+
+def _task_with_list(tmp_path: Path, keys: list[str]):
+    """bmc with a test list of ``keys`` in place of the shipped one (same format, its own digest)."""
+    text = "".join(f"{k}\n" for k in sorted(keys))
+    (tmp_path / "list.csv").write_text("path\n" + text)
+    return dataclasses.replace(BMC, authors_test_list=str(tmp_path / "list.csv"),
+                               authors_test_sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def test_the_authors_list_is_the_split_where_the_copy_holds_it(tmp_path):
+    parent, used = _named_from_the_authors_list(tmp_path / "named")
+    task = _task_with_list(tmp_path, used)
+    data = task.load(parent, data_home=tmp_path)
+    assert data.split_rule == AUTHORS_RULE and data.notes == []
+    assert sorted(data.samples.loc[data.samples["fold"] == "test", "path"]) == sorted(used)
+    status, details = task.split_status(data)
+    assert status.startswith("the canonical split") and f"all {len(used)} listed" in status and details == []
+    # the generated rule on the same files: the same count per class, other files
+    generated = generated_split(data.samples["path"], data.samples["label"]) == "test"
+    assert (data.samples["label"][generated].value_counts().to_dict()
+            == data.samples["label"][data.samples["fold"] == "test"].value_counts().to_dict())
+    assert set(data.samples["path"][generated]) != set(used)
+    # three listed files gone: the generated rule, said in a note, and the three named
+    gone = used[::15][:3]
+    for key in gone:
+        (parent / DATA_DIR / key).unlink()
+    damaged = task.load(parent, data_home=tmp_path)
+    assert damaged.split_rule == GENERATED_RULE and "3 of the DinoBloom authors'" in damaged.notes[0]
+    status, [line] = task.split_status(damaged)
+    assert status.startswith("NOT the canonical split") and line.startswith(f"3 of the authors' {len(used)} listed")
+    assert all(key in line for key in gone)
+
+
+def test_data_split_names_the_listed_files_a_bmc_copy_lacks(tmp_path):
+    parent, used = _named_from_the_authors_list(tmp_path / "named", per_class=1, train=4)
+    task = _task_with_list(tmp_path, used)
+    plugin = tmp_path / "bmc_plugin.py"
+    plugin.write_text("import dataclasses\nfrom tasks.bmc import BMC\n"
+                      f"TASK = dataclasses.replace(BMC, name='bmc-listed', authors_test_list={task.authors_test_list!r}, "
+                      f"authors_test_sha256={task.authors_test_sha256!r})\n")
+    run = lambda: CliRunner().invoke(app, ["data", "split", f"{plugin}:TASK", "--data-root", str(parent)],  # noqa: E731
+                                     env={"BENCH_HOME": str(tmp_path / "home"), "COLUMNS": "400"})
+    done = run()
+    assert done.exit_code == 0, done.output
+    assert "the canonical split, the DinoBloom authors' test list" in done.output
+    for key in used[:3]:
+        (parent / DATA_DIR / key).unlink()
+    done = run()
+    assert done.exit_code == 0 and "NOT the canonical split" in done.output, done.output
+    assert f"3 of the authors' {len(used)} listed test images are not in this copy: " \
+           f"{', '.join(sorted(used[:3]))}" in done.output
 
 
 def _authors_csv(path: Path, rows: list[str], labels: list[str] | None = None) -> Path:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from tests.conftest import TINY, make_image_folder
+from tests.conftest import ACEVEDO_FULL, TINY, complete_copy_absent, make_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,55 @@ def test_a_run_reproducing_a_submission_is_shown_once_with_both_sources(syntheti
     assert done.exit_code == 0, done.output
     table = pd.read_csv(io.StringIO(done.output))
     assert len(table) == 1 and table.loc[0, "source"] == "run, self-reported"
+
+
+def test_data_split_names_the_files_a_copy_lacks_or_relabels(tmp_path):
+    """A damaged copy of a task with a pinned split: `bench data split` says which files differ from it."""
+    from tasks import get_task
+
+    home = {"BENCH_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
+    root = get_task("synthetic-wbc").existing_root(None, tmp_path / "home" / "data")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.png"))
+    gone = files[5:8]
+    for name in gone:
+        (copy / name).unlink()
+    done = CliRunner().invoke(app, ["data", "split", "synthetic-wbc", "--data-root", str(copy)], env=home)
+    assert done.exit_code == 0, done.output
+    assert "297 samples" in done.output and "NOT the pinned canonical split" in done.output
+    assert f"3 of its 300 files are not in this copy: {', '.join(gone)}" in done.output
+    assert "fall in another fold, as the folds are dealt over the files present" in done.output
+    # a file moved to another class folder: named with both labels
+    moved = files[0]
+    other = sorted(p.name for p in copy.iterdir() if p.is_dir() and p.name != moved.split("/")[0])[0]
+    for name in gone:
+        shutil.copyfile(root / name, copy / name)
+    shutil.move(copy / moved, copy / other / moved.split("/")[-1])
+    done = CliRunner().invoke(app, ["data", "split", "synthetic-wbc", "--data-root", str(copy)], env=home)
+    assert "1 of its 300 files are not in this copy: " + moved in done.output
+    assert f"1 file(s) here are not in it: {other}/{moved.split('/')[-1]}" in done.output
+
+
+@pytest.mark.skipif(ACEVEDO_FULL is None, reason=complete_copy_absent())
+def test_data_split_on_the_complete_acevedo_copy(tmp_path):
+    """On the complete public copy: the pinned canonical split, for both label sets; with 3 files missing (a copy
+    of links to the others), those 3 by name."""
+    for task in ("acevedo", "acevedo-11"):
+        done = CliRunner().invoke(app, ["data", "split", task, "--data-root", str(ACEVEDO_FULL)],
+                                  env={"BENCH_HOME": str(tmp_path / "home")})
+        assert done.exit_code == 0 and ": the pinned canonical split" in done.output, done.output
+    copy = tmp_path / "PBC_dataset_normal_DIB"
+    files = sorted(p.relative_to(ACEVEDO_FULL).as_posix() for p in ACEVEDO_FULL.rglob("*") if p.is_file())
+    gone = files[100::5000][:3]
+    for name in files:
+        if name not in gone:
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            (copy / name).symlink_to(ACEVEDO_FULL / name)
+    done = CliRunner().invoke(app, ["data", "split", "acevedo", "--data-root", str(copy)],
+                              env={"BENCH_HOME": str(tmp_path / "home"), "COLUMNS": "400"})
+    assert "17,089 samples" in done.output and "NOT the pinned canonical split" in done.output
+    assert f"3 of its 17,092 files are not in this copy: {', '.join(gone)}" in done.output
 
 
 def test_data_split_gives_the_pinned_digest_and_writes_the_split(tmp_path):
