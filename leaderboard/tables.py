@@ -191,7 +191,9 @@ def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     """(images found, published full-set size, mark) of a record's task section: the mark reads
     "subset: 4,000 of 17,092 images" when the data held fewer images than the task's published full set
     (``full_set_images``, recorded by tasks that have one), else "not the canonical split" when the task pins its
-    split (``canonical_split_sha256``) and the result's ``split_sha256`` differs (other folds, files or labels).
+    split (``canonical_split_sha256``) and the result's ``split_sha256`` differs (other folds, files or labels), or
+    names its canonical rule (``canonical_split_rule``, BMC's authors' list) and the data set followed another
+    (``split_rule``).
     Images found: ``n_images_found`` (image files in the data folder, including those a task leaves out on
     purpose) where recorded, else ``n_samples``. A domain-shift record marks its train and test sides."""
     if isinstance(task.get("train"), dict) or isinstance(task.get("test"), dict):
@@ -208,10 +210,11 @@ def subset_mark(task: dict) -> tuple[int | None, int | None, str]:
     marks = []
     if full is not None and found is not None and found < full:
         marks.append(f"subset: {found:,} of {full:,} images")
-    canonical = task.get("canonical_split_sha256")
-    if isinstance(canonical, str) and task.get("split_sha256") != canonical and not task.get("split_file") \
-            and not marks:  # a subset is never on the canonical split: one column for results on that subset
-        marks.append("not the canonical split")
+    canonical, rule = task.get("canonical_split_sha256"), task.get("canonical_split_rule")
+    other = (isinstance(canonical, str) and task.get("split_sha256") != canonical) or \
+        (isinstance(rule, str) and task.get("split_rule", rule) != rule)  # BMC: the authors' list, else generated
+    if other and not task.get("split_file") and not marks:  # a subset is never on the canonical split: one column
+        marks.append("not the canonical split")  # for results on that subset
     return found, full, "; ".join(marks)
 
 
@@ -554,10 +557,10 @@ def fold_spread_sentence(results: pd.DataFrame) -> str:
 
 
 def _reported_sections(results: pd.DataFrame | None = None) -> list[str]:
-    from leaderboard.paper import CITATION, paper_rows, reported_table
+    from leaderboard.paper import CITATION, LABEL_SET_NOTE, paper_rows, reported_table
 
     parts = [f"\n## Reported in the paper ({CITATION}): weighted F1, percent, on the full data sets; not ranked "
-             "with measured rows"]
+             "with measured rows", "\n" + md_text(LABEL_SET_NOTE)]
     if results is not None:
         parts.append("\n" + md_text(fold_spread_sentence(results)))
     for protocol in sorted(paper_rows()["protocol"].unique()):
