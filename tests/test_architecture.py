@@ -44,3 +44,23 @@ def test_the_floor_and_the_leaderboard_load_without_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_only_the_projects_packages_are_installed():
+    """The wheel holds the six top-level packages and their sub-packages, never benchmarks/ or tests/ (a pattern
+    such as "bench*" would match benchmarks): setuptools' own discovery with pyproject's include list (namespace
+    discovery, as ``[tool.setuptools.packages.find]`` does by default: benchmarks/ has no __init__.py)."""
+    import tomllib
+
+    from setuptools import find_namespace_packages
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert "benchmarks" in find_namespace_packages(str(REPO), include=["bench*"])  # the trap this guards against
+    found = set(find_namespace_packages(str(REPO), include=include))
+    tops = {name.split(".")[0] for name in found}
+    assert tops == set(PACKAGES)
+    assert {"bench.core", "tasks", "leaderboard"} <= found
+    on_disk = {p.parent.relative_to(REPO).as_posix().replace("/", ".") for top in tops
+               for p in (REPO / top).rglob("__init__.py")}
+    assert on_disk <= found  # no sub-package left out
