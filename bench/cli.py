@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-import sys
+from bench.core.settings import use_scipy_array_api
+
+use_scipy_array_api()  # before anything imports scipy: the linear probe's GPU path needs it (the function says why)
+
+import sys  # noqa: E402
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum

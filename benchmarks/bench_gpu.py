@@ -35,7 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import PBC_DEFAULT, emit_report, machine_info, write_dinobloom  # noqa: E402
 
-import bench  # noqa: E402,F401  (before anything imports scipy: it switches on scipy's array API)
+from bench.core.settings import use_scipy_array_api  # noqa: E402
+
+use_scipy_array_api()  # before anything imports scipy: the linear probe's GPU path needs it
 
 
 def image_folder(source: Path, dest: Path, n: int) -> Path:

@@ -45,7 +45,8 @@ def _fit(x_train, y_train, c: float, max_iter: int):
 
 def scipy_array_api_enabled() -> bool:
     """Whether scipy was imported with its array-API support on, which scikit-learn's dispatch needs
-    (``SCIPY_ARRAY_API=1`` before scipy's first import: ``bench`` sets it when it is imported first)."""
+    (``SCIPY_ARRAY_API=1`` before scipy's first import: the ``bench`` command sets it,
+    :func:`bench.core.settings.use_scipy_array_api`)."""
     try:
         from scipy._lib._array_api import SCIPY_ARRAY_API  # private, but the only record of how scipy started
     except ImportError:
@@ -110,7 +111,8 @@ class LinearProbe(CellProtocol):
             return None
         if not scipy_array_api_enabled():
             notes.append(f"the linear probe ran on the CPU, not {device}: scikit-learn's GPU path needs "
-                         "SCIPY_ARRAY_API=1 set before scipy is first imported (export it, or import bench first)")
+                         "SCIPY_ARRAY_API=1 set before scipy is first imported (export it, or call "
+                         "bench.core.settings.use_scipy_array_api() before your script's other imports)")
             return None
         import torch
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import os
+from bench.core.settings import use_scipy_array_api
+
+use_scipy_array_api()  # as the bench command does, before anything imports scipy (the GPU probe's tests need it)
+
+import os  # noqa: E402
 import shutil
 from pathlib import Path
 

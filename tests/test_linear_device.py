@@ -71,3 +71,18 @@ def test_without_scipys_array_api_the_probe_stays_on_the_cpu_and_says_how_to_ena
     ours = LINEAR.fit_predict(x_train, y_train, x_test, n_classes)
     assert fake_cuda == []
     assert any("SCIPY_ARRAY_API=1" in note for note in ours.notes)
+
+
+def test_importing_bench_leaves_the_process_alone_and_the_command_switches_scipys_array_api_on():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SCIPY_ARRAY_API"}
+    probe = "import os, {m}; print(os.environ.get('SCIPY_ARRAY_API'))"
+    run = lambda module: subprocess.run([sys.executable, "-c", probe.format(m=module)], env=env, text=True,  # noqa: E731
+                                        capture_output=True, check=True).stdout.strip()
+    assert run("bench") == "None" and run("bench.runner") == "None"
+    assert run("bench.cli") == "1"
+    assert run("scipy, bench.cli") == "None"  # scipy came first: the switch would claim what scipy did not do
+

@@ -32,3 +32,18 @@ def weights_dir() -> Path:
 def results_dir() -> Path:
     env = os.environ.get("BENCH_RESULTS")
     return Path(env).expanduser() if env else Path("results")
+
+
+def use_scipy_array_api() -> bool:
+    """Switch on scipy's array-API support for this process, which scikit-learn's GPU path of the linear probe
+    needs; scipy reads the switch (``SCIPY_ARRAY_API``) once, at its first import, so this works only before
+    anything imports scipy. The ``bench`` command calls it first thing; a script that wants the probe on a GPU calls
+    it (or exports ``SCIPY_ARRAY_API=1``) before its other imports. Numpy inputs behave as before. Not set where
+    scipy is imported already, so that the variable never claims what scipy did not do; ``SCIPY_ARRAY_API=0`` in
+    the environment keeps it off. Whether it is on now."""
+    import sys
+
+    if "scipy" not in sys.modules:
+        os.environ.setdefault("SCIPY_ARRAY_API", "1")
+    return os.environ.get("SCIPY_ARRAY_API") == "1"
+
