@@ -252,7 +252,7 @@ def result_inputs(features: list[TaskFeaturesKey], task_settings: dict, protocol
     parts = {
         "features": [f.as_dict() for f in features],
         "task_settings": task_settings,
-        "protocol": {"name": protocol.name, "settings": protocol.settings()},
+        "protocol": {"name": protocol.name, "settings": protocol.settings(), **protocol.code_identity()},
         "evaluation_code_version": EVALUATION_CODE_VERSION,
     }
     identity = {**parts, "features": [{k: v for k, v in f.items() if k != "root"} for f in parts["features"]]}
@@ -275,8 +275,16 @@ def why_not_current(stored: dict | None, current: dict) -> str | None:
         return "the extractor's features differ (weights, code, settings or library versions)"
     if stored.get("task_settings") != current["task_settings"]:
         return "the task's split settings differ"
-    if stored.get("protocol") != current["protocol"]:
+    before, now = stored.get("protocol") or {}, current["protocol"]
+    if before.get("settings") != now.get("settings") or before.get("name") != now.get("name"):
         return "the protocol's settings differ"
+    if before.get("code_sha256") != now.get("code_sha256"):
+        return (f"the protocol's source file {now.get('code_file') or before.get('code_file')} changed since it was "
+                f"computed (sha256 {str(before.get('code_sha256'))[:12]}... -> {str(now.get('code_sha256'))[:12]}...)")
+    if before.get("version", 1) != now.get("version", 1):
+        return (f"the protocol's code changed (its version {before.get('version', 1)} -> {now.get('version', 1)})")
+    if before != now:
+        return "the protocol differs"
     if stored.get("evaluation_code_version") != current["evaluation_code_version"]:
         return (f"the evaluation code changed (version {stored.get('evaluation_code_version')} -> "
                 f"{current['evaluation_code_version']})")

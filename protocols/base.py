@@ -18,13 +18,15 @@ import contextlib
 import contextvars
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
 
-# Recorded with every result (``inputs``): bump it when a change to the protocols or to the evaluation loop
-# changes results, so that `bench run --overwrite only-missing` recomputes the results of the older code.
+# Recorded with every result (``inputs``): bump it when a change to the shared evaluation loop (protocols.evaluate,
+# bench.core.metrics) changes results, so that `bench run --overwrite only-missing` recomputes every result of the
+# older code. A change to one protocol bumps that protocol's own ``version`` instead (``Protocol.version``).
 # 2: ABMIL standardises features on the training bags; results record what they were computed from.
 # 3: the linear probe fits in float64 with C = dim x the classes present in the training labels (the authors').
 EVALUATION_CODE_VERSION = 3
@@ -104,9 +106,32 @@ class Protocol(ABC):
     name: str
     summary: str = ""
     kind = "abstract"  # class attribute, not a field: the kind of design it evaluates (cells or bags)
+    # Class attribute, not a field (not a setting): bump it when a change to this protocol's code changes its
+    # results, so that only its own stored results are recomputed (``code_identity``).
+    version: ClassVar[int] = 1
 
     def settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("name", "summary")}
+
+    def code_identity(self) -> dict:
+        """What a result records of the code that computed it, beside the settings: ``version`` where it is not
+        1, and for a protocol whose class lives outside hemabench's ``protocols`` package (a plugin file or an
+        entry point) the sha256 of that class's source file, so that editing it makes its stored results stale.
+        Empty for a built-in at version 1 (results written before this existed stay current)."""
+        out: dict = {} if self.version == 1 else {"version": int(self.version)}
+        cls = type(self)
+        if cls.__module__.split(".")[0] != "protocols":
+            import inspect
+
+            from bench.core.files import sha256_file
+
+            try:
+                source = inspect.getsourcefile(cls)
+            except TypeError:  # defined interactively: no file to hash
+                source = None
+            out["code_file"] = Path(source).name if source else cls.__module__
+            out["code_sha256"] = sha256_file(source) if source else None
+        return out
 
     @abstractmethod
     def evaluate(self, features: np.ndarray, design) -> Evaluation:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -296,3 +297,52 @@ def test_images_found_count_what_a_task_leaves_out(tmp_path):
     assert info["n_images_found"] == 25 and info["n_samples"] == 19  # IG_* and NEUTROPHIL_* name no fine class
     reasons = {f["path"]: f["reason"] for f in info["ignored_files"]}
     assert "no acevedo-11 class" in reasons["ig/ig_000.png"]
+
+
+PLUGIN_PROTOCOL = """
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from protocols.base import CellProtocol, Prediction
+
+
+@dataclass(frozen=True)
+class FirstClass(CellProtocol):
+    def fit_predict(self, x_train, y_train, x_test, n_classes):
+        return Prediction(labels=np.full(len(x_test), {label}, dtype=np.int64))
+
+
+FIRST = FirstClass("first-class", "always one class")
+"""
+
+
+def test_a_plugin_protocol_edited_on_disk_is_recomputed_and_a_builtins_version_counts(image_folder, tmp_path,
+                                                                                      monkeypatch):
+    """A protocol from a file records its source's sha256: editing the file makes its stored result stale (the
+    run says why and recomputes it); a built-in's own version recomputes only that protocol's results."""
+    plugin = tmp_path / "first_protocol.py"
+    plugin.write_text(PLUGIN_PROTOCOL.format(label=0))
+    results = tmp_path / "r"
+    args = ("run", "-e", "color-histogram", "-t", f"imagefolder:{image_folder}", "-p", f"{plugin}:FIRST", "-p", "knn-1",
+            "--results", results, "--no-progress")
+    assert _run(*args).exit_code == 0
+    (record,) = results.rglob("first-class.json")
+    inputs = json.loads(record.read_text())["inputs"]["protocol"]
+    assert inputs["code_file"] == "first_protocol.py" and len(inputs["code_sha256"]) == 64
+    assert "code_sha256" not in json.loads(next(results.rglob("knn-1.json")).read_text())["inputs"]["protocol"]
+    kept = _run(*args)
+    assert kept.exit_code == 0 and "kept existing results for first-class, knn-1" in kept.output
+    plugin.write_text(PLUGIN_PROTOCOL.format(label=1))  # the protocol now predicts the other class
+    redone = _run(*args)
+    assert redone.exit_code == 0 and "source file first_protocol.py changed" in redone.output, redone.output
+    assert "kept existing results for knn-1" in redone.output
+    predictions = pd.read_csv(record.with_name("first-class.predictions.csv"))
+    assert (predictions["prediction"] == "b").all()
+    from protocols.knn import KNNProtocol
+
+    monkeypatch.setattr(KNNProtocol, "version", 2)
+    bumped = _run(*args)
+    assert "its version 1 -> 2" in bumped.output and "kept existing results for first-class" in bumped.output
+

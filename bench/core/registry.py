@@ -113,8 +113,10 @@ def _plugin_file(path: Path) -> Path:
 
 def _import_file(path: Path):
     path = _plugin_file(path)
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]  # hash() is salted per process; this is not
-    name = f"hemabench_plugin_{path.stem}_{digest}"
+    # hash() is salted per process; these are not. The content is part of the name: a file edited since it was
+    # imported is imported again, so that what runs is what the results record as its source (code_sha256)
+    where = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    name = f"hemabench_plugin_{path.stem}_{where}_{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -265,8 +267,10 @@ class Registry(Generic[T]):
         if scheme is not None:  # built on demand from the argument: never cached (a file behind it may change)
             argument = self._argument(name, scheme)
             return self._resolve(name, import_target(scheme.factory)(argument), "", own_name=scheme.names_itself)
-        if self.is_file_target(name):  # loaded on demand, cached apart: not a registered name
-            slot = self._files.setdefault(name, _Slot(target=name, origin="file"))
+        if self.is_file_target(name):  # loaded on demand, cached apart (not a registered name) by the file's content,
+            # so that a file edited since is loaded again (``_import_file``)
+            content = hashlib.sha256(_plugin_file(Path(name.partition(":")[0])).read_bytes()).hexdigest()
+            slot = self._files.setdefault(f"{name}\0{content}", _Slot(target=name, origin="file"))
         else:
             self._load_entry_points()
             slot = self._slots.get(name)
