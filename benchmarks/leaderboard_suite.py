@@ -6,7 +6,8 @@ Runs, through the `bench` command line: the weight-free extractors on the embedd
 domain shift between its two stains), the real Acevedo subset in ../shared/data/pbc/labeled when present
 (colour histograms; the ViTs with --full), the paper's extractors whose weights are present in
 $BENCH_HOME/weights, and a short trainer run (tiny-cpu) whose exports are evaluated on synthetic-wbc. Then
-verifies the submissions in leaderboard/submissions (`bench verify`) and writes leaderboard.md, leaderboard.csv
+verifies the submissions in leaderboard/submissions (`bench verify`, with the complete Acevedo copy that
+HEMABENCH_ACEVEDO_FULL names, else the subset) and writes leaderboard.md, leaderboard.csv
 and index.html (the static page) into --out from both: this suite's rows badged "reproduced by CI", the verified
 submissions as such, the paper's reported rows apart. Pairs that fail are
 reported and the suite goes on; the exit code says whether any failed.
@@ -15,6 +16,7 @@ reported and the suite goes on; the exit code says whether any failed.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PBC = REPO.parent / "shared" / "data" / "pbc" / "labeled"
 SUBMISSIONS = REPO / "leaderboard" / "submissions"
+
+
+def verify_roots() -> list[str]:
+    """``bench verify``'s data roots for the examples' sampled re-extraction: the complete Acevedo copy named by
+    HEMABENCH_ACEVEDO_FULL (every example's images: the colour histograms are on the complete set, the others on
+    the 4,000-image subset, whose files it holds too), else the subset (the complete-set examples are then
+    self-reported, their images absent)."""
+    full = os.environ.get("HEMABENCH_ACEVEDO_FULL")
+    if full:
+        return ["--data-root", f"acevedo={full}", "--data-root", f"acevedo-11={full}"]
+    return ["--data-root", f"acevedo={PBC}"] if PBC.is_dir() else []
 
 
 def bench(*args: str) -> int:
@@ -73,7 +86,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     board = ["--results", str(results)]
     if SUBMISSIONS.is_dir():  # the repository's submissions: verified (a refused one fails the suite), then shown
-        roots = ["--data-root", f"acevedo={PBC}"] if PBC.is_dir() else []  # the examples' images, for the sample
+        roots = verify_roots()
         failures += bench("verify", str(SUBMISSIONS), *roots) != 0
         board += ["--submissions", str(SUBMISSIONS), "--runs-badge", args.runs_badge]
     for fmt, name in (("md", "leaderboard.md"), ("csv", "leaderboard.csv"), ("html", "index.html")):

@@ -50,12 +50,13 @@ def _pct(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
 
 
-def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here", spread: str = "") -> str:
+def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here",
+              beneath: tuple[str, ...] = ()) -> str:
     """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known, ``source``);
     ``reported``: :func:`leaderboard.paper.paper_rows`. Each extractor's name carries a badge per source of its
     values (the results folder: ``runs_badge``; a verified submission), the paper's rows theirs; beneath the
-    table, how far fold choice alone moves a result (``spread``). An empty string when no result has these
-    metrics."""
+    table, where the paper's rows are shown, one paragraph per sentence of ``beneath`` (which task the paper's rows
+    are, how far fold choice alone moves a result). An empty string when no result has these metrics."""
     groups = columns(results)
     if not groups:
         return ""
@@ -93,8 +94,8 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "
     table = ('<div class="scroll"><table class="grid" id="grid"><thead>'
              f"<tr>{''.join(head_tasks)}</tr><tr>{''.join(head_protocols)}</tr><tr>{''.join(head_metrics)}</tr>"
              f"</thead><tbody>{''.join(body)}</tbody>{paper}</table></div>")
-    if paper and spread:  # beside the paper's rows, outside the scrolling table so that it wraps on screen
-        table += f'<p class="fold-spread">{escape(spread)}</p>'
+    if paper:  # beside the paper's rows, outside the scrolling table so that it wraps on screen
+        table += "".join(f'<p class="beneath-paper">{escape(text)}</p>' for text in beneath if text)
     return table
 
 

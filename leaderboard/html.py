@@ -191,7 +191,9 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
             f'<td class="txt" data-value="{escape(str(r.get("source") or "run"), quote=True)}">'
             f'{"".join(badge(k, runs_badge, _checks(r, k)) for k in sources(r.get("source")))}</td>',
         ]) + "</tr>")
-    grid = grid_html(results, paper, runs_badge, fold_spread_sentence(results))
+    from leaderboard.paper import LABEL_SET_NOTE
+
+    grid = grid_html(results, paper, runs_badge, (LABEL_SET_NOTE, fold_spread_sentence(results)))
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
              f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
              "<p>Percent. Rows: extractors; columns: task, protocol, and weighted F1 / balanced accuracy (mean over "
@@ -235,6 +237,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
                  + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
     parts.append(_extractors_table(results))
     parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1 on the full data sets, not ranked</h2>'
+                 f'<p id="label-set">{escape(LABEL_SET_NOTE)}</p>'
                  f'<p id="fold-spread">{escape(fold_spread_sentence(results))}</p>')
     for protocol, table in reported.items():
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
