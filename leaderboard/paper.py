@@ -26,7 +26,7 @@ LABEL_SET_NOTE = (
     "The paper's Acevedo rows stand under acevedo-11 (the 11 classes of the file-name prefix), not the 8 folders: "
     "in all 36 its weighted F1 is 5.0-7.7 points above balanced accuracy (5.0-6.4 at 85 or more); measured at the "
     "complete set's class proportions on the same features, the 11 classes give 4.1-7.1 throughout, the 8 folders "
-    "1.7-3.9 with neural features and 0.6-0.7 where a probe reaches 90 (docs/tasks.md, \"Which Acevedo the paper "
+    "0.4-3.9 with neural features and 0.6-0.7 where a probe reaches 90 (docs/tasks.md, \"Which Acevedo the paper "
     "scored\").")
 
 
