@@ -3,7 +3,8 @@
     python benchmarks/leaderboard_suite.py --out build/leaderboard [--results DIR] [--quick]
 
 Runs, through the `bench` command line: the weight-free extractors on the embedded synthetic tasks (and the
-domain shift between its two stains), the real Acevedo subset in ../shared/data/pbc/labeled when present
+domain shift between its two stains), the real Acevedo subset in $HEMABENCH_PBC/labeled (default
+../shared/data/pbc/labeled) when present
 (colour histograms; the ViTs with --full), the paper's extractors whose weights are present in
 $BENCH_HOME/weights, and a short trainer run (tiny-cpu) whose exports are evaluated on synthetic-wbc. Then
 verifies the submissions in leaderboard/submissions (`bench verify`, with the complete Acevedo copy that
@@ -22,7 +23,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PBC = REPO.parent / "shared" / "data" / "pbc" / "labeled"
+# the real subset (labeled/<class>/*.jpg, unlabeled/*.jpg): $HEMABENCH_PBC, as the tests read it, else ../shared/data/pbc
+PBC = Path(os.environ.get("HEMABENCH_PBC") or REPO.parent / "shared" / "data" / "pbc").expanduser() / "labeled"
 SUBMISSIONS = REPO / "leaderboard" / "submissions"
 
 
