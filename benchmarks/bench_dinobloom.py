@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     import numpy as np
     import timm
     import torch
+
     from bench.core.images import decode_rgb
     from bench.extract import ExtractionSettings, auto_workers, cached_features
     from extractors import get_extractor

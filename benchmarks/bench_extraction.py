@@ -22,6 +22,7 @@ def measure_dataset(label: str, paths: list[Path], content: str, entry, model, f
                     repeats: int, workers: list[int], scratch: Path) -> dict:
     import numpy as np
     import torch
+
     from bench.core.images import decode_rgb
     from bench.extract import ExtractionSettings, cached_features
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from bench.core.settings import use_scipy_array_api
-
-use_scipy_array_api()  # as the bench command does, before anything imports scipy (the GPU probe's tests need it)
-
-import os  # noqa: E402
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.core.settings import use_scipy_array_api
+
+use_scipy_array_api()  # as the bench command does, before anything imports scipy (the GPU probe's tests need it)
 REPO = Path(__file__).resolve().parents[1]
 # Real Acevedo (PBC) images in the shared subset's layout (labeled/<class>/*.jpg, unlabeled/*.jpg): HEMABENCH_PBC
 # names the folder; the default is the read-only ../shared/data/pbc beside the checkout. Tests that need them skip.

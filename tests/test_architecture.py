@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -64,3 +65,14 @@ def test_only_the_projects_packages_are_installed():
     on_disk = {p.parent.relative_to(REPO).as_posix().replace("/", ".") for top in tops
                for p in (REPO / top).rglob("__init__.py")}
     assert on_disk <= found  # no sub-package left out
+
+
+def test_the_lint_gate_passes():
+    """`ruff check .` with the rules pyproject.toml chooses, as the pull-request workflow runs it."""
+    import pytest
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff (dev extra) is not installed: pip install -e '.[dev]'")
+    done = subprocess.run([ruff, "check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -13,13 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
-from tasks.base import DataError
 from typer.testing import CliRunner
 
 from bench.cli import app
-from tasks.bmc import (AUTHORS_RULE, AUTHORS_TEST_LIST, AUTHORS_TEST_SHA256, BMC, BMC_CLASSES, DATA_DIR, GENERATED_RULE,
-                       PAPER_TEST_COUNTS, generated_split, read_authors_split, read_test_list)
+from tasks.base import DataError
+from tasks.bmc import (
+    AUTHORS_RULE,
+    AUTHORS_TEST_LIST,
+    AUTHORS_TEST_SHA256,
+    BMC,
+    BMC_CLASSES,
+    DATA_DIR,
+    GENERATED_RULE,
+    PAPER_TEST_COUNTS,
+    generated_split,
+    read_authors_split,
+    read_test_list,
+)
 from tasks.splits import SplitError, n_test_per_class
 
 NESTED = {"ART": 4, "NGS": 3}  # classes stored in sub-folders of this many files, like ART/0001-1000/
