@@ -73,13 +73,9 @@ def measure(extractor: str, root: Path, protocols: list[str], full_counts: dict)
         for name in protocols:
             started = time.perf_counter()
             evaluation = get_protocol(name).evaluate(features, design)
-            scores = {m: 100 * np.mean([f[m] for f in evaluation.per_fold]) for m in ("weighted_f1",
-                                                                                       "balanced_accuracy")}
-            predicted = evaluation.predictions
-            labels = np.asarray(design.classes)[predicted["label"].to_numpy()] if predicted["label"].dtype.kind in \
-                "iu" else predicted["label"].to_numpy()
-            guesses = np.asarray(design.classes)[predicted["prediction"].to_numpy()] if \
-                predicted["prediction"].dtype.kind in "iu" else predicted["prediction"].to_numpy()
+            scores = {m: 100 * evaluation.mean[m] for m in ("weighted_f1", "balanced_accuracy")}
+            predicted, classes = evaluation.predictions, np.asarray(design.classes)  # label indices -> names
+            labels, guesses = classes[predicted["label"].to_numpy()], classes[predicted["prediction"].to_numpy()]
             rows.append({"extractor": extractor, "protocol": name, "task": task_name, "images": len(dataset),
                          "wf1": scores["weighted_f1"], "bacc": scores["balanced_accuracy"],
                          "wf1_full": 100 * reweighted_f1(labels, guesses, predicted["fold"].astype(str).to_numpy(),

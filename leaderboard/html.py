@@ -193,7 +193,8 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
         ]) + "</tr>")
     from leaderboard.paper import LABEL_SET_NOTE
 
-    grid = grid_html(results, paper, runs_badge, (LABEL_SET_NOTE, fold_spread_sentence(results)))
+    spread = fold_spread_sentence(results)
+    grid = grid_html(results, paper, runs_badge, (LABEL_SET_NOTE, spread))
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hemabench leaderboard</title>",
              f"<style>{_CSS}</style></head><body><h1>hemabench leaderboard</h1>",
              "<p>Percent. Rows: extractors; columns: task, protocol, and weighted F1 / balanced accuracy (mean over "
@@ -238,7 +239,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     parts.append(_extractors_table(results))
     parts.append(f'<h2>Reported in the paper ({escape(citation)}), weighted F1 on the full data sets, not ranked</h2>'
                  f'<p id="label-set">{escape(LABEL_SET_NOTE)}</p>'
-                 f'<p id="fold-spread">{escape(fold_spread_sentence(results))}</p>')
+                 f'<p id="fold-spread">{escape(spread)}</p>')
     for protocol, table in reported.items():
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
         rows = "".join("<tr>" + _cell(name) + "".join(_cell(v, True, "—" if pd.isna(v) else f"{v:.1f}") for v in values)

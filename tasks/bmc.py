@@ -47,7 +47,7 @@ from bench.core.errors import SplitError
 from tasks.base import CellDataset, Inventory
 from tasks.imagefolder import CellTask
 from tasks.splits import fixed_class_split, n_test_per_class, read_fixed_split
-from tasks.validation import class_inventory, resolve_data_root
+from tasks.validation import class_inventory, listed, resolve_data_root
 
 BMC_CLASS_NAMES = {
     "ABE": "abnormal eosinophil",
@@ -296,11 +296,9 @@ class BMCTask(CellTask):
         on_list, absent = coverage
         if not absent:
             return f"the canonical split, {AUTHORS_RULE}: all {int(on_list.sum()):,} listed test images are here", []
-        from tasks.splits import named_paths
-
         return (f"NOT the canonical split: {dataset.split_rule}",
                 [f"{len(absent):,} of the authors' {len(absent) + int(on_list.sum()):,} listed test images are not in "
-                 f"this copy: {named_paths(absent, 10)}"])
+                 f"this copy: {listed(absent, 10)}"])
 
     def resolve_root(self, data_root, data_home: Path) -> Path:
         if self.fixed_root is not None:

@@ -132,17 +132,13 @@ def read_canonical_split(file_name: str, sha256: str | None) -> pd.DataFrame:
     return table
 
 
-def named_paths(paths: list[str], limit: int = 10) -> str:
-    """Up to ``limit`` of ``paths``, comma-separated, and how many more."""
-    shown = ", ".join(paths[:limit])
-    return shown + (f" and {len(paths) - limit:,} more" if len(paths) > limit else "")
-
-
 def split_differences(samples: pd.DataFrame, canonical: pd.DataFrame, limit: int = 10) -> list[str]:
     """How a copy's split (``samples``: path, label, fold) differs from the canonical one (path, label, fold), file
     by file, one line per kind of difference, naming up to ``limit`` paths of each: canonical files this copy lacks,
     files it has that the canonical split does not, files under another label, and files in another fold. Where
     files are missing or added, the folds are dealt anew over what is here, so the fold line only counts."""
+    from tasks.validation import listed
+
     here = dict(zip(samples["path"].astype(str), zip(samples["label"].astype(str), samples["fold"].astype(str))))
     there = dict(zip(canonical["path"].astype(str), zip(canonical["label"].astype(str),
                                                          canonical["fold"].astype(str))))
@@ -153,18 +149,18 @@ def split_differences(samples: pd.DataFrame, canonical: pd.DataFrame, limit: int
     refolded = [p for p in shared if here[p][1] != there[p][1]]
     lines = []
     if absent:
-        lines.append(f"{len(absent):,} of its {len(there):,} files are not in this copy: {named_paths(absent, limit)}")
+        lines.append(f"{len(absent):,} of its {len(there):,} files are not in this copy: {listed(absent, limit)}")
     if extra:
-        lines.append(f"{len(extra):,} file(s) here are not in it: {named_paths(extra, limit)}")
+        lines.append(f"{len(extra):,} file(s) here are not in it: {listed(extra, limit)}")
     if relabelled:
-        lines.append(f"{len(relabelled):,} file(s) carry another label here: " + named_paths(
+        lines.append(f"{len(relabelled):,} file(s) carry another label here: " + listed(
             [f"{p} ({here[p][0]} here, {there[p][0]} in the canonical split)" for p in relabelled], limit))
     if refolded and (absent or extra):
         lines.append(f"{len(refolded):,} of the {len(shared):,} shared files fall in another fold, as the folds are "
                      "dealt over the files present")
     elif refolded:
         lines.append(f"the same files and labels, but {len(refolded):,} file(s) in another fold (another fold "
-                     f"scheme or seed?): {named_paths(refolded, limit)}")
+                     f"scheme or seed?): {listed(refolded, limit)}")
     return lines
 
 
