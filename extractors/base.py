@@ -9,7 +9,6 @@ features (N, dim). The cache key of the harness is derived from ``entry.fingerpr
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import ExtractorError, MissingWeightsError, UsageError, WeightsError
-from bench.core.files import sha256_file, sha256_file_remembered
+from bench.core.files import class_source, sha256_file_remembered
 from extractors.weights import load_strict, read_state_dict, state_dict_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -287,12 +286,7 @@ def entry_from_module_class(name: str, cls: type[nn.Module]) -> ExtractorEntry:
     """
     if not hasattr(cls, "dim"):
         raise ExtractorError(f"extractor class {cls.__qualname__} ({name}) must declare a class attribute `dim`")
-    try:
-        source = inspect.getsourcefile(cls)
-    except TypeError:  # classes defined interactively have no source file
-        source = None
-    code_sha = sha256_file(source) if source else None
-    where = Path(source).name if source else cls.__module__
+    where, code_sha = class_source(cls)
     kwargs = {
         attr: getattr(cls, attr)
         for attr in ("input_size", "interpolation", "mean", "std", "precision", "seed")

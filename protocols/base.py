@@ -18,7 +18,6 @@ import contextlib
 import contextvars
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -119,18 +118,10 @@ class Protocol(ABC):
         entry point) the sha256 of that class's source file, so that editing it makes its stored results stale.
         Empty for a built-in at version 1 (results written before this existed stay current)."""
         out: dict = {} if self.version == 1 else {"version": int(self.version)}
-        cls = type(self)
-        if cls.__module__.split(".")[0] != "protocols":
-            import inspect
+        if type(self).__module__.split(".")[0] != "protocols":
+            from bench.core.files import class_source
 
-            from bench.core.files import sha256_file
-
-            try:
-                source = inspect.getsourcefile(cls)
-            except TypeError:  # defined interactively: no file to hash
-                source = None
-            out["code_file"] = Path(source).name if source else cls.__module__
-            out["code_sha256"] = sha256_file(source) if source else None
+            out["code_file"], out["code_sha256"] = class_source(type(self))
         return out
 
     @abstractmethod

@@ -43,6 +43,18 @@ def sha256_file(path: str | Path) -> str:
     return sha256_and_head(path)[0]
 
 
+def class_source(cls: type) -> tuple[str, str | None]:
+    """(file name, sha256) of the source file that defines ``cls``, what a result records of a plugin's code; the
+    module's name and None for a class with no source file (defined interactively)."""
+    import inspect
+
+    try:
+        source = inspect.getsourcefile(cls)
+    except TypeError:  # classes defined interactively have no source file
+        source = None
+    return (Path(source).name, sha256_file(source)) if source else (cls.__module__, None)
+
+
 def sha256_file_remembered(path: str | Path, index: Path | None = None) -> str:
     """``sha256_file`` of a large file that is read often (a weight file: 4.4 GB for ViT-g, ~3 s of hashing at
     every run), remembered in ``index`` (default ``$BENCH_HOME/cache/sha256-index.json``) under the file's
