@@ -135,7 +135,7 @@ def patch_pca(extractor: str, images: list[Path], options: RunOptions, out: Path
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:
         raise UsageError(f"--images: no such file(s): {', '.join(missing[:5])}")
-    built = build_extractor(resolve_entry(extractor, options.pooling), options, log)
+    built = build_extractor(resolve_entry(extractor), options, log)
     transform = built.entry.transform()
     pictures = [decode_rgb(Path(p)) for p in images]
     batch = torch.stack([transform(p) for p in pictures])

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.core import settings
-from bench.core.design import CellDesign
-from bench.core.errors import DataError, HemabenchError, NotFoundError, ResultsError, ResultsExistError, UsageError
+from bench.core.errors import HemabenchError, NotFoundError, ResultsError, ResultsExistError, UsageError
 from bench.core.files import digest, sha256_file
 from bench.core.record import (
     ExtractorInfo,
@@ -33,6 +32,7 @@ from bench.core.record import (
     Scores,
     TaskInfo,
     attention_path,
+    cells_path,
     environment,
     now_utc,
     predictions_path,
@@ -43,11 +43,9 @@ from bench.core.record import (
 OVERWRITE_POLICIES = ("never", "always", "only-missing")
 # Preprocessing before the extractor's own transform (issue 18): "authors-cv" pre-resizes every image to 224 x 224
 # with PIL's default filter (bicubic), as the DinoBloom authors' cross-validation code did (Acevedo); "direct" is
-# the extractor's transform on the original image, as their fixed-split code did (BMC). A task names its own.
+# the extractor's transform on the original image, as their fixed-split code did (BMC). A task names its own;
+# ``-t acevedo@preprocessing=direct`` the other (tasks.names).
 PREPROCESSING = {"direct": None, "authors-cv": 224}
-FOLD_SCHEMES = ("portable", "authors")  # tasks.splits: stratified_group_folds | authors_folds
-SHIFT_TRAINING = ("all", "folds")  # domain shift: one probe on all the training task | each CV fold's probe
-SHIFT_CLASSES = ("all", "shared")  # domain shift: score every test cell | only the classes both tasks hold
 
 
 @dataclass
@@ -57,7 +55,6 @@ class RunOptions:
     split_file: Path | None = None  # a fixed train/test split (CSV path,split) instead of the task's k-fold CV
     weights: Path | None = None
     offline: bool = False  # never download weights (also: HF_HUB_OFFLINE=1 or BENCH_OFFLINE=1)
-    pooling: str | None = None  # override the entry's token pooling (cls, mean, cls+mean)
     overwrite: str = "only-missing"
     device: str = "auto"
     precision: str = "auto"  # bench.precision: auto | fp32 | tf32 | bf16 | fp16
@@ -69,22 +66,12 @@ class RunOptions:
     shard_size: int = 1024
     cache_root: Path | None = None  # default: $BENCH_HOME/cache
     data_home: Path | None = None  # default: $BENCH_HOME/data
-    preprocessing: str = "task"  # task (the task's own) | a PREPROCESSING name
-    folds: str = "task"  # task (its portable folds) | a FOLD_SCHEMES name
-    shift_training: str = "all"  # SHIFT_TRAINING
-    shift_classes: str = "all"  # SHIFT_CLASSES
 
     def __post_init__(self) -> None:
         from bench.precision import PRECISION_CHOICES
 
         if self.overwrite not in OVERWRITE_POLICIES:
             raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, got {self.overwrite!r}")
-        for flag, value, allowed in (("--preprocessing", self.preprocessing, ("task", *PREPROCESSING)),
-                                     ("--folds", self.folds, ("task", *FOLD_SCHEMES)),
-                                     ("--shift-training", self.shift_training, SHIFT_TRAINING),
-                                     ("--shift-classes", self.shift_classes, SHIFT_CLASSES)):
-            if value not in allowed:
-                raise UsageError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
         if self.precision not in PRECISION_CHOICES:
             raise UsageError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
 
@@ -127,104 +114,60 @@ class ProtocolFailure:
 @dataclass
 class PairPlan:
     entry: Any  # extractors.base.ExtractorEntry
-    task: Any  # tasks.base.Task
-    test_task: Any | None  # domain shift: the task tested on
-    label: str  # the result's task name: TASK, TASK@split=..., or TRAIN=>TEST
+    task: Any  # tasks.base.Task (a multi-domain task: tasks.domains)
+    label: str  # the result's task name: TASK, TASK@split=..., TASK@folds=..., TRAIN=>TEST, A+B (tasks.names)
     todo: list  # protocols to run
     kept: list[str]  # protocols whose results exist and are kept (--overwrite only-missing), once checked
     existing: dict = field(default_factory=dict)  # protocol name -> (protocol, its existing ResultRecord)
     reasons: dict = field(default_factory=dict)  # protocol name -> why its existing result is recomputed
 
 
-def resolve_entry(extractor_name: str, pooling: str | None):
+def resolve_entry(extractor_name: str):
     from extractors import get_extractor
 
-    entry = get_extractor(extractor_name)
-    return entry.with_pooling(pooling) if pooling else entry
+    return get_extractor(extractor_name)
 
 
-def split_label(task_name: str, split_file: str | Path) -> str:
-    """The task name of a fixed-split result: ``acevedo@split=<file stem>-<sha256[:8] of its content>``, so it
-    never replaces the task's k-fold result and results on different splits are never ranked together."""
+def split_label(split_file: str | Path) -> str:
+    """What names a fixed-split result (``acevedo@split=<file stem>-<sha256[:8] of its content>``), so it never
+    replaces the task's k-fold result and results on different splits are never ranked together."""
     path = Path(split_file)
     if not path.is_file():
         raise NotFoundError(f"--split-file {path}: no such file")
-    return f"{task_name}@split={path.stem}-{sha256_file(path)[:8]}"
+    return f"{path.stem}-{sha256_file(path)[:8]}"
 
 
-def shift_label(train_task: str, test_task: str) -> str:
-    """The task name of a domain-shift result: trained on one task, tested on another."""
-    return f"{train_task}=>{test_task}"
-
-
-def configured_task(task_name: str, options: RunOptions):
-    """The task with the run's preprocessing and fold scheme where they are not the task's own (a task is a frozen
-    dataclass: ``replace`` makes the variant; its settings record both)."""
+def named_task(task_name: str, split_file: Path | None = None):
+    """(the task a name says, the result's task name) (:mod:`tasks.names`)."""
     from tasks import get_task
+    from tasks.names import label, parse
 
     task = get_task(task_name)
-    changes = {}
-    if options.preprocessing != "task" and options.preprocessing != getattr(task, "preprocessing", "direct"):
-        if task.kind != "cells":
-            raise UsageError(f"--preprocessing applies to cell tasks; {task.name!r} is a {task.kind} task")
-        changes["preprocessing"] = options.preprocessing
-    if options.folds != "task" and options.folds != getattr(task, "fold_scheme", "portable"):
-        if task.kind != "cells" or not getattr(task, "k_fold", False):
-            raise UsageError(f"--folds applies to cell tasks with k-fold cross-validation; {task.name!r} is not one")
-        if options.split_file is not None:
-            raise UsageError("--folds and --split-file exclude each other: a split file replaces the folds")
-        changes["fold_scheme"] = options.folds
-    return replace(task, **changes) if changes else task
+    if split_file is not None:
+        if task.kind == "domains":
+            raise UsageError(f"a split file does not apply to {task.name!r}: a domain shift trains on all of one "
+                             "task and tests on all of the other; data sets side by side are used whole")
+        if getattr(task, "fold_scheme", "portable") != "portable":
+            raise UsageError("@folds= and --split-file exclude each other: a split file replaces the folds")
+    default = task if task.kind == "domains" else get_task(parse(task_name).members[0])
+    return task, label(default, task, None if split_file is None else split_label(split_file))
 
 
-def variant_label(default, task, label: str, options: RunOptions) -> str:
-    """The result's task name with what makes it another result than the task's default: ``@folds=authors``,
-    ``@preprocessing=direct``, and for domain shift ``@training=folds`` / ``@classes=shared``. Such a result never
-    replaces the default one, and the leaderboard keeps it in its own column. ``default``: the task as registered,
-    ``task``: as configured for the run (:func:`configured_task`)."""
-    parts = []
-    if getattr(task, "fold_scheme", None) != getattr(default, "fold_scheme", None):
-        parts.append(f"folds={task.fold_scheme}")
-    if getattr(task, "preprocessing", None) != getattr(default, "preprocessing", None):
-        parts.append(f"preprocessing={task.preprocessing}")
-    if "=>" in label and options.shift_training != "all":
-        parts.append(f"training={options.shift_training}")
-    if "=>" in label and options.shift_classes != "all":
-        parts.append(f"classes={options.shift_classes}")
-    return label + "".join(f"@{part}" for part in parts)
-
-
-def plan_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions,
-              test_task: str | None = None) -> PairPlan:
+def plan_pair(extractor_name: str, task_name: str, protocol_names: list | None, options: RunOptions) -> PairPlan:
+    """``protocol_names``: names, or protocols themselves (a protocol with other settings than its registered
+    ones, e.g. `bench batch-effect --k 30`); None: the task's."""
     from protocols import get_protocol
-    from tasks import get_task
 
-    if test_task is not None and options.split_file is not None:
-        raise UsageError("a split file and a test task exclude each other: a domain-shift run trains on all "
-                         "of the task and tests on all of the test task")
-    if test_task is None and (options.shift_training != "all" or options.shift_classes != "all"):
-        raise UsageError("--shift-training and --shift-classes apply to domain-shift runs; add --test-task")
-    task = configured_task(task_name, options)
-    protocols = [get_protocol(name) for name in (protocol_names or task.protocols)]
-    wrong = [p.name for p in protocols if p.kind != task.kind]
+    task, label = named_task(task_name, options.split_file)
+    protocols = [get_protocol(p) if isinstance(p, str) else p for p in (protocol_names or task.protocols)]
+    kinds = getattr(task, "protocol_kinds", (task.kind,))
+    wrong = [p.name for p in protocols if p.kind not in kinds]
     if wrong:
-        raise UsageError(
-            f"protocol(s) {wrong} work on {'bags' if task.kind == 'cells' else 'single cells'}, but task "
-            f"{task.name!r} is a {task.kind} task; its protocols: {', '.join(task.protocols)}"
-        )
-    shifted = None
-    if test_task is not None:
-        if task.kind != "cells":
-            raise UsageError("--test-task applies to cell-classification tasks")
-        shifted = get_task(test_task)
-    label = task.name
-    if options.split_file is not None:
-        label = split_label(task.name, options.split_file)
-    if shifted is not None:
-        label = shift_label(task.name, shifted.name)
-    label = variant_label(get_task(task_name), task, label, options)
-    entry = resolve_entry(extractor_name, options.pooling)
-    plan = PairPlan(entry, task, shifted, label, [], [])
+        raise UsageError(f"protocol(s) {wrong} do not evaluate {task.name!r}, a {task.kind} task (they evaluate "
+                         f"{', '.join(sorted({p.kind for p in protocols if p.name in wrong}))}); its protocols: "
+                         f"{', '.join(task.protocols)}")
+    entry = resolve_entry(extractor_name)
+    plan = PairPlan(entry, task, label, [], [])
     for protocol in protocols:
         json_path, _ = result_paths(options.results_dir, entry.name, label, protocol.name)
         if not json_path.exists() or options.overwrite == "always":
@@ -363,10 +306,62 @@ class TaskFeatures:
     def skipped_images(self) -> list[str]:
         return [self.paths[i] for i in self.cached.bad_rows]
 
-    def task_info(self, split_file: Path | None = None) -> dict:
+    @property
+    def feature_key(self) -> str:
+        return self.cached.manifest["key"]
+
+    def keys(self) -> list[TaskFeaturesKey]:
+        """The cache key and data identity the result is computed from (:func:`result_inputs`)."""
+        return [TaskFeaturesKey.of(self.extractor, self.dataset)]
+
+    def timings(self) -> dict:
+        return self.stats.as_dict()
+
+    def task_info(self, label: str, split_file: Path | None = None) -> dict:
         info = {**self.dataset.describe(), **self.task.settings(), "notes": list(self.dataset.notes)}
         info["split_file"] = None if split_file is None else str(split_file)
+        info["task"] = label  # TASK, or TASK@split=..., TASK@folds=authors, ...
         return info
+
+
+@dataclass
+class DomainFeatures:
+    """A multi-domain task's data sets (:class:`tasks.domains.DomainsDataset`) and the features of each member
+    (each with its own preprocessing and cache), as one: rows are the members' one after the other."""
+
+    extractor: BuiltExtractor
+    task: Any  # tasks.domains.MultiDomainTask
+    dataset: Any  # tasks.domains.DomainsDataset
+    parts: list[TaskFeatures]
+
+    @property
+    def keep(self) -> np.ndarray:
+        return np.concatenate([part.keep for part in self.parts])
+
+    @property
+    def features(self) -> np.ndarray:
+        return np.concatenate([part.features for part in self.parts])
+
+    @property
+    def paths(self) -> np.ndarray:
+        return np.concatenate([part.paths for part in self.parts])
+
+    @property
+    def skipped_images(self) -> list[str]:
+        return [f"{part.task.name}:{path}" for part in self.parts for path in part.skipped_images]
+
+    @property
+    def feature_key(self) -> str:
+        return self.parts[0].feature_key
+
+    def keys(self) -> list[TaskFeaturesKey]:
+        return [key for part in self.parts for key in part.keys()]
+
+    def timings(self) -> dict:
+        return {"tasks": {part.task.name: part.timings() for part in self.parts}}
+
+    def task_info(self, label: str, split_file: Path | None = None) -> dict:
+        return self.dataset.describe(label)
 
 
 def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
@@ -394,10 +389,19 @@ def build_extractor(entry, options: RunOptions, log) -> BuiltExtractor:
     return BuiltExtractor(entry, model, fingerprint)
 
 
+def member_options(task, options: RunOptions) -> list[RunOptions]:
+    """The options each member of a multi-domain task is loaded with: its own data folder (--data-root is the
+    training task's), never a split file."""
+    return [replace(options, data_root=root, split_file=None) for root in task.member_roots(options.data_root)]
+
+
 def load_dataset(task, options: RunOptions, loaded: dict | None = None):
-    """The task's validated data set (every image hashed: its identity is part of the features' key).
-    ``loaded``: data sets loaded earlier in the same command, by task and folder (each hashed once per command,
-    not once per extractor)."""
+    """The task's validated data set (every image hashed: its identity is part of the features' key); a
+    multi-domain task's members each loaded so. ``loaded``: data sets loaded earlier in the same command, by task
+    and folder (each hashed once per command, not once per extractor)."""
+    if task.kind == "domains":
+        return task.assemble([load_dataset(member, member_opts, loaded)
+                              for member, member_opts in zip(task.members, member_options(task, options))])
     home = options.data_home or settings.data_dir()
     memo = (task.name, getattr(task, "fold_scheme", None), str(options.data_root), str(options.split_file), str(home))
     if loaded is not None and memo in loaded:
@@ -408,12 +412,23 @@ def load_dataset(task, options: RunOptions, loaded: dict | None = None):
     return dataset
 
 
-def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset=None, world=None) -> TaskFeatures:
+def members(task, dataset, options: RunOptions) -> list[tuple[Any, Any, RunOptions]]:
+    """(task, data set, options) of each data set a task reads: itself, or a multi-domain task's members."""
+    if task.kind != "domains":
+        return [(task, dataset, options)]
+    return list(zip(task.members, dataset.parts, member_options(task, options)))
+
+
+def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset=None, world=None):
     """The task's data set (``dataset``, or loaded now) and its features (cached; under torchrun, extracted by
-    every rank of ``world`` that helps, see :func:`extract_share`)."""
+    every rank of ``world`` that helps, see :func:`extract_share`): :class:`TaskFeatures`, or for a multi-domain
+    task :class:`DomainFeatures` over its members'."""
     from bench.extract import cached_features
 
     dataset = load_dataset(task, options) if dataset is None else dataset
+    if task.kind == "domains":
+        return DomainFeatures(built, task, dataset, [task_features(built, m, o, log, d, world)
+                                                     for m, d, o in members(task, dataset, options)])
     built = preprocessed(built, task)
     cached, stats = cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
                                     dataset.content_fingerprint(), options.extraction(), log=log, world=world)
@@ -437,25 +452,23 @@ def extract_share(built: BuiltExtractor, task, dataset, options: RunOptions, log
     without waiting: the owner finalises them (:func:`bench.extract.extract_to_store`)."""
     from bench.extract import cached_features
 
-    built = preprocessed(built, task)
-    cached_features(built.entry, built.model, built.fingerprint, dataset.absolute_paths(),
-                    dataset.content_fingerprint(), options.extraction(), log=log, world=world, finalise=False)
+    for member, data, member_opts in members(task, dataset, options):
+        member_built = preprocessed(built, member)
+        cached_features(member_built.entry, member_built.model, member_built.fingerprint, data.absolute_paths(),
+                        data.content_fingerprint(), member_opts.extraction(), log=log, world=world, finalise=False)
 
 
 def load_pair(extractor_name: str, task_name: str, options: RunOptions, log, world=None) -> TaskFeatures | None:
     """Resolve both names, build the model and get the task's features (``bench extract``). Under torchrun rank
     0 finalises and gets the features; the other ranks extract their share and get None."""
-    task = configured_task(task_name, options)
-    built = build_extractor(resolve_entry(extractor_name, options.pooling), options, log)
+    task, _ = named_task(task_name, options.split_file)
+    if task.kind == "domains":
+        raise UsageError(f"bench extract exports one data set; export each of {task.name!r} on its own")
+    built = build_extractor(resolve_entry(extractor_name), options, log)
     if world is not None and world.rank != 0:
         extract_share(built, task, load_dataset(task, options), options, log, world)
         return None
     return task_features(built, task, options, log, world=world)
-
-
-def test_options(options: RunOptions) -> RunOptions:
-    """A domain-shift run's test task is read from its own default folder, all of it."""
-    return replace(options, data_root=None, split_file=None)
 
 
 # -- 3. evaluate --------------------------------------------------------------------------------------------
@@ -465,68 +478,25 @@ class EvaluationInputs:
 
     features: np.ndarray
     paths: np.ndarray  # per feature row
-    design: Any  # bench.core.design.CellDesign or BagDesign
+    design: Any  # bench.core.design.CellDesign, BagDesign or DomainDesign
     task_info: dict
     skipped_images: list[str]
     timings: dict
     warnings: list[str] = field(default_factory=list)
 
 
-def evaluation_inputs(plan: PairPlan, primary: TaskFeatures, options: RunOptions, log,
-                      test_dataset=None, world=None) -> EvaluationInputs:
-    """The design of the task's own kind, or (domain shift) training rows of one task and test rows of another."""
-    info = primary.task_info(options.split_file)
-    for note in info["notes"]:
+def evaluation_inputs(plan: PairPlan, primary: TaskFeatures | DomainFeatures, options: RunOptions,
+                      log) -> EvaluationInputs:
+    """The design the task's data set makes (cells, bags, or several domains) over its readable rows."""
+    dataset = primary.dataset
+    design = dataset.design(primary.keep, dataset.classes)  # the label map: the union over all rows
+    info = primary.task_info(plan.label, options.split_file)
+    for note in dataset.notes:
         log(f"note ({plan.task.name}): {note}")
-    for warning in primary.dataset.warnings:
+    for warning in dataset.warnings:
         log(f"warning ({plan.task.name}): {warning}")
-    if plan.test_task is None:
-        info["task"] = plan.label  # TASK, or TASK@split=..., TASK@folds=authors, ...
-        classes = primary.dataset.classes  # the label map: the union over all rows
-        return EvaluationInputs(primary.features, primary.paths, primary.dataset.design(primary.keep, classes), info,
-                                primary.skipped_images, primary.stats.as_dict(), list(primary.dataset.warnings))
-    test = task_features(primary.extractor, plan.test_task, test_options(options), log, dataset=test_dataset,
-                         world=world)
-    names = np.concatenate([primary.dataset.samples["label"].to_numpy(), test.dataset.samples["label"].to_numpy()])
-    classes = sorted(set(names))
-    n_train = len(primary.dataset)
-    shared = sorted(set(primary.dataset.classes) & set(test.dataset.classes))
-    test_rows = n_train + np.flatnonzero(test.keep)
-    predictable = None
-    if options.shift_classes == "shared":
-        if not shared:
-            raise DataError(f"{plan.task.name!r} and {plan.test_task.name!r} share no class: nothing to score with "
-                            "--shift-classes shared")
-        predictable = [classes.index(c) for c in shared]
-        test_rows = test_rows[np.isin(names[test_rows], shared)]
-    if options.shift_training == "folds":  # the authors': each CV fold's probe (trained on its 80 %) on the test task
-        design = primary.dataset.design(primary.keep, classes)
-        splits = [(fold, train, test_rows) for fold, train, _ in design.splits]
-    else:
-        splits = [("test", np.flatnonzero(primary.keep), test_rows)]
-    warnings = list(primary.dataset.warnings) + [f"test task: {w}" for w in test.dataset.warnings]
-    only_train = sorted(set(primary.dataset.classes) - set(test.dataset.classes))
-    only_test = sorted(set(test.dataset.classes) - set(primary.dataset.classes))
-    if only_train:
-        warnings.append(f"classes only in the training task {plan.task.name!r}: {only_train}")
-    if only_test:
-        warnings.append(f"classes only in the test task {plan.test_task.name!r}: {only_test} "
-                        "(never predicted: no training data)")
-    if predictable is not None:
-        left = sorted(set(test.dataset.classes) - set(shared))
-        warnings.append(f"scored on the {len(shared)} classes both tasks hold ({', '.join(shared)}), predictions "
-                        f"restricted to them" + (f"; test cells of {left} are not scored" if left else ""))
-    return EvaluationInputs(
-        np.concatenate([primary.features, test.features]),
-        np.concatenate([primary.paths, test.paths]),
-        CellDesign(classes, np.searchsorted(classes, names), splits, predictable),
-        {"task": plan.label, "train": info, "test": test.task_info(), "main_metric": plan.task.main_metric,
-         "shift_training": options.shift_training, "shift_classes": options.shift_classes,
-         **({"shared_classes": shared} if predictable is not None else {})},
-        primary.skipped_images + [f"{plan.test_task.name}:{path}" for path in test.skipped_images],
-        {"train_task": primary.stats.as_dict(), "test_task": test.stats.as_dict()},
-        warnings,
-    )
+    return EvaluationInputs(primary.features, primary.paths, design, info, primary.skipped_images,
+                            primary.timings(), list(dataset.warnings))
 
 
 # -- 4. record ----------------------------------------------------------------------------------------------
@@ -537,7 +507,7 @@ def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInput
     record = ResultRecord(
         created=now_utc(),
         extractor=ExtractorInfo(name=built.entry.name, summary=built.entry.summary, fingerprint=built.fingerprint,
-                                feature_key=primary.cached.manifest["key"], metadata=built.entry.metadata),
+                                feature_key=primary.feature_key, metadata=built.entry.metadata),
         task=TaskInfo(**inputs.task_info),
         protocol=ProtocolInfo(name=protocol.name, summary=protocol.summary, settings=protocol.settings()),
         metrics=Scores(per_fold=evaluation.per_fold, mean=evaluation.mean, std=evaluation.std,
@@ -550,12 +520,17 @@ def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInput
     )
     classes = inputs.design.classes
     predictions = evaluation.predictions
-    if "row" in predictions:
-        predictions.insert(0, "path", inputs.paths[predictions["row"]])
-        predictions = predictions.drop(columns="row")
-    predictions["label"] = [classes[i] for i in predictions["label"]]
-    predictions["prediction"] = [classes[i] for i in predictions["prediction"]]
+    if predictions is not None:
+        if "row" in predictions:
+            predictions.insert(0, "path", inputs.paths[predictions["row"]])
+            predictions = predictions.drop(columns="row")
+        predictions["label"] = [classes[i] for i in predictions["label"]]
+        predictions["prediction"] = [classes[i] for i in predictions["prediction"]]
     json_path, _ = result_paths(results_dir, built.entry.name, plan.label, protocol.name)
+    if evaluation.cells is not None:  # per-cell scores (batch effect) beside the record, written first
+        cells = evaluation.cells.assign(path=inputs.paths[evaluation.cells["row"]]).drop(columns="row")
+        first = [c for c in ("repeat", "path") if c in cells]
+        write_table(cells_path(json_path), cells[[*first, *[c for c in cells if c not in first]]])
     record.write(json_path, predictions)
     if evaluation.attention is not None:
         attention = evaluation.attention
@@ -601,7 +576,7 @@ class SplitProgress:
 def set_aside(json_path: Path) -> Path:
     """Move a result that is not current (and its predictions and attention) to ``*.stale`` beside it: out of
     the leaderboard, even if its recomputation fails, but not deleted. Returns the record's new path."""
-    for path in (json_path, predictions_path(json_path), attention_path(json_path)):
+    for path in (json_path, predictions_path(json_path), attention_path(json_path), cells_path(json_path)):
         if path.exists():
             path.replace(path.with_name(path.name + ".stale"))
     return json_path.with_name(json_path.name + ".stale")
@@ -614,20 +589,17 @@ class PreparedPair:
     plan: PairPlan
     built: BuiltExtractor
     dataset: Any
-    test_dataset: Any | None
     current: dict  # protocol name -> the inputs its result is computed from (result_inputs)
 
 
-def prepare_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions, log,
-                 test_task: str | None = None, loaded: dict | None = None) -> PreparedPair:
+def prepare_pair(extractor_name: str, task_name: str, protocol_names: list | None, options: RunOptions, log,
+                 loaded: dict | None = None) -> PreparedPair:
     """Plan the pair, build the model, load the data sets and decide which existing results are kept: nothing
     is written, so a rank that only helps with the features decides as the owner does."""
-    plan = plan_pair(extractor_name, task_name, protocol_names, options, test_task)
+    plan = plan_pair(extractor_name, task_name, protocol_names, options)
     built = build_extractor(plan.entry, options, log)
     dataset = load_dataset(plan.task, options, loaded)
-    test_dataset = None if plan.test_task is None else load_dataset(plan.test_task, test_options(options), loaded)
-    keys = [TaskFeaturesKey.of(preprocessed(built, t), d) for t, d in ((plan.task, dataset),
-                                                                       (plan.test_task, test_dataset)) if d is not None]
+    keys = [TaskFeaturesKey.of(preprocessed(built, t), d) for t, d, _ in members(plan.task, dataset, options)]
     current = {p.name: result_inputs(keys, plan.task.settings(), p)
                for p in plan.todo + [p for p, _ in plan.existing.values()]}
     for name, (protocol, record) in plan.existing.items():
@@ -643,20 +615,17 @@ def prepare_pair(extractor_name: str, task_name: str, protocol_names: list[str] 
         else:
             plan.reasons[name] = why
             plan.todo.append(protocol)
-    return PreparedPair(plan, built, dataset, test_dataset, current)
+    return PreparedPair(plan, built, dataset, current)
 
 
-def help_pair(extractor_name: str, task_name: str, protocol_names: list[str] | None, options: RunOptions, log,
-              world, owner: int, test_task: str | None = None, loaded: dict | None = None) -> None:
+def help_pair(extractor_name: str, task_name: str, protocol_names: list | None, options: RunOptions, log,
+              world, owner: int, loaded: dict | None = None) -> None:
     """Under torchrun, a rank that does not own a pair extracts its share of the pair's features, if the pair
     needs any. Whatever fails here fails the same way for the owner, which reports it: it is only logged."""
     try:
-        prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, test_task, loaded)
+        prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, loaded)
         if prepared.plan.todo:
             extract_share(prepared.built, prepared.plan.task, prepared.dataset, options, log, world)
-            if prepared.test_dataset is not None:
-                extract_share(prepared.built, prepared.plan.test_task, prepared.test_dataset, test_options(options),
-                              log, world)
     except Exception as exc:  # reported by the pair's owner
         log(f"{extractor_name} / {task_name}: not helping with its features ({type(exc).__name__}: {exc}); "
             f"rank {owner} owns the pair and reports what fails")
@@ -665,21 +634,20 @@ def help_pair(extractor_name: str, task_name: str, protocol_names: list[str] | N
 def run_pair(
     extractor_name: str,
     task_name: str,
-    protocol_names: list[str] | None,
+    protocol_names: list | None,
     options: RunOptions,
     log,
-    test_task: str | None = None,
     world=None,
     loaded: dict | None = None,
 ) -> PairOutcome:
-    """Evaluate one extractor on one task (or, with ``test_task``, train on ``task_name`` and test on it).
+    """Evaluate one extractor on one task (a multi-domain task included: ``acevedo=>bmc``, ``a+b``).
     ``world``: under torchrun, this rank owns the pair; the other ranks help extract its features
     (:func:`help_pair`) and this one waits for them, finalises, evaluates and records."""
     from bench.extract import pick_device
 
     outcome = PairOutcome(extractor_name, task_name, "ok")
     try:
-        prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, test_task, loaded)
+        prepared = prepare_pair(extractor_name, task_name, protocol_names, options, log, loaded)
         plan = prepared.plan
         outcome.task = plan.label
         for name, why in plan.reasons.items():
@@ -692,7 +660,7 @@ def run_pair(
             outcome.status = "skipped"
             return outcome
         primary = task_features(prepared.built, plan.task, options, log, dataset=prepared.dataset, world=world)
-        inputs = evaluation_inputs(plan, primary, options, log, test_dataset=prepared.test_dataset, world=world)
+        inputs = evaluation_inputs(plan, primary, options, log)
         if inputs.skipped_images:
             shown = ", ".join(map(str, inputs.skipped_images[:5])) + (" ..." if len(inputs.skipped_images) > 5 else "")
             log(f"skipped {len(inputs.skipped_images)} unreadable image(s) (--skip-bad-images; every one is listed in "

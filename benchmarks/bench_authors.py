@@ -5,7 +5,7 @@ the linear probe's float precision.
         [--per-class 200] [--weights NAME=PATH ...] [--device auto] [--out report.md]
 
 For each extractor, the features of the same images are extracted through the harness twice
-(``bench.runner.load_pair``): with ``--preprocessing direct`` (the extractor's transform on the 360 x 363
+(``bench.runner.load_pair``): with ``@preprocessing=direct`` (the extractor's transform on the 360 x 363
 original) and ``authors-cv`` (a PIL bicubic resize to 224 x 224 first, as the authors' cross-validation code did).
 On each, kNN-20 and the paper's linear probe run over the portable folds and over the authors' folds
 (StratifiedKFold(5) without shuffling over the sorted names). Reported:
@@ -38,9 +38,8 @@ use_scipy_array_api()  # before anything imports scipy: the linear probe's GPU p
 def features_for(name: str, weights: str | None, folder: Path, preprocessing: str, device: str):
     from bench.runner import RunOptions, load_pair
 
-    options = RunOptions(progress=False, device=device, preprocessing=preprocessing,
-                         weights=Path(weights) if weights else None)
-    return load_pair(name, f"imagefolder:{folder}", options, log=lambda message: None)
+    options = RunOptions(progress=False, device=device, weights=Path(weights) if weights else None)
+    return load_pair(name, f"imagefolder:{folder}@preprocessing={preprocessing}", options, log=lambda message: None)
 
 
 def design_for(pair, folds: str):

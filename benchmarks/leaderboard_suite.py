@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     failures = 0
     failures += bench("run", "-e", "color-histogram,vit-s14-random,resnet50-trunc-random", "-t",
                       "synthetic-wbc,synthetic-wbc-shifted", "-p", "knn-1,knn-20,linear,linear-std", *common) != 0
-    failures += bench("run", "-e", "color-histogram,vit-s14-random", "-t", "synthetic-wbc", "--test-task",
-                      "synthetic-wbc-shifted", "-p", "knn-20,linear-std", *common) != 0
+    failures += bench("run", "-e", "color-histogram,vit-s14-random", "-t", "synthetic-wbc=>synthetic-wbc-shifted",
+                      "-p", "knn-20,linear-std", *common) != 0
     if PBC.is_dir():
         extractors = "color-histogram,vit-s14-random" if args.full else "color-histogram"
         failures += bench("run", "-e", extractors, "-t", f"imagefolder:{PBC}", *common) != 0

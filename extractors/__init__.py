@@ -119,7 +119,28 @@ for _scheme, _factory, _argument, _summary in [
                           path_argument=_scheme == "trained")
 
 
+POOLINGS = ("cls+mean", "mean", "cls")  # token poolings a name may end with: dinobloom-s+mean (longest first)
+
+
+def split_pooling(name: str) -> tuple[str, str | None]:
+    """(extractor name, pooling) of ``NAME+POOLING``: a token model with another pooling than its entry's is
+    named, cached and ranked as such (``dinobloom-s+mean``). A registered name is taken whole."""
+    if name not in EXTRACTORS:
+        for pooling in POOLINGS:
+            if name.endswith(f"+{pooling}") and len(name) > len(pooling) + 1:
+                return name[: -len(pooling) - 1], pooling
+    return name, None
+
+
 def get_extractor(name: str):
     """The ``ExtractorEntry`` for a registered name, a scheme (``timm:``, ``hf:``, ``openclip:``, ``trained:``),
-    an entry point or ``path/to/file.py:Name``."""
-    return EXTRACTORS.get(name)
+    an entry point or ``path/to/file.py:Name``; ``NAME+POOLING`` (cls, mean, cls+mean) the same model pooling its
+    tokens otherwise (:func:`split_pooling`)."""
+    base, pooling = split_pooling(name)
+    entry = EXTRACTORS.get(base)
+    return entry.with_pooling(pooling) if pooling else entry
+
+
+def check_extractor(name: str) -> None:
+    """Refuse an extractor name that cannot resolve, importing no model code."""
+    EXTRACTORS.check(split_pooling(name)[0])

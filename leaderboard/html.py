@@ -9,8 +9,9 @@ from html import escape
 
 import pandas as pd
 
+from bench.core.metrics import INTEGRATION
 from leaderboard.grid import BADGE_CSS, badge, sources
-from leaderboard.tables import BATCH_EFFECT, BATCH_EFFECT_NOTE, fold_spread_sentence
+from leaderboard.tables import BATCH_EFFECT_NOTE, fold_spread_sentence
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -210,7 +211,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
              "badge: e.g. a model whose weights are not public), "
              f"{badge('paper', '')} the numbers the DinoBloom paper reports. A value marked ⚠ comes from predictions "
              "that collapsed to one class in some fold: a warning, never the best of its column.</p>",
-             *([f"<p>{escape(BATCH_EFFECT_NOTE)}</p>"] if (results["protocol"] == BATCH_EFFECT).any() else []),
+             *([f"<p>{escape(BATCH_EFFECT_NOTE)}</p>"] if (results["main_metric"] == INTEGRATION).any() else []),
              *_problems(problems),
              *([grid] if grid else []),
              "<h2>Per task</h2><p>Main metric per task and protocol, with the bootstrap 95 % interval over all stored "

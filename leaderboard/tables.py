@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.errors import ResultsError, UsageError
-from bench.core.metrics import LABEL_METRICS, SCORES
+from bench.core.metrics import INTEGRATION, LABEL_METRICS, SCORES
 from bench.core.record import ResultRecord, looks_like_record, predictions_path
 
 COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "n_folds", "warnings", "collapsed",
@@ -31,9 +31,8 @@ _KEY = ["extractor", "task", "protocol"]
 # accepted ("submission"), or both (the run is shown: it reproduced the submission's entry)
 RUN, SUBMISSION, SELF_REPORTED = "run", "submission", "self-reported"
 _SIDE_FILES = (".intervals.json", ".map.json")  # bootstrap intervals (below), UMAPs (leaderboard.maps)
-BATCH_EFFECT = "batch-effect"  # the protocol name of `bench batch-effect` results (protocols/batch_effect.py)
-BATCH_EFFECT_NOTE = (
-    "A batch-effect column (task A+B, made by bench batch-effect) holds the integration score: scIB's weighting "
+BATCH_EFFECT_NOTE = (  # beside columns whose main metric is the integration score (protocols/batch_effect.py)
+    "A batch-effect column (task A+B: `bench run -t A+B` or `bench batch-effect`) holds the integration score: scIB's weighting "
     "0.6 x class ASW + 0.4 x mean(domain ASW, kNN mixing), on the classes the data sets share, domains balanced per "
     "class; higher means the data sets mix and the cell types stay apart; mean ± std over random draws "
     "(docs/figures.md).")
@@ -113,7 +112,7 @@ def _checked_row(record: ResultRecord, path: Path) -> dict:
     from bench.core.rescore import rescore_file
 
     table = predictions_path(path)
-    if not (table.exists() or table.is_symlink()) or record.protocol.name == BATCH_EFFECT:
+    if not (table.exists() or table.is_symlink()):
         return _row(record, path)
     check = rescore_file(record, table)
     if check.problems:
@@ -414,7 +413,7 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
     scored = scored.assign(task_label=_labels(scored))
     parts = [_md_table(main_table(results)),
              "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
-    if (results["protocol"] == BATCH_EFFECT).any():
+    if (results["main_metric"] == INTEGRATION).any():
         parts.append(BATCH_EFFECT_NOTE)
     for kind, title in ((SUBMISSION, "Verified submissions (labels, folds, protocol and features derived again by "
                                       "`bench verify`; the numbers are its own run of the protocol)"),

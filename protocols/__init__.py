@@ -28,6 +28,9 @@ for _name, _target, _summary in [
      "bags: per-class attention MIL + per-class MLP, SGD Nesterov 150 epochs, cosine, early stopping (DinoBloom AML head)"),
     ("abmil-gated", "protocols.mil:ABMIL_GATED",
      "bags: gated-attention MIL (Ilse et al. 2018), linear classifier; same training as abmil-paper"),
+    ("batch-effect", "protocols.batch_effect:BATCH_EFFECT",
+     "data sets side by side (A+B): scIB's domain and class silhouettes and a kNN mixing score, domains balanced "
+     "per class"),
 ]:
     PROTOCOLS.add_lazy(_name, _target, summary=_summary)
 

@@ -92,10 +92,13 @@ class Evaluation:
     per_fold: list[dict]
     mean: dict
     std: dict
-    predictions: pd.DataFrame  # cells: row, fold, label, prediction (+ proba_<class>); bags: bag, seed, fold, ...
+    # cells: row, fold, label, prediction (+ proba_<class>); bags: bag, seed, fold, ...; None for a protocol that
+    # predicts no label (batch effect: its scores are of the embedding, per cell in ``cells``)
+    predictions: pd.DataFrame | None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     attention: pd.DataFrame | None = None  # bags: row (cell), bag, seed, fold, attention (or attention_<class>)
+    cells: pd.DataFrame | None = None  # per-cell scores of a protocol without predictions: row, ... (batch effect)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,9 @@ class Protocol(ABC):
 
     name: str
     summary: str = ""
-    kind = "abstract"  # class attribute, not a field: the kind of design it evaluates (cells or bags)
+    kind = "abstract"  # class attribute, not a field: the kind of design it evaluates (cells, bags or domains)
+    # The kinds of design (and of task) it takes: its own, and for a cell protocol a domain shift's too
+    kinds: ClassVar[tuple[str, ...]] = ()
     # Class attribute, not a field (not a setting): bump it when a change to this protocol's code changes its
     # results, so that only its own stored results are recomputed (``code_identity``).
     version: ClassVar[int] = 1
@@ -131,7 +136,11 @@ class Protocol(ABC):
 
 @dataclass(frozen=True)
 class CellProtocol(Protocol):
+    """A protocol on single cells: trained on a split's training rows, tested on its test rows. A domain shift's
+    design (``A=>B``, :class:`~bench.core.design.DomainDesign`) is evaluated on its training and test domains."""
+
     kind = "cells"
+    kinds: ClassVar[tuple[str, ...]] = ("cells", "domains")
 
     @abstractmethod
     def fit_predict(self, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int) -> Prediction:
@@ -141,6 +150,8 @@ class CellProtocol(Protocol):
         from protocols.evaluate import evaluate
 
         _check_kind(self, design)
+        if design.kind == "domains":
+            design = design.cells()
         return evaluate(self, features, design.labels, design.splits, design.classes, design.predictable)
 
 
@@ -154,6 +165,7 @@ class BagProtocol(Protocol):
     """
 
     kind = "bags"
+    kinds: ClassVar[tuple[str, ...]] = ("bags",)
 
     @abstractmethod
     def fit_predict_bags(
@@ -168,8 +180,13 @@ class BagProtocol(Protocol):
         return evaluate_bags(self, features, design)
 
 
+def takes(protocol: Protocol, kind: str) -> bool:
+    """Whether ``protocol`` evaluates a design (a task) of ``kind``."""
+    return kind in (protocol.kinds or (protocol.kind,))
+
+
 def _check_kind(protocol: Protocol, design) -> None:
-    if getattr(design, "kind", None) != protocol.kind:
+    if not takes(protocol, getattr(design, "kind", "?")):
         from bench.core.errors import UsageError
 
         raise UsageError(

@@ -23,17 +23,15 @@ The silhouettes are scikit-learn's (Euclidean, on the features as extracted), ne
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from bench.core.errors import DataError
 from bench.core.metrics import BATCH_METRICS, CLASS_ASW, DOMAIN_ASW, INTEGRATION, KNN_MIXING
-
-# Recorded with every batch-effect result: bump it when a change here changes its numbers.
-BATCH_EFFECT_CODE_VERSION = 1
+from protocols.base import Evaluation, Protocol
 
 
 @dataclass
@@ -49,17 +47,18 @@ class BatchEffectScores:
 
 
 @dataclass(frozen=True)
-class BatchEffect:
-    """Settings of the score (all recorded): neighbours ``k``, cells per (domain, class) at most, draws, seed."""
+class BatchEffect(Protocol):
+    """A protocol of several domains (``A+B``): settings (all recorded) neighbours ``k``, cells per (domain,
+    class) at most, draws, seed. Its result holds the scores per draw (as folds) and the per-cell scores."""
 
+    name: str = "batch-effect"
+    summary: str = ""
     k: int = 15
     max_per_class: int = 500
     repeats: int = 5
     seed: int = 0
-
-    name = "batch-effect"
-    summary = ("how embeddings of several data sets mix on their shared classes: scIB's domain and class "
-               "silhouettes and a kNN mixing score (domains balanced per class)")
+    kind = "domains"
+    kinds: ClassVar[tuple[str, ...]] = ("domains",)
 
     def __post_init__(self) -> None:
         from bench.core.errors import UsageError
@@ -69,8 +68,20 @@ class BatchEffect:
             if value < least:
                 raise UsageError(f"{what} must be at least {least}, got {value}")
 
-    def settings(self) -> dict:
-        return asdict(self)
+    def evaluate(self, features: np.ndarray, design) -> Evaluation:
+        """The scores of the design's readable cells (:meth:`score`), draws as folds; the per-cell scores'
+        ``row`` indexes ``features``."""
+        from protocols.base import _check_kind, report_split
+
+        _check_kind(self, design)
+        rows = np.flatnonzero(design.usable)
+        domains = np.asarray(design.domains)[design.domain_of[rows]]
+        labels = np.asarray(design.classes)[design.labels[rows]]
+        scores = self.score(features[rows], domains, labels,
+                            lambda done, total: report_split(done, total, f"draw {done}"))
+        cells = scores.cells.assign(row=rows[scores.cells["row"]])
+        return Evaluation(scores.per_repeat, scores.mean, scores.std, None, list(scores.notes), scores.seconds,
+                          cells=cells)
 
     def score(self, features: np.ndarray, domains: np.ndarray, labels: np.ndarray,
               on_repeat: Callable[[int, int], None] | None = None) -> BatchEffectScores:
@@ -157,3 +168,6 @@ def _inverse_simpson(neighbour_domains: np.ndarray, n_domains: int) -> np.ndarra
     counts = np.stack([(neighbour_domains == d).sum(axis=1) for d in range(n_domains)], axis=1)
     proportions = counts / neighbour_domains.shape[1]
     return 1.0 / (proportions ** 2).sum(axis=1)
+
+
+BATCH_EFFECT = BatchEffect(name="batch-effect")

@@ -1,7 +1,8 @@
 """Task registry. Built-in tasks are lazy ``module:attr`` targets (listing them imports no data code); schemes
 build a task from a path or another task (``imagefolder:``, ``csv:``, ``bags:``); your own come as
 ``--task path/to/file.py:TASK`` or through the entry-point group ``hemabench.tasks`` (docs/tasks.md: a new task
-in one file). The summary registered here is the one ``bench list`` shows and the result files record.
+in one file). A name may add variants and join tasks (:mod:`tasks.names`: ``acevedo@folds=authors``,
+``acevedo=>bmc``, ``a+b``). The summary registered here is the one ``bench list`` shows and the result files record.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ for _scheme, _factory, _argument, _summary in [
 
 
 def get_task(name: str):
-    """The task for a registered name, a scheme (``imagefolder:``, ``csv:``, ``bags:``), an entry point or
-    ``path/to/file.py:TASK``."""
-    return TASKS.get(name)
+    """The task a name says (:mod:`tasks.names`): a registered name, a scheme (``imagefolder:``, ``csv:``,
+    ``bags:``), an entry point or ``path/to/file.py:TASK``, with its variants (``acevedo@folds=authors``), or
+    several joined (``acevedo=>bmc``, ``a+b``)."""
+    from tasks.names import build
+
+    return build(name, TASKS.get)
+
+
+def check_task(name: str) -> None:
+    """Refuse a task name that cannot resolve, importing no task (the CLI calls it before any model code)."""
+    from tasks.names import check
+
+    check(name, TASKS.check)

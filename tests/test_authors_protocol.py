@@ -89,7 +89,7 @@ def test_gpu_decode_path_pre_resizes_like_pil(tmp_path):
 
 
 def test_acevedo_uses_the_authors_cv_preprocessing_and_records_it():
-    from bench.runner import BuiltExtractor, RunOptions, configured_task, preprocessed
+    from bench.runner import BuiltExtractor, named_task, preprocessed
     from tasks import get_task
 
     assert get_task("acevedo").card.preprocessing == "authors-cv"
@@ -99,8 +99,9 @@ def test_acevedo_uses_the_authors_cv_preprocessing_and_records_it():
     acevedo = preprocessed(built, get_task("acevedo"))
     assert acevedo.entry.pre_resize == 224 and acevedo.fingerprint["transform"]["pre_resize"] == [224, 224, "bicubic"]
     assert "pre_resize" not in preprocessed(built, get_task("bmc")).fingerprint["transform"]
-    direct = configured_task("acevedo", RunOptions(preprocessing="direct"))
+    direct, name = named_task("acevedo@preprocessing=direct")
     assert direct.preprocessing == "direct" and direct.settings()["preprocessing"] == "direct"
+    assert name == "acevedo@preprocessing=direct"
 
 
 def test_authors_folds_equal_stratified_kfold_over_the_sorted_names():
@@ -123,9 +124,9 @@ def test_folds_authors_is_its_own_result_and_split(tmp_path):
     cells = make_image_folder(tmp_path / "cells", {"a": 11, "b": 9, "c": 10})
     results = tmp_path / "results"
     runner = CliRunner()
-    for extra in ([], ["--folds", "authors"]):
-        done = runner.invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{cells}", "-p", "knn-1",
-                                   "--results", str(results), "--no-progress", *extra])
+    for variant in ("", "@folds=authors"):
+        done = runner.invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{cells}{variant}", "-p", "knn-1",
+                                   "--results", str(results), "--no-progress"])
         assert done.exit_code == 0, done.output
     records = {json.loads(p.read_text())["task"]["task"]: p for p in results.rglob("knn-1.json")}
     assert sorted(records) == [f"imagefolder:{cells}", f"imagefolder:{cells}@folds=authors"]
@@ -145,15 +146,14 @@ def _export(runner, task, out):
     return np.load(out / "features.npy"), pd.read_csv(out / "index.csv")
 
 
-def _shift(tmp_path, target_classes, *flags):
-    """A kNN-20 domain shift of colour histograms from classes a, b, c to ``target_classes``, run with ``flags``;
+def _shift(tmp_path, target_classes, variant):
+    """A kNN-20 domain shift of colour histograms from classes a, b, c to ``target_classes``, named with ``variant``;
     (the result's path, its record, and each side's exported features and index)."""
     source = make_image_folder(tmp_path / "source", {"a": 10, "b": 10, "c": 10}, seed=1)
     target = make_image_folder(tmp_path / "target", {c: 6 for c in target_classes}, seed=2)
     runner = CliRunner()
-    done = runner.invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{source}", "--test-task",
-                               f"imagefolder:{target}", "-p", "knn-20", *flags, "--results", str(tmp_path / "r"),
-                               "--no-progress"])
+    done = runner.invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{source}=>imagefolder:{target}"
+                               f"{variant}", "-p", "knn-20", "--results", str(tmp_path / "r"), "--no-progress"])
     assert done.exit_code == 0, done.output
     path = next((tmp_path / "r").rglob("knn-20.json"))
     return (path, json.loads(path.read_text()), _export(runner, f"imagefolder:{source}", tmp_path / "e1"),
@@ -161,7 +161,7 @@ def _shift(tmp_path, target_classes, *flags):
 
 
 def test_per_fold_domain_shift_equals_each_folds_model_tested_externally(tmp_path):
-    _, record, (x_train, train_index), (x_test, test_index) = _shift(tmp_path, "abc", "--shift-training", "folds")
+    _, record, (x_train, train_index), (x_test, test_index) = _shift(tmp_path, "abc", "@training=folds")
     assert record["task"]["task"].endswith("@training=folds") and len(record["metrics"]["per_fold"]) == 5
     for fold in record["metrics"]["per_fold"]:
         rows = (train_index["fold"].astype(str) != str(fold["fold"])).to_numpy()
@@ -171,7 +171,7 @@ def test_per_fold_domain_shift_equals_each_folds_model_tested_externally(tmp_pat
 
 
 def test_shared_class_scoring_restricts_predictions_and_test_cells(tmp_path):
-    path, record, (x_train, train_index), (x_test, test_index) = _shift(tmp_path, "bcd", "--shift-classes", "shared")
+    path, record, (x_train, train_index), (x_test, test_index) = _shift(tmp_path, "bcd", "@classes=shared")
     assert record["task"]["shared_classes"] == ["b", "c"]
     assert any("scored on the 2 classes both tasks hold" in w and "['d']" in w for w in record["warnings"])
     table = pd.read_csv(str(path).replace(".json", ".predictions.csv"))
@@ -183,8 +183,8 @@ def test_shared_class_scoring_restricts_predictions_and_test_cells(tmp_path):
         f1_score(test_index["label"][keep], expected, average="weighted"), abs=1e-12)
 
 
-def test_shift_options_need_a_test_task(tmp_path):
+def test_shift_variants_need_a_domain_shift(tmp_path):
     cells = make_image_folder(tmp_path / "cells", {"a": 6, "b": 6})
-    done = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{cells}", "--shift-classes",
-                                    "shared", "--no-progress", "--results", str(tmp_path / "r")])
-    assert done.exit_code != 0 and "add --test-task" in done.output
+    done = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{cells}@classes=shared",
+                                    "--no-progress", "--results", str(tmp_path / "r")])
+    assert done.exit_code == 2 and "applies to a domain shift, named TRAIN=>TEST" in done.output

@@ -1,5 +1,5 @@
-"""Batch effect (`bench batch-effect`): scIB's silhouettes and a kNN mixing score on the classes several data
-sets share, written as a result record the leaderboard ranks."""
+"""Batch effect (`bench run -t A+B`, `bench batch-effect`): scIB's silhouettes and a kNN mixing score on the classes
+several data sets share, written as a result record the leaderboard ranks."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench.batch_effect import batch_effect
 from bench.cli import app
 from bench.core.errors import DataError, UsageError
 from bench.core.record import ResultRecord, cells_path
-from bench.runner import RunOptions
+from bench.runner import RunOptions, run_pair
 from leaderboard.tables import ranking, read_results, render
 from protocols.batch_effect import BatchEffect, _inverse_simpson
 from tests.conftest import TINY
@@ -76,8 +75,8 @@ def test_domains_are_balanced_per_class_and_draws_are_seeded():
 def test_too_few_shared_classes_and_too_few_tasks_are_refused():
     with pytest.raises(DataError, match=r"share \['p'\].*A: \['p', 'q'\]; B: \['p', 'r'\]"):
         BatchEffect().score(np.zeros((12, 2)), np.repeat(["A", "B"], 6), np.array(list("ppqqqq" "pprrrr")))
-    with pytest.raises(UsageError, match="at least two different tasks"):
-        batch_effect(TINY, ["synthetic-wbc"], RunOptions(progress=False), BatchEffect())
+    done = CliRunner().invoke(app, ["batch-effect", "-e", TINY, "-t", "synthetic-wbc", "--no-progress"])
+    assert done.exit_code == 2 and "at least two different tasks" in done.output
     with pytest.raises(UsageError, match="--max-per-class must be at least 2"):
         BatchEffect(max_per_class=1)
 
@@ -97,7 +96,8 @@ def test_the_planted_stain_shift_scores_below_an_unshifted_split_and_is_ranked(s
     options = RunOptions(results_dir=results, progress=False)
     halves = [f"imagefolder:{tmp_path / 'half0'}", f"imagefolder:{tmp_path / 'half1'}"]
     for extractor in (TINY, "color-histogram"):
-        unshifted, _ = batch_effect(extractor, halves, options, BatchEffect(), log=print)
+        outcome = run_pair(extractor, "+".join(halves), ["batch-effect"], options, log=print)
+        (unshifted,) = outcome.records
         (path,) = results.glob(f"*{'TinyViT' if extractor == TINY else extractor}*/"
                                "synthetic-wbc+synthetic-wbc-shifted/batch-effect.json")
         shifted = ResultRecord.read(path)

@@ -26,10 +26,10 @@ def test_every_typed_error_is_a_hemabench_error():
 
 def test_a_user_error_is_one_line_and_debug_adds_the_traceback(tmp_path):
     done = _run("data", "info", "acevedoo")
-    assert done.exit_code == 1 and done.output.startswith("error: unknown task 'acevedoo'")
+    assert done.exit_code == 2 and done.output.startswith("error: unknown task 'acevedoo'")
     assert "Traceback" not in done.output and len(done.output.strip().splitlines()) == 1
     debug = _run("--debug", "data", "info", "acevedoo")
-    assert debug.exit_code == 1 and "Traceback" in debug.output and "RegistryError" in debug.output
+    assert debug.exit_code == 2 and "Traceback" in debug.output and "RegistryError" in debug.output
 
 
 def test_a_failing_pair_from_a_bug_shows_its_traceback(image_folder, tmp_path):
@@ -49,12 +49,14 @@ def test_a_broken_extractor_contract_is_a_clear_error(image_folder, tmp_path):
     assert "ExtractorError: extractor returned features of shape (32, 5), expected (32, 32)" in done.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (("leaderboard", "--results", "/nonexistent/results"), "results folder /nonexistent/results does not exist"),
-    (("check-extractor", "vit-s14-random", "--weights", "/nonexistent.pth"), "--weights /nonexistent.pth: no such file"),
-    (("compare", "a", "b", "-t", "t", "-p", "knn-1", "--metric", "f1"), "metric 'f1' is not one of"),
+@pytest.mark.parametrize("args, message, code", [
+    (("leaderboard", "--results", "/nonexistent/results"), "results folder /nonexistent/results does not exist", 1),
+    (("check-extractor", "vit-s14-random", "--weights", "/nonexistent.pth"), "--weights /nonexistent.pth: no such file",
+     1),
+    (("compare", "a", "b", "-t", "t", "-p", "knn-1", "--metric", "f1"), "metric 'f1' is not one of", 2),
 ])
-def test_commands_end_user_errors_with_one_line(args, message, tmp_path, monkeypatch):
+def test_commands_end_user_errors_with_one_line(args, message, code, tmp_path, monkeypatch):
+    """Exit code 1: something to fix before it can be done; 2: the command line is wrong (README, "Exit codes")."""
     monkeypatch.chdir(tmp_path)
     if args[0] == "compare":  # predictions present, the metric is what is wrong
         for name in ("a", "b"):
@@ -62,7 +64,7 @@ def test_commands_end_user_errors_with_one_line(args, message, tmp_path, monkeyp
             folder.mkdir(parents=True)
             (folder / "knn-1.predictions.csv").write_text("path,fold,label,prediction\nx.png,0,a,a\n")
     done = _run(*args)
-    assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output
+    assert done.exit_code == code and message in done.output and "Traceback" not in done.output
 
 
 def test_a_file_that_is_no_checkpoint_is_called_so(tmp_path):

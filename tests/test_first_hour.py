@@ -26,7 +26,7 @@ def test_a_typo_in_a_name_fails_in_well_under_two_seconds_with_a_suggestion():
     done = subprocess.run([sys.executable, "-m", "bench.cli", "run", "-e", "dinobloom-x", "-t", "synthetic-wbc"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     seconds = time.perf_counter() - start
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a usage error (README, "Exit codes")
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown extractor 'dinobloom-x'"), lines
     assert "Did you mean 'dinobloom-s'" in lines[0]
@@ -40,7 +40,7 @@ def test_names_and_plugin_paths_are_checked_before_torch_is_imported(tmp_path):
         (["run", "-e", "dinobloom-x", "-t", "synthetic-wbc"], "Did you mean 'dinobloom-s'"),
         (["run", "-e", "color-histogram", "-t", "synthetic-wcb"], "Did you mean 'synthetic-wbc'"),
         (["run", "-e", "color-histogram", "-t", "synthetic-wbc", "-p", "knn20"], "Did you mean 'knn-20'"),
-        (["run", "-e", "color-histogram", "-t", "synthetic-wbc", "--test-task", "acevedoo"], "Did you mean 'acevedo'"),
+        (["run", "-e", "color-histogram", "-t", "synthetic-wbc=>acevedoo"], "Did you mean 'acevedo'"),
         (["run", "-e", "timmm:vit_small_patch14_dinov2", "-t", "synthetic-wbc"], "'timm:vit_small_patch14_dinov2'"),
         (["run", "-e", f"{tmp_path / 'absent.py'}:Net", "-t", "synthetic-wbc"], f"plugin file {tmp_path / 'absent.py'}"),
         (["run", "-e", "color-histogram", "-t", f"imagefolder:{tmp_path / 'absent'}"], str(tmp_path / "absent")),
@@ -68,7 +68,7 @@ def test_names_and_plugin_paths_are_checked_before_torch_is_imported(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     for (args, expected), (exit_code, output, heavy) in zip(cases, json.loads(done.stdout)):
-        assert exit_code == 1 and output.startswith("error: ") and expected in output, (args, output)
+        assert exit_code == 2 and output.startswith("error: ") and expected in output, (args, output)
         assert len(output.strip().splitlines()) == 1, output
         assert heavy == [], (args, heavy)
 

@@ -98,7 +98,7 @@ def test_check_extractor_runs_in_the_requested_precision():
 
 def test_default_batch_size():
     assert default_batch_size(CUDA) == 256 and default_batch_size(CPU) == 32
-    entry = build_extractor(resolve_entry(TINY, None), RunOptions(), log=print).entry
+    entry = build_extractor(resolve_entry(TINY), RunOptions(), log=print).entry
     assert entry.precision == "fp32"
 
 
@@ -132,7 +132,7 @@ def test_out_of_memory_halves_the_forward_batch_and_keeps_it():
 @pytest.mark.parametrize("overlap", [False, True])
 def test_overlapped_hand_over_gives_the_same_features(image_folder, tmp_path, overlap):
     """The CUDA loop finishes batch i while batch i+1 is computed; the rows, shards and values must not change."""
-    entry = build_extractor(resolve_entry(TINY, None), RunOptions(), log=print).entry
+    entry = build_extractor(resolve_entry(TINY), RunOptions(), log=print).entry
     model = entry.build()
     paths = sorted(image_folder.rglob("*.png"))
     reference = torch.cat([model(torch.stack([entry.transform()(Image.open(p).convert("RGB"))

@@ -394,8 +394,8 @@ def test_run_with_pooling_override(tmp_path):
     from tests.conftest import make_image_folder
 
     root = make_image_folder(tmp_path / "cells", {"a": 6, "b": 6})
-    result = CliRunner().invoke(app, ["run", "-e", "vit-s14-random", "-t", f"imagefolder:{root}", "-p", "knn-1",
-                                      "--pooling", "cls+mean", "--results", str(tmp_path / "r"), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", "-e", "vit-s14-random+cls+mean", "-t", f"imagefolder:{root}", "-p",
+                                      "knn-1", "--results", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 0, result.output
     record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
     assert record["extractor"]["name"] == "vit-s14-random+cls+mean"

@@ -176,7 +176,7 @@ def test_a_misspelt_name_in_a_plugin_file_lists_what_the_file_defines(tmp_path):
     from tests.conftest import TINY
 
     done = CliRunner().invoke(app, ["check-extractor", TINY.replace(":TinyViT", ":TinyVit")])
-    assert done.exit_code == 1 and len(done.output.strip().splitlines()) == 1, done.output
+    assert done.exit_code == 2 and len(done.output.strip().splitlines()) == 1, done.output
     assert "has no 'TinyVit'. Did you mean 'TinyViT'?" in done.output
     assert "its classes: Constant, Crashes, DiesInRank, NaNWeights, NoDim, TinyViT, WrongShape" in done.output
     plugin = tmp_path / "my_task.py"

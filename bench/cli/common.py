@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from bench.core.errors import HemabenchError
+from bench.core.errors import HemabenchError, RegistryError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark image feature extractors on hematology tasks.")
 _WIDTH = None if sys.stdout.isatty() else 160  # rich falls back to 80 columns when piped: too narrow for tables
@@ -46,7 +46,9 @@ RESULTS_HELP = "results folder (default: $BENCH_RESULTS, else ./results)"
 
 EXAMPLES = {
     "list": ['bench list extractors', 'bench list extractors --details', 'bench list tasks'],
-    "run": ['bench run -e dinobloom-s -t acevedo', 'bench run -e dinobloom-s,resnet50 -t acevedo,bmc -p knn-20,linear --precision bf16'],
+    "run": ['bench run -e dinobloom-s -t acevedo', 'bench run -e dinobloom-s,resnet50 -t acevedo,bmc -p knn-20,linear --precision bf16',
+            "bench run -e dinobloom-s -t 'acevedo@folds=authors' -t 'acevedo=>bmc@training=folds'",
+            "bench run -e dinobloom-s+mean -t 'synthetic-wbc+synthetic-wbc-shifted'"],
     "extract": ['bench extract -e dinobloom-s -t acevedo --export feats/acevedo-s'],
     "leaderboard": ['bench leaderboard', 'bench leaderboard --format html --out board.html'],
     "compare": ['bench compare dinobloom-s resnet50 -t acevedo -p knn-20'],
@@ -54,7 +56,7 @@ EXAMPLES = {
     "train": ['bench train --preset tiny-cpu --data cells/ --out runs/tiny --eval-task synthetic-wbc --max-steps 400'],
     "plot umap": ['bench plot umap -e dinobloom-s -t acevedo --out figs/acevedo.png', 'bench plot umap -e dinobloom-s -t aml-hehr --pool abmil-paper --out figs/aml.png'],
     "plot patch-pca": ['bench plot patch-pca -e dinobloom-b --images a.jpg --images b.jpg --out figs/pca.png'],
-    "batch-effect": ['bench batch-effect -e dinobloom-s,resnet50 -t synthetic-wbc,synthetic-wbc-shifted'],
+    "batch-effect": ['bench batch-effect -e dinobloom-s,resnet50 -t synthetic-wbc,synthetic-wbc-shifted --k 30'],
     "data check": ['bench data check acevedo --data-root ~/data/PBC'],
     "data info": ['bench data info bmc'],
     "data split": ['bench data split acevedo --data-root ~/data/PBC --out acevedo.split.csv.gz'],
@@ -107,36 +109,47 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# Exit codes, one convention for every command (README, "Exit codes"): 0 done; 1 something to fix before it can be
+# done (data, weights, results, a failed pair); 2 a usage error, as click has it (an option, a name, a variant, a
+# protocol of another kind): found before any work; 130 interrupted.
+USAGE_ERRORS = (UsageError, RegistryError)
+
+
+def exit_code(exc: HemabenchError) -> int:
+    return 2 if isinstance(exc, USAGE_ERRORS) else 1
+
+
 @contextmanager
 def _user_errors():
-    """A HemabenchError (something the user can fix) ends the command with its one-line message, exit code 1;
-    anything else is a bug and propagates with its traceback. ``--debug`` shows the traceback of both."""
+    """A HemabenchError (something the user can fix) ends the command with its one-line message, exit code 2 for
+    a usage error and 1 otherwise (:func:`exit_code`); anything else is a bug and propagates with its traceback.
+    ``--debug`` shows the traceback of both."""
     try:
         yield
     except HemabenchError as exc:
         if _state["debug"]:
             console.print_exception()
-        _fail(str(exc), 1)
+        _fail(str(exc), exit_code(exc))
     except KeyboardInterrupt:
         _interrupted()
 
 
 def _check_names(extractors=(), tasks=(), protocols=()) -> None:
     """Refuse a name that cannot resolve before any model code is imported (torch alone takes seconds): a typo,
-    an unknown scheme or a missing plugin file ends the command at once, with the closest names."""
-    from extractors import EXTRACTORS
+    an unknown scheme, a bad variant or a missing plugin file ends the command at once, with the closest names and
+    exit code 2 (the command line is wrong)."""
+    from extractors import check_extractor
     from protocols import PROTOCOLS
-    from tasks import TASKS
+    from tasks import check_task
 
-    with _user_errors():
-        for registry, names in ((EXTRACTORS, extractors), (TASKS, tasks), (PROTOCOLS, protocols)):
-            for name in [n for n in names or () if n is not None]:
-                try:
-                    registry.check(name)
-                except HemabenchError as exc:
-                    if "," in name:
-                        exc.args = (f"{exc} (note: {COMMA_NOTE})",)
-                    raise
+    for check, names in ((check_extractor, extractors), (check_task, tasks), (PROTOCOLS.check, protocols)):
+        for name in [n for n in names or () if n is not None]:
+            try:
+                check(name)
+            except HemabenchError as exc:
+                if _state["debug"]:
+                    console.print_exception()
+                _fail(f"{exc} (note: {COMMA_NOTE})" if "," in name else str(exc), 2)
 
 
 COMMA_NOTE = "a name with ':' or '/' is taken whole, commas included; to run several, repeat --extractor / --task"

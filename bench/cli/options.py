@@ -15,12 +15,6 @@ class Overwrite(str, Enum):
     only_missing = "only-missing"
 
 
-class Pooling(str, Enum):
-    cls = "cls"
-    mean = "mean"
-    cls_mean = "cls+mean"
-
-
 class Decode(str, Enum):
     cpu = "cpu"
     gpu = "gpu"
@@ -33,37 +27,29 @@ DECODE_HELP = ("where JPEGs are decoded and resized: cpu (PIL, in the loader wor
 SHARD_HELP = ("rows per feature-cache shard: what a resumed run keeps and the unit torchrun's processes share "
               "(a shard's batches start at its first row)")
 
-
-# `bench run --help` and `bench extract --help` in three panels: what to run (typer's first panel, "Options", with
-# --help; one 80 x 40 screen), the authors' evaluation choices, and performance and hardware
-AUTHORS_PANEL = "The DinoBloom authors' evaluation choices"
+# `bench run --help` and `bench extract --help` in two panels: what to run (typer's first panel, "Options", with
+# --help; on one 80 x 40 screen, tested), then performance and hardware. The authors' evaluation choices are parts
+# of the names (tasks.names, extractors.split_pooling), not options.
 PERFORMANCE_PANEL = "Performance and hardware"
-NAMES_HELP = "{}(s): repeat, or comma-separate (a name with : or / is taken whole)"
-DATA_ROOT_HELP = "the task's data folder (default: $BENCH_HOME/data/...)"
+EXTRACTOR_NAMES_HELP = ("extractor(s): repeat, or comma-separate (a name with : or / is taken whole); NAME+mean, "
+                        "+cls, +cls+mean: another token pooling")
+TASK_NAMES_HELP = ("task(s), as the result is named: acevedo, acevedo@folds=authors, acevedo@preprocessing=direct, "
+                   "acevedo=>bmc (train on one, test on the other; add @training=folds, @classes=shared), a+b "
+                   "(side by side: batch effect); docs/tasks.md")
+DATA_ROOT_HELP = "the task's data folder (default: $BENCH_HOME/data/...; of a domain shift, the training task's)"
 SPLIT_FILE_HELP = "fixed split CSV (path,split = train|test) instead of k-fold"
-WEIGHTS_HELP = "weight file for the extractor"
-POOLING_HELP = "cls, mean or cls+mean: token pooling for ViT-like extractors (default: the entry's)"
+WEIGHTS_HELP = "weight file for the extractor (where several are named, one only)"
 OVERWRITE_HELP = "existing results: never (refuse), always (redo), only-missing (skip)"
 DEVICE_HELP = "auto, cpu, cuda, cuda:1, mps"
 WORKERS_HELP = ("DataLoader worker processes (default: 1 per 2 CPU cores, max 4; on CUDA every core but one, max "
                 "16)")
 OFFLINE_HELP = "never download weights"
 SKIP_BAD_HELP = "leave unreadable images out (listed in the result) instead of failing"
-PREPROCESSING_HELP = ("before the extractor's transform: task (the task's own), authors-cv (a PIL bicubic resize to "
-                      "224 x 224 first: the DinoBloom authors' cross-validation code, Acevedo's default) or direct "
-                      "(the transform on the original image: their fixed-split code, BMC's)")
-SHIFT_TRAINING_HELP = ("domain shift: one probe trained on all of --task (all), or each cross-validation fold's "
-                       "probe tested on --test-task, as the authors did (folds: mean ± std over the folds)")
-SHIFT_CLASSES_HELP = ("domain shift: score every test cell (all), or only the classes both tasks hold, predictions "
-                      "restricted to them (shared)")
-FOLDS_HELP = ("k-fold tasks: task (the portable folds) or authors (StratifiedKFold(5) without shuffling over the "
-              "sorted file names, as the DinoBloom authors split)")
 
 
-# The options `bench run` and `bench extract` share, each defined once with its one help text.
-PREPROCESSING_OPTION = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=PREPROCESSING_HELP)
-FOLDS_OPTION = typer.Option("task", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=FOLDS_HELP)
-POOLING_OPTION = typer.Option(None, metavar="POOLING", rich_help_panel=AUTHORS_PANEL, help=POOLING_HELP)
+# The options several commands share, each defined once with its one help text.
+DATA_ROOT_OPTION = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP)
+WEIGHTS_OPTION = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP)
 DEVICE_OPTION = typer.Option("auto", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help=DEVICE_HELP)
 PRECISION_OPTION = typer.Option(Precision.auto, metavar="PRECISION", rich_help_panel=PERFORMANCE_PANEL,
                                 help=PRECISION_HELP)

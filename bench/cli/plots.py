@@ -11,8 +11,6 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import (
-    BATCH_HELP,
-    PRECISION_HELP,
     RESULTS_HELP,
     Precision,
     _busy,
@@ -23,12 +21,19 @@ from bench.cli.common import (
     _log,
     _results,
     _split,
-    _steps,
     _user_errors,
     app,
     out,
 )
-from bench.core.errors import HemabenchError
+from bench.cli.options import (
+    BATCH_OPTION,
+    DEVICE_OPTION,
+    EXTRACTOR_NAMES_HELP,
+    OFFLINE_OPTION,
+    PRECISION_OPTION,
+    PROGRESS_OPTION,
+    WEIGHTS_OPTION,
+)
 from bench.core.metrics import LABELS
 
 plot_app = typer.Typer(no_args_is_help=True, help="Pictures of embeddings: UMAP of cells or patients, patch-PCA.")
@@ -59,12 +64,12 @@ def plot_umap(
     pool: str = typer.Option("mean", help="bag tasks: a patient's point is the mean of its cells, or (a bag protocol, e.g. abmil-gated) their sum weighted by the attention of that protocol's result in --results"),
     results: Optional[Path] = typer.Option(None, help=RESULTS_HELP + "; a one-task map keeps a small copy there for the HTML leaderboard; --pool reads attention there"),
     data_root: Optional[Path] = typer.Option(None, help="the first task's data folder"),
-    weights: Optional[Path] = typer.Option(None),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    device: str = typer.Option("auto"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
-    progress: bool = typer.Option(True),
+    weights: Optional[Path] = WEIGHTS_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    batch_size: Optional[int] = BATCH_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """UMAP of an extractor's embeddings (cached features: no forward pass when cached), as PNG and HTML."""
     _check_names([extractor], _split(task))
@@ -91,10 +96,10 @@ def plot_patch_pca(
     images: List[Path] = typer.Option(..., "--images", help="image file(s); repeat the option"),
     out_path: Path = typer.Option(..., "--out", help="PNG to write"),
     threshold: float = typer.Option(0.5, help="background: first PCA component (scaled to 0-1) on the border side of this"),
-    weights: Optional[Path] = typer.Option(None),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    device: str = typer.Option("auto"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    weights: Optional[Path] = WEIGHTS_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: Precision = PRECISION_OPTION,
 ) -> None:
     """The first three PCA components of a ViT's patch tokens as RGB, beside the images (the paper's Fig. 3)."""
     _check_names([extractor])
@@ -109,56 +114,61 @@ def plot_patch_pca(
 
 @app.command("batch-effect", epilog=_examples("batch-effect"))
 def batch_effect_cmd(
-    extractor: List[str] = typer.Option(..., "--extractor", "-e", help="extractor name(s); repeat, or comma-separate plain names"),
-    task: List[str] = typer.Option(..., "--tasks", "-t", help="the data sets (cell tasks) to compare, at least two: -t a,b or -t a -t b"),
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", help=EXTRACTOR_NAMES_HELP),
+    task: List[str] = typer.Option(..., "--tasks", "-t", help="the data sets (cell tasks) to compare, at least two: "
+                                   "-t a,b or -t a -t b"),
     k: int = typer.Option(15, help="neighbours of each cell for the kNN mixing score"),
     max_per_class: int = typer.Option(500, help="cells per data set and class at most (drawn at random per repeat)"),
     repeats: int = typer.Option(5, help="random draws when a class has more cells than are used"),
     seed: int = typer.Option(0, help="seed of the draws and of the chance level of the mixing score"),
     results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
-    weights: Optional[Path] = typer.Option(None, help="weight file for the extractor (one extractor only)"),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    device: str = typer.Option("auto"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
-    batch_size: Optional[int] = typer.Option(None, min=1, help=BATCH_HELP),
-    progress: bool = typer.Option(True),
+    weights: Optional[Path] = WEIGHTS_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    batch_size: Optional[int] = BATCH_OPTION,
+    progress: bool = PROGRESS_OPTION,
+    offline: bool = OFFLINE_OPTION,
 ) -> None:
     """Do embeddings cluster by data set rather than by cell type? scIB's silhouettes and a kNN mixing score on
-    the classes the data sets share, written as a result record that the leaderboard ranks (docs/figures.md)."""
-    _check_names(_split(extractor), _split(task))
+    the classes the data sets share: `bench run -t A+B -p batch-effect` with the score's settings, written as a
+    result record that the leaderboard ranks (docs/figures.md)."""
     from rich.markup import escape
 
-    from bench.batch_effect import batch_effect, domains_label
     from bench.core.metrics import BATCH_METRICS
-    from bench.runner import RunOptions
-    from protocols.batch_effect import BatchEffect
 
     extractors, tasks = _split(extractor), _split(task)
     if weights is not None and len(extractors) != 1:
         _fail("--weights applies to one extractor; name exactly one --extractor with it")
+    if len(tasks) < 2 or len(set(tasks)) < len(tasks):
+        _fail(f"--tasks: name at least two different tasks (data sets) to compare, got {tasks}")
+    joined = "+".join(tasks)
+    _check_names(extractors, [joined])
+    from dataclasses import replace
+
+    from bench.runner import RunOptions, run_pair
+    from protocols import get_protocol
+
     with _user_errors():
-        scorer = BatchEffect(k=k, max_per_class=max_per_class, repeats=repeats, seed=seed)
+        protocol = replace(get_protocol("batch-effect"), k=k, max_per_class=max_per_class, repeats=repeats, seed=seed)
         options = RunOptions(results_dir=_results(results), weights=weights, offline=offline, device=device,
                              precision=precision.value, batch_size=batch_size, progress=progress)
     table = Table("extractor", "tasks", *(LABELS[m] for m in BATCH_METRICS), "status", box=None, pad_edge=False)
     failed = False
     for name in extractors:
         try:
-            with _steps(f"{name}: scoring draws", progress) as update:
-                record, path = batch_effect(name, tasks, options, scorer, log=_log, on_repeat=update)
+            outcome = run_pair(name, joined, [protocol], options, log=_log)
         except KeyboardInterrupt:
             _interrupted()
-        except HemabenchError as exc:
+        for record, how in [(r, "ok") for r in outcome.records] + [(r, "kept (stored result)") for r in outcome.kept]:
+            mean, std = record.metrics.mean, record.metrics.std
+            table.add_row(escape(name), escape(record.task.name),
+                          *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), how)
+        if outcome.status == "failed":
             failed = True
-            _log(f"failed: {name} / {', '.join(tasks)}: {exc}")
-            table.add_row(escape(name), escape(domains_label(tasks)), *([""] * len(BATCH_METRICS)), "failed")
-            continue
-        for warning in record.warnings:
-            _log(f"warning: {name}: {warning}")
-        _log(f"wrote {path} and its per-cell scores beside it")
-        mean, std = record.metrics.mean, record.metrics.std
-        table.add_row(escape(name), escape(record.task.name),
-                      *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), "ok")
+            if outcome.bug:
+                _log(outcome.traceback or "")
+            _log(f"failed: {name} / {outcome.task}: {outcome.error}")
+            table.add_row(escape(name), escape(outcome.task), *([""] * len(BATCH_METRICS)), "failed")
     out.print(table)
     if failed:
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ from rich.table import Table
 from bench.cli.common import (
     COMMA_NOTE,
     RESULTS_HELP,
+    USAGE_ERRORS,
     Precision,
     _check_names,
     _examples,
@@ -28,51 +29,39 @@ from bench.cli.common import (
     out,
 )
 from bench.cli.options import (
-    AUTHORS_PANEL,
     BATCH_OPTION,
-    DATA_ROOT_HELP,
+    DATA_ROOT_OPTION,
     DECODE_OPTION,
     DEVICE_OPTION,
-    FOLDS_OPTION,
-    NAMES_HELP,
+    EXTRACTOR_NAMES_HELP,
     OFFLINE_OPTION,
     OVERWRITE_HELP,
-    POOLING_OPTION,
     PRECISION_OPTION,
-    PREPROCESSING_OPTION,
     PROGRESS_OPTION,
     SHARD_OPTION,
-    SHIFT_CLASSES_HELP,
-    SHIFT_TRAINING_HELP,
     SKIP_BAD_OPTION,
     SPLIT_FILE_HELP,
-    WEIGHTS_HELP,
+    TASK_NAMES_HELP,
+    WEIGHTS_OPTION,
     WORKERS_OPTION,
     Decode,
     Overwrite,
-    Pooling,
 )
+from bench.core.errors import HemabenchError
 from bench.core.metrics import LABEL_METRICS, LABELS
 
 
 @app.command(epilog=_examples("run"))
 def run(
-    extractor: List[str] = typer.Option(..., "--extractor", "-e", metavar="NAME", help=NAMES_HELP.format("extractor")),
-    task: List[str] = typer.Option(..., "--task", "-t", metavar="NAME", help=NAMES_HELP.format("task")),
+    extractor: List[str] = typer.Option(..., "--extractor", "-e", metavar="NAME", help=EXTRACTOR_NAMES_HELP),
+    task: List[str] = typer.Option(..., "--task", "-t", metavar="NAME", help=TASK_NAMES_HELP),
     protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", metavar="NAME", help="protocol(s) (default: "
                                                  "the task's)"),
-    data_root: Optional[Path] = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP),
-    split_file: Optional[Path] = typer.Option(None, metavar="CSV", help=SPLIT_FILE_HELP),
-    weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP + " (one extractor only)"),
     results: Optional[Path] = typer.Option(None, metavar="DIR", help=RESULTS_HELP),
     overwrite: Overwrite = typer.Option(Overwrite.only_missing, metavar="POLICY", help=OVERWRITE_HELP),
-    test_task: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=AUTHORS_PANEL,
-                                            help="domain shift: train the probe on --task, test on this task"),
-    preprocessing: str = PREPROCESSING_OPTION,
-    folds: str = FOLDS_OPTION,
-    shift_training: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_TRAINING_HELP),
-    shift_classes: str = typer.Option("all", metavar="CHOICE", rich_help_panel=AUTHORS_PANEL, help=SHIFT_CLASSES_HELP),
-    pooling: Optional[Pooling] = POOLING_OPTION,
+    data_root: Optional[Path] = DATA_ROOT_OPTION,
+    split_file: Optional[Path] = typer.Option(None, metavar="CSV", help=SPLIT_FILE_HELP),
+    weights: Optional[Path] = WEIGHTS_OPTION,
     device: str = DEVICE_OPTION,
     precision: Precision = PRECISION_OPTION,
     decode: Decode = DECODE_OPTION,
@@ -83,44 +72,37 @@ def run(
     offline: bool = OFFLINE_OPTION,
     skip_bad_images: bool = SKIP_BAD_OPTION,
 ) -> None:
-    """Extract features (cached), run the protocols and write one result file per protocol. An authors' choice
-    other than the task's own gives a result of its own name (e.g. acevedo@folds=authors), never ranked with the
-    default one. Under torchrun the ranks share the work (docs/distributed.md)."""
+    """Extract features (cached), run the protocols and write one result file per protocol. What a name says is
+    the result's name: -t acevedo@folds=authors (the authors' folds), -t acevedo=>bmc (domain shift), -t a+b (batch
+    effect), -e dinobloom-s+mean (another pooling). Under torchrun the ranks share the work (docs/distributed.md)."""
     extractors, tasks, protocols = _split(extractor), _split(task), _split(protocol) or None
     if weights is not None and len(extractors) != 1:
-        _fail("--weights applies to one extractor; name exactly one --extractor with it")
-    if test_task is not None and len(tasks) != 1:
-        _fail("--test-task pairs with exactly one --task (the training task)")
+        _fail("--weights applies to one extractor; name exactly one --extractor with it", 2)
     if (data_root is not None or split_file is not None) and len(tasks) != 1:
-        _fail("--data-root and --split-file apply to one task; run the tasks one at a time")
-    if split_file is not None and test_task is not None:
-        _fail("--split-file and --test-task exclude each other: a domain-shift run trains on all of --task "
-              "and tests on all of --test-task")
-    _check_names(extractors, tasks + [test_task], protocols)
+        _fail("--data-root and --split-file apply to one task; run the tasks one at a time", 2)
+    _check_names(extractors, tasks, protocols)
     from bench.runner import RunOptions, help_pair, run_pair
 
     with _user_errors():
         options = RunOptions(
             results_dir=_results(results), data_root=data_root, split_file=split_file, weights=weights, offline=offline,
-            pooling=pooling.value if pooling else None, overwrite=overwrite.value, device=device,
-            precision=precision.value, decode=decode.value, batch_size=batch_size, num_workers=num_workers,
-            skip_bad_images=skip_bad_images, progress=progress, shard_size=shard_size, preprocessing=preprocessing,
-            folds=folds, shift_training=shift_training, shift_classes=shift_classes,
+            overwrite=overwrite.value, device=device, precision=precision.value, decode=decode.value,
+            batch_size=batch_size, num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
+            shard_size=shard_size,
         )
         world = _join(device, {"cache": options.extraction().cache_root, "results": options.results_dir})
         options = replace(options, progress=progress and world.rank == 0)
     log = _rank_log(world)
     outcomes, loaded = [], {}
     pairs = [(e, t) for e in extractors for t in tasks]
+    _check_plans(pairs, protocols, options)
     with _stopped(world):
         for index, (extractor_name, task_name) in enumerate(pairs):
             if not world.owns(index):  # under torchrun: help the pair's owner extract its features
-                help_pair(extractor_name, task_name, protocols, options, log, world, world.owner(index), test_task,
-                          loaded)
+                help_pair(extractor_name, task_name, protocols, options, log, world, world.owner(index), loaded)
                 continue
-            log(f"{extractor_name} on {task_name}" + (f", tested on {test_task}" if test_task else ""))
-            outcome = run_pair(extractor_name, task_name, protocols, options, log=log, test_task=test_task,
-                               world=world, loaded=loaded)
+            log(f"{extractor_name} on {task_name}")
+            outcome = run_pair(extractor_name, task_name, protocols, options, log=log, world=world, loaded=loaded)
             _report(outcome, extractor_name, task_name, log)
             outcomes.append((index, outcome))
         everything = [outcome for _, outcome in sorted(world.gather(outcomes), key=lambda item: item[0])]
@@ -134,6 +116,21 @@ def run(
         _print_failure(outcome)
     if any(o.status == "failed" for o in everything):
         raise typer.Exit(1)
+
+
+def _check_plans(pairs, protocols, options) -> None:
+    """The plan step of every pair before any work: a usage error (a variant the task does not take, a protocol of
+    another kind) ends the command with exit code 2 and nothing done. Other errors (absent data, an existing result
+    under --overwrite never) are reported by their pair, whose siblings still run."""
+    from bench.runner import plan_pair
+
+    for extractor_name, task_name in pairs:
+        try:
+            plan_pair(extractor_name, task_name, protocols, options)
+        except USAGE_ERRORS as exc:
+            _fail(f"{extractor_name} / {task_name}: {exc}", 2)
+        except HemabenchError:
+            continue
 
 
 def _report(outcome, extractor_name: str, task_name: str, log) -> None:
@@ -228,6 +225,9 @@ def _print_outcomes(outcomes) -> None:
             collapsed = sum(COLLAPSED in warning for warning in record.warnings)
             status = (f"warning: collapsed ({collapsed} fold(s))" if collapsed else how) + (
                 f" ({len(record.warnings)} warning(s))" if record.warnings else "")
+            main = record.metrics.main
+            if main not in LABEL_METRICS and main in mean:  # a score of the embedding (batch effect), not of labels
+                status += f"; {LABELS.get(main, main)} {_mean_std(mean[main], std.get(main))}"
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(record.protocol.name), *cells, status)
         for failure in outcome.failed_protocols:
             table.add_row(escape(outcome.extractor), escape(outcome.task), escape(failure.protocol),
@@ -240,16 +240,15 @@ def _print_outcomes(outcomes) -> None:
 
 @app.command(epilog=_examples("extract"))
 def extract(
-    extractor: str = typer.Option(..., "--extractor", "-e", metavar="NAME", help="extractor name"),
-    task: str = typer.Option(..., "--task", "-t", metavar="NAME", help="task name"),
+    extractor: str = typer.Option(..., "--extractor", "-e", metavar="NAME", help="extractor name (NAME+POOLING: "
+                                  "another token pooling)"),
+    task: str = typer.Option(..., "--task", "-t", metavar="NAME", help="task name (with its variants: "
+                             "acevedo@folds=authors)"),
     export: Path = typer.Option(..., metavar="DIR", help="folder for features.npy (float32, N x dim) and index.csv"),
-    data_root: Optional[Path] = typer.Option(None, metavar="DIR", help=DATA_ROOT_HELP),
+    data_root: Optional[Path] = DATA_ROOT_OPTION,
     split_file: Optional[Path] = typer.Option(None, metavar="CSV", help="fixed split CSV (path,split); index.csv "
                                               "then says train/test"),
-    weights: Optional[Path] = typer.Option(None, metavar="PATH", help=WEIGHTS_HELP),
-    preprocessing: str = PREPROCESSING_OPTION,
-    folds: str = FOLDS_OPTION,
-    pooling: Optional[Pooling] = POOLING_OPTION,
+    weights: Optional[Path] = WEIGHTS_OPTION,
     device: str = DEVICE_OPTION,
     precision: Precision = PRECISION_OPTION,
     decode: Decode = DECODE_OPTION,
@@ -268,10 +267,9 @@ def extract(
 
     with _user_errors():
         options = RunOptions(data_root=data_root, split_file=split_file, weights=weights, offline=offline,
-                             pooling=pooling.value if pooling else None, device=device, batch_size=batch_size,
-                             precision=precision.value, decode=decode.value,
+                             device=device, batch_size=batch_size, precision=precision.value, decode=decode.value,
                              num_workers=num_workers, skip_bad_images=skip_bad_images, progress=progress,
-                             shard_size=shard_size, preprocessing=preprocessing, folds=folds)
+                             shard_size=shard_size)
         world = _join(device, {"cache": options.extraction().cache_root})
         options = replace(options, progress=progress and world.rank == 0)
         with _stopped(world):

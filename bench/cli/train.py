@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import (
-    PRECISION_HELP,
     RESULTS_HELP,
     Precision,
     _check_names,
@@ -23,16 +22,17 @@ from bench.cli.common import (
     app,
     out,
 )
+from bench.cli.options import DEVICE_OPTION, OFFLINE_OPTION, PRECISION_OPTION, WEIGHTS_OPTION
 from bench.core.metrics import LABEL_METRICS, LABELS
 
 
 @app.command("check-extractor", epilog=_examples("check-extractor"))
 def check_extractor_cmd(
     name: str = typer.Argument(..., help="extractor name or path/to/file.py:Name"),
-    weights: Optional[Path] = typer.Option(None),
-    offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, mps"),
-    precision: Precision = typer.Option(Precision.auto, help=PRECISION_HELP),
+    weights: Optional[Path] = WEIGHTS_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: Precision = PRECISION_OPTION,
 ) -> None:
     """Build the extractor (finding its weights as `bench run` does) and check its contract on a tiny batch."""
     _check_names([name])
@@ -42,7 +42,7 @@ def check_extractor_cmd(
 
     with _user_errors():
         options = RunOptions(weights=weights, offline=offline, device=device, precision=precision.value)
-        built = build_extractor(resolve_entry(name, None), options, log=_log)
+        built = build_extractor(resolve_entry(name), options, log=_log)
         entry = built.entry
         checks = check_extractor(entry, built.model, device=pick_device(device))
     out.print(f"{entry.name} in {entry.precision} on {pick_device(device)}", markup=False)

@@ -38,3 +38,31 @@ class BagDesign:
     bag_rows: list[np.ndarray]
     splits: list[tuple[int, int, np.ndarray, np.ndarray]]
     kind = "bags"
+
+
+@dataclass
+class DomainDesign:
+    """Cells of several data sets (domains), made by a multi-domain task: ``A=>B`` (train on A, test on B: a
+    domain shift) or ``A+B+C`` (the domains side by side: a batch effect). ``domain_of[i]``: the index into
+    ``domains`` of row i; ``usable``: the rows whose image could be read. ``splits`` (fold name, training rows,
+    test rows) exist where the task gives the domains roles (``A=>B``); a cell protocol evaluates them
+    (:meth:`cells`), a protocol of several domains reads the domain column."""
+
+    classes: list[str]
+    labels: np.ndarray  # (n_rows,) int64 index into classes
+    domains: list[str]  # the data sets' names, in the task's order
+    domain_of: np.ndarray  # (n_rows,) int64 index into domains
+    usable: np.ndarray  # (n_rows,) bool
+    splits: list[tuple[str, np.ndarray, np.ndarray]]
+    predictable: list[int] | None = None  # as CellDesign.predictable (a shift scored on the shared classes)
+    kind = "domains"
+
+    def cells(self) -> CellDesign:
+        """The training and test rows of a domain shift, as a cell protocol evaluates them."""
+        if not self.splits:
+            from bench.core.errors import UsageError
+
+            raise UsageError(f"the data sets {' + '.join(self.domains)} are side by side, with no training and test "
+                             "roles: a cell protocol needs a domain shift, named TRAIN=>TEST (e.g. "
+                             f"{'=>'.join(self.domains[:2])})")
+        return CellDesign(self.classes, self.labels, self.splits, self.predictable)
