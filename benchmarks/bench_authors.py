@@ -80,8 +80,7 @@ def float32_probe(pair, design):
 def main(argv=None) -> int:
     import numpy as np
 
-    from protocols.knn import KNN_20
-    from protocols.linear import LINEAR
+    from protocols import get_protocol
 
     parser = real_images_parser(__doc__.splitlines()[0], "resnet50-trunc-random,vit-s14-random", 200)
     args = parser.parse_args(argv)
@@ -114,7 +113,7 @@ def main(argv=None) -> int:
                 pair = features_for(name, weights.get(name), folder, preprocessing, args.device)
                 designs = {folds: design_for(pair, folds) for folds in ("portable", "authors")}
                 scores = {}
-                for protocol in (KNN_20, LINEAR):
+                for protocol in (get_protocol("knn-20"), get_protocol("linear")):
                     for folds, design in designs.items():
                         scores[protocol.name, folds] = evaluate(protocol, pair, design)
                     portable, authors = scores[protocol.name, "portable"][1], scores[protocol.name, "authors"][1]

@@ -53,9 +53,9 @@ def make_features(n_train: int, n_test: int, dim: int, n_classes: int, seed: int
 
 def protocol_settings(name: str) -> dict:
     """The knn_scores keywords KNNProtocol.fit_predict passes for the registered protocol ``name``."""
-    from protocols.knn import KNN_1, KNN_20, KNN_COSINE
+    from protocols import get_protocol
 
-    protocol = {"knn-1": KNN_1, "knn-20": KNN_20, "knn-cosine": KNN_COSINE}[name]
+    protocol = get_protocol(name)
     return {"k": protocol.k, "metric": protocol.metric, "temperature": protocol.temperature,
             "sklearn_ties": protocol.metric == "euclidean" and protocol.weighting == "uniform"}
 

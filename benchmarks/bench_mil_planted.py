@@ -52,9 +52,10 @@ def color_histograms(paths: list[Path]) -> np.ndarray:
     import torch
     from PIL import Image
 
-    from extractors.classical import COLOR_HISTOGRAM
+    from extractors import get_extractor
 
-    model, transform = COLOR_HISTOGRAM.build().eval(), COLOR_HISTOGRAM.transform()
+    entry = get_extractor("color-histogram")
+    model, transform = entry.build().eval(), entry.transform()
     distinct = sorted(set(paths))
     found = {}
     with torch.inference_mode():
@@ -110,14 +111,14 @@ def main() -> int:
 
     import torch
 
-    from protocols.mil import ABMIL_GATED, ABMIL_PAPER
+    from protocols import get_protocol
 
     torch.set_num_threads(1)
     if not args.pbc.is_dir():
         print(f"no PBC images at {args.pbc} (see shared/data/README.md); pass --pbc", file=sys.stderr)
         return 2
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    heads = [h for h in (ABMIL_GATED, ABMIL_PAPER) if h.name in args.heads.split(",")]
+    heads = [get_protocol(name) for name in ("abmil-gated", "abmil-paper") if name in args.heads.split(",")]
     switches = {"both": (False, True), "on": (True,), "off": (False,)}[args.standardize]
     rows = planted_layout(args.pbc)
     features = color_histograms([r[2] for r in rows])

@@ -34,10 +34,10 @@ def features_for(name: str, weights: str | None, folder: Path, precision: str, d
 
 
 def knn_predictions(pair):
-    from protocols.knn import KNN_20
+    from protocols import get_protocol
 
     design = pair.dataset.design(pair.keep, pair.dataset.classes)
-    evaluation = KNN_20.evaluate(pair.features, design)
+    evaluation = get_protocol("knn-20").evaluate(pair.features, design)
     order = evaluation.predictions.sort_values("row")
     folds = [fold["weighted_f1"] for fold in evaluation.per_fold]
     return order["prediction"].to_numpy(), folds

@@ -39,8 +39,7 @@ def probe_child(args) -> None:
     import sklearn.linear_model  # noqa: F401  (import before the baseline RSS)
     import sklearn.neighbors  # noqa: F401
 
-    from protocols.knn import KNN_1, KNN_20
-    from protocols.linear import LINEAR
+    from protocols import get_protocol
 
     impl, name = args._probe.split(":")
     x_train, y_train, x_test, y_test = make_features(args.n_train, args.n_test, args.dim, args.n_classes)
@@ -48,7 +47,7 @@ def probe_child(args) -> None:
     info = {}
     t0 = time.perf_counter()
     if impl == "hemabench":
-        protocol = {"knn-1": KNN_1, "knn-20": KNN_20, "linear": LINEAR}[name]
+        protocol = get_protocol(name)
         prediction = protocol.fit_predict(x_train, y_train, x_test, args.n_classes)
         labels = prediction.labels
         info["notes"] = list(prediction.notes)

@@ -103,7 +103,10 @@ class ExtractorEntry:
     needs no file. ``architecture`` is a human/machine-readable id (e.g. ``timm:vit_small_patch14_dinov2``).
     """
 
-    name: str
+    # Empty in a built-in's module: the registry names it by the name it is registered under (extractors/__init__.py),
+    # the one place a built-in's name is written. Keyword-only, so that it can default while the fields below
+    # cannot. Plugin files, schemes and trainer exports name their entries themselves.
+    name: str = field(default="", kw_only=True)
     family: str
     architecture: str
     dim: int
@@ -147,7 +150,7 @@ class ExtractorEntry:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append(f"mean/std must be 3 values with std > 0, got {self.mean}/{self.std}")
         if problems:
-            raise UsageError(f"extractor entry {self.name!r}: " + "; ".join(problems))
+            raise UsageError(f"extractor entry {self.name or self.architecture!r}: " + "; ".join(problems))
 
     @property
     def needs_weights(self) -> bool:

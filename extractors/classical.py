@@ -32,7 +32,6 @@ class ColorHistogram(nn.Module):
 
 
 COLOR_HISTOGRAM = ExtractorEntry(
-    name="color-histogram",
     family="classical",
     architecture=f"rgb-histogram/{HISTOGRAM_BINS}-bins",
     dim=3 * HISTOGRAM_BINS,

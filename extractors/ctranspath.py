@@ -221,7 +221,6 @@ def unwrap_ctranspath(container: Any, source: str, backbone: nn.Module) -> dict[
 
 
 CTRANSPATH = ExtractorEntry(
-    name="ctranspath",
     family="ctranspath",
     architecture=f"timm:{TIMM_NAME}+convstem",
     dim=768,

@@ -99,10 +99,9 @@ def unwrap_dinov2(container, source: str, backbone) -> dict[str, torch.Tensor]:
     return out
 
 
-def _entry(name: str, size: str, source: WeightSource) -> ExtractorEntry:
+def _entry(size: str, source: WeightSource) -> ExtractorEntry:
     timm_name, dim = VIT_ARCHITECTURES[size]
     return ExtractorEntry(
-        name=name,
         family="dinov2",
         architecture=f"timm:{timm_name}",
         dim=dim,
@@ -114,12 +113,12 @@ def _entry(name: str, size: str, source: WeightSource) -> ExtractorEntry:
 
 
 def _dinov2(size: str) -> ExtractorEntry:
-    return _entry(f"dinov2-{size}", size, WeightSource("url", DINOV2_URL.format(size=size)))
+    return _entry(size, WeightSource("url", DINOV2_URL.format(size=size)))
 
 
 def _dinobloom(size: str) -> ExtractorEntry:
     source = WeightSource("url", ZENODO.format(size=size.upper()), sha256=DINOBLOOM_SHA256.get(size))
-    return _entry(f"dinobloom-{size}", size, source)
+    return _entry(size, source)
 
 
 DINOV2_S, DINOV2_B, DINOV2_L, DINOV2_G = (_dinov2(size) for size in "sblg")

@@ -45,7 +45,7 @@ def _dinov3(size: str):
     word, dim = _SIZES[size]
     model = f"vit_{word}_patch16_dinov3"
     entry = hub_entry(
-        f"dinov3-{size}", "dinov3", TimmArchitecture(model), dim,
+        "dinov3", TimmArchitecture(model), dim,
         hub_card(f"timm/{model}.lvd1689m", "model.safetensors", "DINOv3 License", gated=None),
         input_size=256,
     )

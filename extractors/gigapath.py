@@ -13,7 +13,7 @@ from __future__ import annotations
 from extractors.timm_hub import TimmArchitecture, hub_card, hub_entry
 
 PROV_GIGAPATH = hub_entry(
-    "prov-gigapath", "prov-gigapath",
+    "prov-gigapath",
     TimmArchitecture("vit_giant_patch14_dinov2", (
         ("img_size", 224), ("in_chans", 3), ("patch_size", 16), ("embed_dim", 1536), ("depth", 40),
         ("num_heads", 24), ("init_values", 1e-05), ("mlp_ratio", 5.33334))),

@@ -108,12 +108,11 @@ def _take_position_grid(backbone: nn.Module, stored: torch.Tensor | None) -> Non
     backbone.config.image_size = side * backbone.config.patch_size
 
 
-def dinov2_entry(name: str, family: str, config: tuple[tuple[str, Any], ...], dim: int, card, *, pooling: str = "cls",
+def dinov2_entry(family: str, config: tuple[tuple[str, Any], ...], dim: int, card, *, pooling: str = "cls",
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear") -> ExtractorEntry:
-    """A named ``Dinov2Model`` entry: the card's config values, its preprocessing and pooling, its weights
+    """A ``Dinov2Model`` entry (named where it is registered): the card's config values, its preprocessing and pooling, its weights
     (``card``: :class:`extractors.timm_hub.ModelCard`)."""
     return ExtractorEntry(
-        name=name,
         family=family,
         architecture="transformers:Dinov2Model(" + ", ".join(f"{k}={v}" for k, v in config) + ")",
         dim=dim,

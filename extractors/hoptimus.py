@@ -19,14 +19,14 @@ _ARCHITECTURE = TimmArchitecture("vit_giant_patch14_reg4_dinov2", (
     ("img_size", 224), ("init_values", 1e-5), ("dynamic_img_size", False)))
 
 H_OPTIMUS_0 = hub_entry(
-    "h-optimus-0", "h-optimus", _ARCHITECTURE, 1536,
+    "h-optimus", _ARCHITECTURE, 1536,
     hub_card("bioptimus/H-optimus-0", "pytorch_model.bin", "Apache-2.0", gated=True,
             revision="b145cc1e6c6b30d3251aa8b1f844e6974188a743"),
     mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
 )
 
 H_OPTIMUS_1 = hub_entry(
-    "h-optimus-1", "h-optimus", _ARCHITECTURE, 1536,
+    "h-optimus", _ARCHITECTURE, 1536,
     hub_card("bioptimus/H-optimus-1", "pytorch_model.bin", "see the card (not confirmed here)", gated=True),
     mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
 )

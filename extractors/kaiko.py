@@ -20,12 +20,12 @@ _CARD = "https://github.com/kaiko-ai/towards_large_pathology_fms"
 _LICENCE = "Kaiko Non-Commercial Public License v1"
 
 
-def _kaiko(name: str, timm_name: str, dim: int):
+def _kaiko(release: str, timm_name: str, dim: int):
     return hub_entry(
-        f"kaiko-{name}", "kaiko",
+        "kaiko",
         TimmArchitecture(timm_name, (("dynamic_img_size", True),)),
         dim,
-        release_card(_RELEASE.format(name=name), _CARD, _LICENCE),
+        release_card(_RELEASE.format(name=release), _CARD, _LICENCE),
         mean=KAIKO_MEAN, std=KAIKO_STD,
     )
 
@@ -48,7 +48,7 @@ MIDNIGHT_CONFIG = (("hidden_size", 1536), ("num_hidden_layers", 40), ("num_atten
 def _midnight():
     from extractors.hf_dinov2 import dinov2_entry
 
-    return dinov2_entry("midnight", "kaiko", MIDNIGHT_CONFIG, 3072,
+    return dinov2_entry("kaiko", MIDNIGHT_CONFIG, 3072,
                         hub_card("kaiko-ai/midnight", "model.safetensors",
                                  "MIT (the code's; the weights' licence is on the card)", gated=False,
                                  revision="adc6b15679c981cce6f9b018bbad09d16eeeda9f"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 from extractors.timm_hub import TimmArchitecture, hub_card, hub_entry
 
 UNI = hub_entry(
-    "uni", "uni",
+    "uni",
     TimmArchitecture("vit_large_patch16_224", (("img_size", 224), ("patch_size", 16), ("init_values", 1e-5),
                                                ("dynamic_img_size", True))),
     1024,
@@ -30,7 +30,7 @@ UNI = hub_entry(
 )
 
 UNI2_H = hub_entry(
-    "uni2-h", "uni",
+    "uni",
     TimmArchitecture("vit_giant_patch14_224", (
         ("img_size", 224), ("patch_size", 14), ("depth", 24), ("num_heads", 24), ("init_values", 1e-5),
         ("embed_dim", 1536), ("mlp_ratio", 2.66667 * 2), ("no_embed_class", True),

@@ -204,7 +204,6 @@ def unwrap_visual_tower(container: Any, source: str, backbone: nn.Module) -> dic
 
 
 QUILTNET_B32 = ExtractorEntry(
-    name="quiltnet-b32",
     family="openclip",
     architecture="openclip:ViT-B-32 (wisdomik/QuiltNet-B-32 open_clip_config.json), visual tower",
     dim=512,

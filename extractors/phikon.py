@@ -125,7 +125,6 @@ def unwrap_phikon(container: Any, source: str, backbone: nn.Module) -> dict[str,
 
 
 PHIKON = ExtractorEntry(
-    name="phikon",
     family="phikon",
     architecture="transformers:ViTModel/vit-base-patch16-224",
     dim=768,
@@ -152,7 +151,7 @@ def _phikon_v2() -> ExtractorEntry:
     from extractors.hf_dinov2 import dinov2_entry
     from extractors.timm_hub import hub_card
 
-    return dinov2_entry("phikon-v2", "phikon", PHIKON_V2_CONFIG, 1024,
+    return dinov2_entry("phikon", PHIKON_V2_CONFIG, 1024,
                         hub_card("owkin/phikon-v2", "model.safetensors",
                                  "Owkin non-commercial (LICENSE.pdf on the card)", gated=None,
                                  revision="2ae989a9c40cffaa27f0a6cb29cc94d1d6f9a5fd"),

@@ -37,7 +37,6 @@ def build_resnet50(entry: ExtractorEntry, last_layer: str) -> FeatureModel:
 
 
 RESNET50_RANDOM = ExtractorEntry(
-    name="resnet50-random",
     family="resnet",
     architecture="torchvision:resnet50/layer4+avgpool",
     dim=2048,
@@ -47,7 +46,6 @@ RESNET50_RANDOM = ExtractorEntry(
 )
 
 RESNET50_TRUNC_RANDOM = ExtractorEntry(
-    name="resnet50-trunc-random",
     family="resnet",
     architecture="torchvision:resnet50/layer3+avgpool",
     dim=1024,
@@ -57,7 +55,6 @@ RESNET50_TRUNC_RANDOM = ExtractorEntry(
 )
 
 RESNET50 = ExtractorEntry(
-    name="resnet50",
     family="resnet",
     architecture="torchvision:resnet50/fc",
     dim=1000,
@@ -67,12 +64,6 @@ RESNET50 = ExtractorEntry(
     meta_init=True,
 )
 
-RESNET50_POOL = RESNET50_RANDOM.replace(
-    name="resnet50-pool",
-    weights=(IMAGENET1K_V2,),
-)
+RESNET50_POOL = RESNET50_RANDOM.replace(weights=(IMAGENET1K_V2,))
 
-RESNET50_TRUNC = RESNET50_TRUNC_RANDOM.replace(
-    name="resnet50-trunc",
-    weights=(IMAGENET1K_V2,),
-)
+RESNET50_TRUNC = RESNET50_TRUNC_RANDOM.replace(weights=(IMAGENET1K_V2,))

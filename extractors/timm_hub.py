@@ -82,11 +82,10 @@ def release_card(url: str, card: str, licence: str, sha256: str | None = None) -
     return ModelCard(card, licence, False, WeightSource("url", url, sha256=sha256))
 
 
-def hub_entry(name: str, family: str, architecture: TimmArchitecture, dim: int, card: ModelCard, *,
+def hub_entry(family: str, architecture: TimmArchitecture, dim: int, card: ModelCard, *,
               pooling: str = "cls", mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear",
               input_size: int = 224, summary: str = "") -> ExtractorEntry:
     return ExtractorEntry(
-        name=name,
         family=family,
         architecture=architecture.describe(),
         dim=dim,

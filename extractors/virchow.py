@@ -14,7 +14,7 @@ from __future__ import annotations
 from extractors.timm_hub import TimmArchitecture, hub_card, hub_entry
 
 VIRCHOW2 = hub_entry(
-    "virchow2", "virchow",
+    "virchow",
     TimmArchitecture("vit_huge_patch14_224", (
         ("img_size", 224), ("init_values", 1e-5), ("reg_tokens", 4), ("mlp_ratio", 5.3375), ("global_pool", ""),
         ("dynamic_img_size", True), ("mlp_layer", "timm.layers:SwiGLUPacked"), ("act_layer", "torch.nn:SiLU"))),

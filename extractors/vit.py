@@ -72,7 +72,6 @@ def build_vit_spec(entry: ExtractorEntry, spec: ViTSpec) -> FeatureModel:
 def _random_vit(size: str) -> ExtractorEntry:
     timm_name, dim = VIT_ARCHITECTURES[size]
     return ExtractorEntry(
-        name=f"vit-{size}14-random",
         family="vit",
         architecture=f"timm:{timm_name}",
         dim=dim,

@@ -105,7 +105,9 @@ class Evaluation:
 class Protocol(ABC):
     """What every protocol has: a name, a summary, a kind, its settings, and ``evaluate``."""
 
-    name: str
+    # Empty in a built-in's module: the registry names it by the name it is registered under (protocols/__init__.py),
+    # the one place a built-in's name is written. A protocol in a plugin file names itself.
+    name: str = ""
     summary: str = ""
     kind = "abstract"  # class attribute, not a field: the kind of design it evaluates (cells, bags or domains)
     # The kinds of design (and of task) it takes: its own, and for a cell protocol a domain shift's too

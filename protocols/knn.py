@@ -223,10 +223,9 @@ class KNNProtocol(CellProtocol):
         return Prediction(labels=scores.argmax(axis=1), proba=proba, notes=notes)  # argmax: lowest class on ties
 
 
-KNN_1 = KNNProtocol("knn-1", k=1)
-KNN_20 = KNNProtocol("knn-20", k=20)
+KNN_1 = KNNProtocol(k=1)
+KNN_20 = KNNProtocol(k=20)
 KNN_COSINE = KNNProtocol(
-    "knn-cosine",
     k=20,
     metric="cosine",
     weighting="exp-similarity",

@@ -129,5 +129,5 @@ class LinearProbe(CellProtocol):
         return labels, proba, True
 
 
-LINEAR = LinearProbe("linear")
-LINEAR_STD = LinearProbe("linear-std", standardize=True)
+LINEAR = LinearProbe()
+LINEAR_STD = LinearProbe(standardize=True)

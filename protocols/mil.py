@@ -352,5 +352,5 @@ class GatedABMIL(ABMILProtocol):
         return _gated_head(dim, n_classes, self.attention_dim)
 
 
-ABMIL_PAPER = PaperABMIL("abmil-paper")
-ABMIL_GATED = GatedABMIL("abmil-gated")
+ABMIL_PAPER = PaperABMIL()
+ABMIL_GATED = GatedABMIL()

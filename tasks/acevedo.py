@@ -106,7 +106,7 @@ class AcevedoTask(CellTask):
 # non-image file and 17 byte-identical pairs included) and shipped in tasks/data (docs/tasks.md, "Acevedo").
 ACEVEDO_SPLIT = "5e4087821c0c6fad63351e85cd5cfac4f678c71f3e6aa6190d64fd25d28ffc60"
 ACEVEDO_11_SPLIT = "a3ee25b262b452482d75fc375ed6da12f6bdd77aa961407b40ab9a5e78534db6"
-ACEVEDO = AcevedoTask(name="acevedo", data_dir=DATA_DIR, obtain=OBTAIN, canonical_split_sha256=ACEVEDO_SPLIT,
+ACEVEDO = AcevedoTask(data_dir=DATA_DIR, obtain=OBTAIN, canonical_split_sha256=ACEVEDO_SPLIT,
                       canonical_split_file="acevedo.split.csv.gz")
-ACEVEDO_11 = AcevedoTask(name="acevedo-11", data_dir=DATA_DIR, obtain=OBTAIN, fine_labels=True,
+ACEVEDO_11 = AcevedoTask(data_dir=DATA_DIR, obtain=OBTAIN, fine_labels=True,
                          canonical_split_sha256=ACEVEDO_11_SPLIT, canonical_split_file="acevedo-11.split.csv.gz")

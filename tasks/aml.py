@@ -15,7 +15,6 @@ from tasks.patients import BagTask
 AML_LABELS = ("CBFB::MYH11", "NPM1", "PML::RARA", "RUNX1::RUNX1T1", "control")
 
 AML_HEHR = BagTask(
-    name="aml-hehr",
     data_dir="AML_Hehr",
     obtain=(
         "Get the AML Hehr single-cell images (Hehr et al. 2023, PLOS Digital Health; distributed through The "

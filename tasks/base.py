@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -34,22 +34,28 @@ BAG_PROTOCOLS = ("abmil-paper", "abmil-gated")
 
 @dataclass(frozen=True)
 class TaskCard:
-    """What a task is, for people (``bench list``, ``bench data info``) and for the result records."""
+    """What a task is, for people (``bench list``, ``bench data info``) and for the result records.
+
+    A card holds no fact of its own: :attr:`Task.card` reads every field from the task's attribute of the same
+    name (``classes`` from ``expected_classes``, the one field named otherwise), where each is described."""
 
     name: str
     summary: str
-    kind: str  # "cells" (one label per image) | "bags" (one label per patient, from all its cells)
-    protocols: tuple[str, ...]  # run when --protocol is not given
+    kind: str
+    protocols: tuple[str, ...]
     main_metric: str
-    obtain: str  # how to get the data
-    layout: str  # the expected files
-    evaluation: str  # how it splits, in words
-    licence: str = ""
-    citation: str = ""
-    classes: tuple[str, ...] = ()  # the expected classes; empty: whatever the data holds
-    full_set_images: int | None = None  # the published size of the full data set (None: no such thing)
-    canonical_split_sha256: str | None = None  # the split every ranked result uses (None: not pinned yet)
-    preprocessing: str = "direct"  # before the extractor's transform (bench.runner.PREPROCESSING)
+    obtain: str
+    layout: str
+    evaluation: str
+    licence: str
+    citation: str
+    classes: tuple[str, ...]  # the task's expected_classes; empty: whatever the data holds
+    full_set_images: int | None
+    canonical_split_sha256: str | None
+    preprocessing: str
+
+    # the card's field -> the task's attribute it is read from, where their names differ
+    SOURCES: ClassVar[dict[str, str]] = {"classes": "expected_classes"}
 
 
 @dataclass
@@ -90,10 +96,12 @@ class Task(ABC):
     ``fixed_root`` pins the data to one place (``imagefolder:<path>``).
     """
 
-    name: str
+    # Empty in a built-in's module: the registry names it by the name it is registered under (tasks/__init__.py),
+    # the one place a built-in's name is written. A task in a plugin file names itself (or is named by the file).
+    name: str = ""
     summary: str = ""
     data_dir: str = ""
-    obtain: str = ""
+    obtain: str = ""  # how to get the data
     main_metric: str = MAIN_METRIC
     licence: str = ""
     citation: str = ""
@@ -115,18 +123,14 @@ class Task(ABC):
     # the cross-validated Acevedo). Recorded with every result; `bench run --preprocessing` chooses the other.
     preprocessing: str = "direct"
     kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
-    layout: ClassVar[str] = ""
-    expected_classes: ClassVar[tuple[str, ...]] = ()
+    layout: ClassVar[str] = ""  # the expected files
+    expected_classes: ClassVar[tuple[str, ...]] = ()  # empty: whatever the data holds
 
     @property
     def card(self) -> TaskCard:
-        return TaskCard(
-            name=self.name, summary=self.summary, kind=self.kind, protocols=tuple(self.protocols),
-            main_metric=self.main_metric, obtain=self.obtain, layout=self.layout, evaluation=self.evaluation,
-            licence=self.licence, citation=self.citation, classes=tuple(self.expected_classes),
-            full_set_images=self.full_set_images, canonical_split_sha256=self.canonical_split_sha256,
-            preprocessing=self.preprocessing,
-        )
+        """The task's :class:`TaskCard`: each field read from the task (lists as tuples)."""
+        values = {f.name: getattr(self, TaskCard.SOURCES.get(f.name, f.name)) for f in fields(TaskCard)}
+        return TaskCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @property
     @abstractmethod

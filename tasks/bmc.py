@@ -349,4 +349,4 @@ class BMCTask(CellTask):
                 **self.size_settings()}
 
 
-BMC = BMCTask(name="bmc", data_dir=DATA_DIR, obtain=OBTAIN)
+BMC = BMCTask(data_dir=DATA_DIR, obtain=OBTAIN)

@@ -582,14 +582,13 @@ SYNTHETIC_WBC_SPLIT = "f2dcbe279b7c6a8629a467ea1b97ae785e24716b2399fa39f43453ffd
 SYNTHETIC_BAGS_SPLIT = "515e85d67b955534cb898c0eb7bfa8b935474b0156c600090665b184c44e6173"
 
 
-def _synthetic_task(name: str, stain: str):
+def _synthetic_task(folder: str, stain: str):
     from functools import partial
 
     from tasks.imagefolder import CellTask
 
     return CellTask(
-        name=name,
-        data_dir=f"{name}-v{GENERATOR_VERSION}",
+        data_dir=f"{folder}-v{GENERATOR_VERSION}",
         obtain="It is generated on first use; pass an empty or absent --data-root to generate it there.",
         prepare=partial(write_cell_folder, n_per_class=SYNTHETIC_N_PER_CLASS, seed=0, size=SYNTHETIC_SIZE, stain=stain),
         canonical_split_sha256=SYNTHETIC_WBC_SPLIT,
@@ -607,7 +606,6 @@ def _synthetic_bags():
     from tasks.patients import BagTask
 
     return BagTask(
-        name="synthetic-bags",
         data_dir=f"synthetic-bags-v{GENERATOR_VERSION}",
         obtain="It is generated on first use.",
         prepare=partial(write_patient_bags, n_patients_per_label=10, cells_per_patient=24, seed=0, size=64),

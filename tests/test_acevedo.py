@@ -11,12 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.acevedo import ACEVEDO, ACEVEDO_11, ACEVEDO_11_CLASSES, ACEVEDO_CLASSES, DATA_DIR
+from tasks import get_task
+from tasks.acevedo import ACEVEDO_11_CLASSES, ACEVEDO_CLASSES, DATA_DIR
 from tasks.base import DataError
 from tasks.checks import check_dataset
 from tasks.splits import stratified_folds, stratified_group_folds
 from tests.conftest import PBC, real_data_absent
 
+# built-ins through the registry, which names them (their module objects carry no name)
+ACEVEDO, ACEVEDO_11 = get_task("acevedo"), get_task("acevedo-11")
 PER_FINE_LABEL = 8  # images per manifest label_fine (13 of them, the rarest has 9): 104 images
 
 

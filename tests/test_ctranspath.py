@@ -15,11 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from extractors import get_extractor
 from extractors.base import IMAGENET_MEAN, IMAGENET_STD, MissingWeightsError
-from extractors.ctranspath import CTRANSPATH, ConvStem
+from extractors.ctranspath import ConvStem
 from extractors.weights import WeightsError
 from tests.conftest import KEYS_FILE
 
+# built-ins through the registry, which names them (their module objects carry no name)
+CTRANSPATH = get_extractor("ctranspath")
 BUFFERS = ("attn_mask", "relative_position_index")
 
 

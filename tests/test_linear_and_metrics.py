@@ -9,9 +9,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bench.core.metrics import classification_metrics
+from protocols import get_protocol
 from protocols.base import CellProtocol, Prediction
 from protocols.evaluate import evaluate
-from protocols.linear import LINEAR, LINEAR_STD
+
+# built-ins through the registry, which names them (their module objects carry no name)
+LINEAR, LINEAR_STD = get_protocol("linear"), get_protocol("linear-std")
 
 
 def _problem(seed=0, n=300, dim=24, n_classes=4, scale=1.0):

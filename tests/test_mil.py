@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from bench.core.design import BagDesign
-from protocols.mil import ABMIL_GATED, ABMIL_PAPER, standardization, validation_split
+from protocols import get_protocol
+from protocols.mil import standardization, validation_split
 from tasks.splits import patient_splits
 from tests.conftest import PBC as SHARED_PBC
 from tests.conftest import real_data_absent
 
+# built-ins through the registry, which names them (their module objects carry no name)
+ABMIL_PAPER, ABMIL_GATED = get_protocol("abmil-paper"), get_protocol("abmil-gated")
 CLASSES = ["A", "B", "C", "D"]
 # Fewer epochs and a larger learning rate than the paper's (150, 1e-3) keep these tests fast; early stopping,
 # the schedule and everything else are the real ones.
@@ -374,7 +377,7 @@ def pbc_planted():
         pytest.skip(real_data_absent(PBC))
     from PIL import Image
 
-    from extractors.classical import COLOR_HISTOGRAM
+    from extractors import get_extractor
 
     rng = np.random.default_rng(0)
     files = {c: sorted((PBC / c).glob("*.jpg")) for c in PBC_MARKERS + ("monocyte", "neutrophil", "platelet")}
@@ -386,7 +389,8 @@ def pbc_planted():
         for j in range(8):
             rows.append(np.arange(len(paths), len(paths) + 30)), labels.append(label)
             paths += [files[cell_type][k] for k in picks[10 * j:10 * j + 10]] + filler
-    model, transform = COLOR_HISTOGRAM.build().eval(), COLOR_HISTOGRAM.transform()
+    entry = get_extractor("color-histogram")
+    model, transform = entry.build().eval(), entry.transform()
     distinct = sorted(set(paths))
     with torch.inference_mode():
         histograms = model(torch.stack([transform(Image.open(f).convert("RGB")) for f in distinct])).numpy()

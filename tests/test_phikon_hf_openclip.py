@@ -10,6 +10,9 @@ from extractors import get_extractor
 from extractors.weights import WeightsError, load_strict
 from tests.conftest import KEYS_FILE
 
+# built-ins through the registry, which names them (their module objects carry no name)
+PHIKON = get_extractor("phikon")
+
 
 def _images(n, size, seed=0):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
@@ -57,14 +60,10 @@ def phikon_reference(phikon_files):
 
 @pytest.fixture(scope="module")
 def phikon_model(phikon_files):
-    from extractors.phikon import PHIKON
-
     return PHIKON.build(weights=phikon_files["bin"])
 
 
 def test_phikon_entry_metadata():
-    from extractors.phikon import PHIKON
-
     assert (PHIKON.dim, PHIKON.input_size, PHIKON.pooling, PHIKON.interpolation) == (768, 224, "cls", "bilinear")
     assert PHIKON.mean == (0.485, 0.456, 0.406) and PHIKON.std == (0.229, 0.224, 0.225)
     assert PHIKON.needs_weights and PHIKON.weights[0].location == "owkin/phikon"
@@ -85,8 +84,6 @@ def test_phikon_bin_matches_transformers_loading(phikon_files, phikon_reference,
 
 
 def test_phikon_safetensors_and_batch_invariance(phikon_files, phikon_model):
-    from extractors.phikon import PHIKON
-
     model = PHIKON.build(weights=phikon_files["safetensors"])
     assert PHIKON.fingerprint(model)["state_sha256"] == PHIKON.fingerprint(phikon_model)["state_sha256"]
     x = _images(3, 224)
@@ -97,8 +94,6 @@ def test_phikon_safetensors_and_batch_invariance(phikon_files, phikon_model):
 
 
 def test_phikon_accepts_installed_names_and_vit_prefix(phikon_files, phikon_model):
-    from extractors.phikon import PHIKON
-
     backbone = phikon_model.backbone
     own = {k: v.clone() for k, v in backbone.state_dict().items()}
     for container in (
@@ -112,8 +107,6 @@ def test_phikon_accepts_installed_names_and_vit_prefix(phikon_files, phikon_mode
 
 
 def test_phikon_missing_and_unexpected_keys_are_listed(phikon_files, phikon_model):
-    from extractors.phikon import PHIKON
-
     state = dict(phikon_files["state"])
     del state["encoder.layer.5.layernorm_after.bias"]
     state["encoder.layer.5.mystery.weight"] = torch.zeros(3)

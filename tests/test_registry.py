@@ -145,6 +145,101 @@ def test_every_built_in_carries_its_registered_name_and_summary():
         assert card.kind in ("cells", "bags") and card.layout and card.evaluation
 
 
+def test_a_built_in_name_is_written_only_where_it_is_registered():
+    """The registered name is the one place: the resolved objects carry it, the module-level objects the targets
+    point at carry none, and the registry refuses a target that names itself."""
+    import dataclasses
+    import sys
+
+    from extractors import EXTRACTORS, get_extractor
+    from extractors.base import ExtractorEntry
+    from protocols import PROTOCOLS, get_protocol
+    from protocols.base import Protocol
+    from tasks import TASKS, get_task
+    from tasks.base import Task
+
+    # a few by hand (the names as `bench list` prints them and results are filed under)
+    assert get_extractor("vit-s14-random").name == "vit-s14-random" and get_extractor("vit-s14-random").dim == 384
+    assert get_extractor("resnet50-pool").name == "resnet50-pool" and get_extractor("resnet50-pool").dim == 2048
+    assert get_extractor("kaiko-vitb8").name == "kaiko-vitb8" and get_extractor("kaiko-vitb8").family == "kaiko"
+    assert get_task("acevedo-11").name == "acevedo-11" and len(get_task("acevedo-11").expected_classes) == 11
+    assert get_protocol("knn-20").name == "knn-20" and get_protocol("knn-20").k == 20
+    resolved = {}
+    for registry, base in ((EXTRACTORS, ExtractorEntry), (TASKS, Task), (PROTOCOLS, Protocol)):
+        for name in registry.names():
+            obj = registry.get(name)
+            assert isinstance(obj, base) and obj.name == name, (registry.kind, name, obj.name)
+            resolved[id(obj)] = name
+    # every module-level object of the three packages (what `from tasks.acevedo import ACEVEDO` gives) is nameless
+    modules = [m for n, m in sorted(sys.modules.items()) if n.split(".")[0] in ("extractors", "tasks", "protocols")]
+    module_objects = [(module.__name__, attr, value) for module in modules for attr, value in vars(module).items()
+                      if isinstance(value, (ExtractorEntry, Task, Protocol))]
+    assert len(module_objects) >= len(resolved), module_objects  # each built-in's target is among them
+    assert [(m, a, v.name) for m, a, v in module_objects if v.name] == []
+    from tasks.acevedo import ACEVEDO
+
+    # the same task, named (and summarised) by the registry
+    assert get_task("acevedo") == dataclasses.replace(ACEVEDO, name="acevedo", summary=TASKS.summaries()["acevedo"])
+
+
+def test_a_built_in_target_that_names_itself_is_refused(tmp_path, monkeypatch):
+    from protocols.knn import KNNProtocol
+
+    (tmp_path / "named_protocols.py").write_text(
+        "from protocols.knn import KNNProtocol\nNAMED = KNNProtocol('knn-5', k=5)\nNAMELESS = KNNProtocol(k=5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("protocol", base="protocols.base:Protocol")
+    registry.add_lazy("knn-5", "named_protocols:NAMED")
+    registry.add_lazy("knn-five", "named_protocols:NAMELESS", summary="5-NN")
+    with pytest.raises(RegistryError, match=r"protocol 'knn-5': its target named_protocols:NAMED names itself 'knn-5'"):
+        registry.get("knn-5")
+    five = registry.get("knn-five")
+    assert isinstance(five, KNNProtocol) and (five.name, five.summary, five.k) == ("knn-five", "5-NN", 5)
+    # a plugin file's object names itself (the name is not registered anywhere else)
+    plugin = tmp_path / "my_protocols.py"
+    plugin.write_text("from protocols.knn import KNNProtocol\nMINE = KNNProtocol('knn-mine', k=3)\n")
+    from protocols import get_protocol
+
+    assert get_protocol(f"{plugin}:MINE").name == "knn-mine"
+
+
+def test_a_task_card_reads_every_field_from_its_task():
+    """`TaskCard` holds no fact of its own: each field is the task's attribute of that name (`classes`: the
+    task's `expected_classes`), for built-ins and for a task changed with `dataclasses.replace`."""
+    import dataclasses
+
+    from tasks import TASKS, get_task
+    from tasks.acevedo import ACEVEDO_CLASSES
+    from tasks.base import CELL_PROTOCOLS, TaskCard
+
+    shape = ("name", "summary", "kind", "protocols", "main_metric", "obtain", "layout", "evaluation", "licence",
+             "citation", "classes", "full_set_images", "canonical_split_sha256", "preprocessing")
+    assert tuple(f.name for f in dataclasses.fields(TaskCard)) == shape  # what `bench data info` and records read
+    card = get_task("acevedo").card
+    assert (card.name, card.kind, card.protocols, card.main_metric) == ("acevedo", "cells", CELL_PROTOCOLS,
+                                                                         "weighted_f1")
+    assert card.classes == ACEVEDO_CLASSES and len(card.classes) == 8
+    assert (card.licence, card.full_set_images, card.preprocessing) == ("CC BY 4.0", 17_092, "authors-cv")
+    assert card.canonical_split_sha256 == "5e4087821c0c6fad63351e85cd5cfac4f678c71f3e6aa6190d64fd25d28ffc60"
+    assert card.summary == TASKS.summaries()["acevedo"] and "Mendeley" in card.obtain
+    assert card.evaluation.startswith("portable stratified 5-fold CV") and "PBC_dataset_normal_DIB" in card.layout
+    bags = get_task("aml-hehr").card
+    assert (bags.kind, bags.protocols, bags.classes, bags.full_set_images) == ("bags", ("abmil-paper", "abmil-gated"),
+                                                                             (), None)
+    for name in TASKS.names():
+        task = get_task(name)
+        card = task.card
+        for field in shape:
+            expected = task.expected_classes if field == "classes" else getattr(task, field)
+            expected = tuple(expected) if field in ("classes", "protocols") else expected
+            assert getattr(card, field) == expected, (name, field)
+    changed = dataclasses.replace(get_task("acevedo"), name="mine", licence="ours", protocols=["knn-1"], n_folds=3,
+                                  fine_labels=True, preprocessing="direct")
+    assert (changed.card.name, changed.card.licence, changed.card.protocols) == ("mine", "ours", ("knn-1",))
+    assert changed.card.evaluation.startswith("portable stratified 3-fold CV") and len(changed.card.classes) == 11
+    assert changed.card.preprocessing == "direct" and hash(changed.card)  # a frozen card: lists become tuples
+
+
 def test_a_plugin_file_is_named_the_same_from_any_folder(tmp_path, monkeypatch):
     """`path/to/file.py:Class` is named `file.py:Class` (or the class's `name`) whichever path reaches it, with
     the same fingerprint: the same row on the board and the same cached features."""

@@ -12,7 +12,9 @@ A registry maps a name to an object, reached in one of five ways, all through :m
 Whatever a name resolves to is adapted (``adapt``, e.g. an ``nn.Module`` class into an extractor entry), called
 when it is a zero-argument factory, checked against the registry's ``base`` class, and given its name and its
 registered summary: a built-in name and its one-line summary are written once, where they are registered
-(``bench list`` and the result files say the same). Listing names imports no target.
+(``bench list`` and the result files say the same). The object a built-in's lazy target points at carries no
+name of its own (its ``name`` field is left empty, the dataclass default): one that does is refused, so that the
+name cannot be written a second time. Listing names imports no target.
 """
 
 from __future__ import annotations
@@ -278,10 +280,22 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name))
         if not slot.ready:  # every way in is adapted, checked and named once, at the first lookup
             obj = slot.obj if slot.target is None else import_target(slot.target)
+            if slot.origin == "builtin" and slot.target is not None:
+                self._refuse_own_name(name, slot.target, obj)
             slot.obj = self._resolve(name, obj, slot.summary, own_name=slot.origin == "file")
             slot.summary = slot.summary or _first_doc_line(slot.obj)
             slot.target, slot.ready = None, True
         return slot.obj
+
+    def _refuse_own_name(self, name: str, target: str, obj: Any) -> None:
+        """A built-in's name is written once, where it is registered: the object its target points at (an
+        instance, or a class) leaves its ``name`` empty and is named ``name`` by :meth:`_resolve`."""
+        own = getattr(obj, "name", None)
+        if isinstance(own, str) and own:
+            raise RegistryError(
+                f"{self.kind} {name!r}: its target {target} names itself {own!r}; a built-in's name is written once, "
+                f"where it is registered: leave the object's name empty"
+            )
 
     def _resolve(self, name: str, obj: Any, summary: str, own_name: bool = False) -> Any:
         """What a target points at, as a ``base`` named ``name`` with the registered ``summary`` (if any).
