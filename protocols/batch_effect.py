@@ -51,8 +51,6 @@ class BatchEffect(Protocol):
     """A protocol of several domains (``A+B``): settings (all recorded) neighbours ``k``, cells per (domain,
     class) at most, draws, seed. Its result holds the scores per draw (as folds) and the per-cell scores."""
 
-    name: str = "batch-effect"
-    summary: str = ""
     k: int = 15
     max_per_class: int = 500
     repeats: int = 5
@@ -170,4 +168,4 @@ def _inverse_simpson(neighbour_domains: np.ndarray, n_domains: int) -> np.ndarra
     return 1.0 / (proportions ** 2).sum(axis=1)
 
 
-BATCH_EFFECT = BatchEffect(name="batch-effect")
+BATCH_EFFECT = BatchEffect()
