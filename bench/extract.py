@@ -411,8 +411,12 @@ def extract_to_store(
 def _dataset(entry, paths: Sequence[Path], settings: ExtractionSettings, target: torch.device):
     """The images to extract, and (GPU decoding) what turns a batch of them into images on the device."""
     if resolve_decode(settings.decode, target, entry.interpolation) == "gpu":
+        if entry.task_transform is not None and getattr(entry.task_transform, "device_resize", None) is None:
+            raise UsageError(f"--decode {settings.decode}: the task's preprocessing ({entry.task_transform.spec()}) "
+                             "runs on PIL images, not on the device; use --decode cpu")
         on_device = partial(decode_batch, device=target, size=entry.input_size, mean=entry.mean, std=entry.std,
-                            interpolation=entry.interpolation, skip_bad=settings.skip_bad, pre_resize=entry.pre_resize)
+                            interpolation=entry.interpolation, skip_bad=settings.skip_bad,
+                            pre_resize=getattr(entry.task_transform, "device_resize", None))
         return EncodedFiles(paths, settings.skip_bad), on_device
     return ImageFiles(paths, entry.transform(), entry.input_size, settings.skip_bad), None
 

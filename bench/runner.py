@@ -41,11 +41,6 @@ from bench.core.record import (
 )
 
 OVERWRITE_POLICIES = ("never", "always", "only-missing")
-# Preprocessing before the extractor's own transform (issue 18): "authors-cv" pre-resizes every image to 224 x 224
-# with PIL's default filter (bicubic), as the DinoBloom authors' cross-validation code did (Acevedo); "direct" is
-# the extractor's transform on the original image, as their fixed-split code did (BMC). A task names its own;
-# ``-t acevedo@preprocessing=direct`` the other (tasks.names).
-PREPROCESSING = {"direct": None, "authors-cv": 224}
 
 
 @dataclass
@@ -436,15 +431,15 @@ def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset
 
 
 def preprocessed(built: BuiltExtractor, task) -> BuiltExtractor:
-    """The extractor with the task's preprocessing (``PREPROCESSING``): the same model, the pre-resize in its
-    transform and so in its fingerprint (the features' cache key)."""
-    size = PREPROCESSING[getattr(task, "preprocessing", "direct")]
-    if size == built.entry.pre_resize:
+    """The extractor with the task's preprocessing (``Task.image_transform``, :mod:`tasks.transforms`): the same
+    model, the task's transform composed before its own, and its identity in the transform's spec, so in the
+    fingerprint (the features' cache key)."""
+    transform = task.image_transform() if hasattr(task, "image_transform") else None
+    if transform == built.entry.task_transform:
         return built
-    entry = built.entry.replace(pre_resize=size)
-    transform = {**entry.transform_spec(), **{k: v for k, v in built.fingerprint["transform"].items()
-                                              if k == "decode"}}
-    return BuiltExtractor(entry, built.model, {**built.fingerprint, "transform": transform})
+    entry = built.entry.replace(task_transform=transform)
+    spec = {**entry.transform_spec(), **{k: v for k, v in built.fingerprint["transform"].items() if k == "decode"}}
+    return BuiltExtractor(entry, built.model, {**built.fingerprint, "transform": spec})
 
 
 def extract_share(built: BuiltExtractor, task, dataset, options: RunOptions, log, world) -> None:

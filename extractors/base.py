@@ -130,10 +130,9 @@ class ExtractorEntry:
     # build_fn makes every tensor of the model a parameter or persistent buffer, so a model built on the meta
     # device (no random initialisation: ViT-g's takes ~30 s) is complete once a weight file is assigned to it
     meta_init: bool = False
-    # Set by the harness, never by an entry: the task's preprocessing (bench.runner.PREPROCESSING). An int N: every
-    # image is first resized to N x N with PIL's default filter (bicubic) before the transform below, as the
-    # DinoBloom authors' cross-validation code did (``Image.open(p).resize((224, 224))``); None: the transform alone.
-    pre_resize: int | None = None
+    # Set by the harness, never by an entry: the task's preprocessing (``Task.image_transform``, tasks.transforms), an
+    # image -> image step before the transform below, its identity part of the transform's spec; None: none.
+    task_transform: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems = []
@@ -227,13 +226,13 @@ class ExtractorEntry:
 
     # -- preprocessing ------------------------------------------------------------------------------------
     def transform(self):
-        """PIL image -> normalised tensor: resize to input_size x input_size (aspect not kept, no crop); with
-        ``pre_resize``, a bicubic resize to that size first (PIL then skips the second resize of a 224-px model)."""
+        """PIL image -> normalised tensor: resize to input_size x input_size (aspect not kept, no crop); the task's
+        preprocessing first, where the harness set one (a 224-px pre-resize: PIL then skips the second resize of a
+        224-px model)."""
         from torchvision import transforms
 
         mode = getattr(transforms.InterpolationMode, self.interpolation.upper())
-        first = [] if self.pre_resize is None else [
-            transforms.Resize((self.pre_resize, self.pre_resize), interpolation=transforms.InterpolationMode.BICUBIC)]
+        first = [] if self.task_transform is None else [self.task_transform]
         return transforms.Compose(
             [
                 *first,
@@ -252,7 +251,7 @@ class ExtractorEntry:
             "std": list(self.std),
             "convert": "RGB",
             # only when set, so that the keys of features made without it stay what they were
-            **({} if self.pre_resize is None else {"pre_resize": [self.pre_resize, self.pre_resize, "bicubic"]}),
+            **({} if self.task_transform is None else self.task_transform.identity()),
         }
 
     # -- identity -----------------------------------------------------------------------------------------

@@ -118,9 +118,10 @@ class Task(ABC):
     # The canonical split itself, shipped with hemabench (``tasks/data/<file>``: path, label, fold; gzip CSV) where
     # it is pinned: `bench verify` takes a submission's labels and folds from it, never from the submission.
     canonical_split_file: str | None = None
-    # What happens to an image before the extractor's own transform (bench.runner.PREPROCESSING): "direct"
+    # What happens to an image before the extractor's own transform (tasks.transforms.PREPROCESSING): "direct"
     # (nothing), or "authors-cv" (a PIL bicubic resize to 224 x 224 first, as the DinoBloom authors' code did for
-    # the cross-validated Acevedo). Recorded with every result; `bench run --preprocessing` chooses the other.
+    # the cross-validated Acevedo). Recorded with every result; `-t acevedo@preprocessing=direct` chooses the other.
+    # A task with a preprocessing of its own overrides ``image_transform``.
     preprocessing: str = "direct"
     kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
     layout: ClassVar[str] = ""  # the expected files
@@ -163,6 +164,13 @@ class Task(ABC):
     def settings(self) -> dict:
         """The split settings, recorded with every result (with ``size_settings()`` where the task has a
         published size)."""
+
+    def image_transform(self):
+        """The task's preprocessing, before the extractor's transform (:mod:`tasks.transforms`): the built-in one
+        ``preprocessing`` names, or None. A task with its own overrides this, returning an ``ImageTransform``."""
+        from tasks.transforms import PREPROCESSING
+
+        return PREPROCESSING[self.preprocessing]
 
     def canonical_split(self):
         """The pinned canonical split as a DataFrame (path, label, fold; all text), read from the file shipped with

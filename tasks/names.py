@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from bench.core.errors import UsageError
+from tasks.transforms import PREPROCESSING
 
-# key -> (the Task field it sets, its choices); the preprocessing choices are :data:`tasks.transforms.PREPROCESSING`
+# key -> (the Task field it sets, its choices)
 TASK_VARIANTS = {"folds": ("fold_scheme", ("portable", "authors")),
-                 "preprocessing": ("preprocessing", ("direct", "authors-cv"))}
+                 "preprocessing": ("preprocessing", tuple(PREPROCESSING))}
 SHIFT_VARIANTS = {"training": ("training", ("all", "folds")), "classes": ("classes", ("all", "shared"))}
 ORDER = ("folds", "preprocessing", "training", "classes")
 SHIFT, POOL = "=>", "+"

@@ -32,8 +32,9 @@ def authors_transform(path):
 
 def _entry(pre_resize):
     from extractors import get_extractor
+    from tasks.transforms import PreResize
 
-    return get_extractor("vit-s14-random").replace(pre_resize=pre_resize)
+    return get_extractor("vit-s14-random").replace(task_transform=None if pre_resize is None else PreResize(pre_resize))
 
 
 def _rgb_files(tmp_path, n=4):
@@ -97,7 +98,8 @@ def test_acevedo_uses_the_authors_cv_preprocessing_and_records_it():
     entry = _entry(None)
     built = BuiltExtractor(entry, None, {"transform": entry.transform_spec(), "name": entry.name})
     acevedo = preprocessed(built, get_task("acevedo"))
-    assert acevedo.entry.pre_resize == 224 and acevedo.fingerprint["transform"]["pre_resize"] == [224, 224, "bicubic"]
+    assert acevedo.entry.task_transform.size == 224
+    assert acevedo.fingerprint["transform"]["pre_resize"] == [224, 224, "bicubic"]  # the key of features cached before
     assert "pre_resize" not in preprocessed(built, get_task("bmc")).fingerprint["transform"]
     direct, name = named_task("acevedo@preprocessing=direct")
     assert direct.preprocessing == "direct" and direct.settings()["preprocessing"] == "direct"
@@ -188,3 +190,50 @@ def test_shift_variants_need_a_domain_shift(tmp_path):
     done = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"imagefolder:{cells}@classes=shared",
                                     "--no-progress", "--results", str(tmp_path / "r")])
     assert done.exit_code == 2 and "applies to a domain shift, named TRAIN=>TEST" in done.output
+
+
+def test_a_task_with_its_own_preprocessing_is_composed_and_fingerprinted(tmp_path, monkeypatch):
+    """A plugin task's ImageTransform runs before the extractor's transform, and its class, spec and source file's
+    sha256 are in the features' identity: editing the file makes other features (another cache key)."""
+    cells = make_image_folder(tmp_path / "cells", {"a": 6, "b": 6}, size=16)
+    plugin = tmp_path / "cropped.py"
+    source = f"""
+from dataclasses import dataclass
+from tasks.imagefolder import CellTask
+from tasks.transforms import ImageTransform
+
+class CentreCrop(ImageTransform):
+    def __call__(self, image):
+        return image.crop((4, 4, 12, 12))
+    def spec(self):
+        return {{"crop": [4, 4, 12, 12]}}
+
+@dataclass(frozen=True)
+class Cropped(CellTask):
+    def image_transform(self):
+        return CentreCrop()
+
+TASK = Cropped(name="cropped", fixed_root={str(cells)!r})
+"""
+    plugin.write_text(source)
+    from bench.runner import BuiltExtractor, preprocessed
+    from extractors import get_extractor
+    from tasks import get_task
+
+    entry = get_extractor("color-histogram")
+    built = BuiltExtractor(entry, None, {"transform": entry.transform_spec(), "name": entry.name})
+    task = get_task(f"{plugin}:TASK")
+    cropped = preprocessed(built, task)
+    identity = cropped.fingerprint["transform"]["task_transform"]
+    assert identity["spec"] == {"crop": [4, 4, 12, 12]} and identity["class"].endswith(":CentreCrop")
+    image = Image.new("RGB", (16, 16), (255, 0, 0))
+    image.paste((0, 0, 255), (4, 4, 12, 12))  # blue inside the crop, red outside
+    assert float(cropped.entry.transform()(image)[0].max()) < float(entry.transform()(image)[0].max())
+    plugin.write_text(source + "\n# edited\n")
+    edited = preprocessed(built, get_task(f"{plugin}:TASK")).fingerprint["transform"]["task_transform"]
+    assert edited["code_sha256"] != identity["code_sha256"]
+    done = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"{plugin}:TASK", "-p", "knn-1",
+                                    "--results", str(tmp_path / "r"), "--no-progress"])
+    assert done.exit_code == 0, done.output
+    record = json.loads(next((tmp_path / "r").rglob("knn-1.json")).read_text())
+    assert record["extractor"]["fingerprint"]["transform"]["task_transform"]["spec"] == {"crop": [4, 4, 12, 12]}
