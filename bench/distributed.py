@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from bench.core.errors import UsageError
+from bench.core.errors import NotFoundError, UsageError
 
 # How long a rank waits for the others at the few points where they meet (the folder check at the start, the
 # outcomes at the end, where early ranks wait for the last evaluation). A rank that dies is noticed at once
@@ -97,7 +97,7 @@ class World:
         for rank, host, blind, theirs in seen:
             if blind:
                 what = blind[0]
-                raise UsageError(
+                raise NotFoundError(
                     f"rank {rank} on {host} does not see the {what} folder {seen[0][3][what]} that rank 0 on "
                     f"{seen[0][1]} writes to (rank {rank} looked in {theirs[what]}): the processes share their work "
                     "through it, so it must be one folder on a file system every node mounts at the same path "

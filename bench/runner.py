@@ -1,13 +1,15 @@
 """The run planner: one (extractor, task) pair in four steps, each a function with a typed result.
 
-1. **plan** (:func:`plan_pair`): resolve every name once (extractor, task, test task, protocols), check that
-   the protocols fit the task's kind, and decide under the overwrite policy which protocols to run;
+1. **plan** (:func:`plan_pair`): resolve every name once (extractor, task with its variants, protocols:
+   :mod:`tasks.names`), check that the protocols fit the task's kind, and decide under the overwrite policy which
+   protocols to run;
 2. **load features** (:func:`build_extractor`, :func:`task_features`): find the weights and build the model
-   once, load the data set, get its features from the cache (extracting what is missing);
+   once, load the data set (each member's, for a multi-domain task), get its features from the cache
+   (extracting what is missing);
 3. **evaluate** (:func:`evaluation_inputs`, then ``protocol.evaluate``): the data set makes the design of its
-   kind (cells or bags) and the protocol evaluates it;
+   kind (cells, bags, or several domains: :mod:`tasks.domains`) and the protocol evaluates it;
 4. **record** (:func:`record_result`): one typed :class:`~bench.core.record.ResultRecord` per protocol,
-   written with its predictions.
+   written with its predictions (or per-cell scores, for a protocol that predicts no label).
 
 :func:`run_pair` chains them. A failing pair is reported and the others still run; the caller turns failures
 into the exit code.
@@ -232,8 +234,11 @@ def why_not_current(stored: dict | None, current: dict) -> str | None:
 def damage(record: ResultRecord, json_path: Path) -> str | None:
     """None when a stored result re-scores from its predictions file to its own numbers
     (:func:`bench.core.rescore.rescore_file`), else why not, in words."""
+    from bench.core.metrics import LABEL_METRICS
     from bench.core.rescore import rescore_file
 
+    if record.n_predictions is None and record.metrics.main not in LABEL_METRICS:
+        return None  # a score of the embedding (batch effect): no label predictions to score again
     problems = rescore_file(record, predictions_path(json_path)).problems
     if not problems:
         return None

@@ -164,11 +164,11 @@ class ExtractorEntry:
             return self
         if self.pooling not in ("cls", "mean", "cls+mean") or pooling not in ("cls", "mean", "cls+mean"):
             raise UsageError(
-                f"extractor {self.name!r} has a fixed output ({self.pooling}); --pooling applies to token models "
-                "(cls, mean, cls+mean)"
+                f"extractor {self.name!r} has a fixed output ({self.pooling}); another pooling (NAME+cls, NAME+mean, "
+                "NAME+cls+mean) applies to token models"
             )
         if not self.supports_cls and "cls" in pooling:
-            raise UsageError(f"extractor {self.name!r} has no CLS token; use --pooling mean")
+            raise UsageError(f"extractor {self.name!r} has no CLS token; name {self.name}+mean")
         token_dim = self.dim // 2 if self.pooling == "cls+mean" else self.dim
         return self.replace(
             name=f"{self.name}+{pooling}", pooling=pooling, dim=token_dim * (2 if pooling == "cls+mean" else 1)

@@ -205,4 +205,4 @@ def test_data_cli_check_and_info(tmp_path):
     info = runner.invoke(app, ["data", "info", "acevedo"])
     assert info.exit_code == 0 and "Mendeley" in info.output and "CC BY 4.0" in info.output
     unknown = runner.invoke(app, ["data", "info", "acevedoo"])
-    assert unknown.exit_code == 1 and "Did you mean 'acevedo'" in unknown.output
+    assert unknown.exit_code == 2 and "Did you mean 'acevedo'" in unknown.output

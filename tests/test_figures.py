@@ -83,10 +83,10 @@ def test_plot_commands_say_what_is_wrong(image_folder, tmp_path):
     runner = CliRunner()
     done = runner.invoke(app, ["plot", "patch-pca", "-e", "color-histogram", "--images",
                                str(next(image_folder.rglob("*.png"))), "--out", str(tmp_path / "x.png")])
-    assert done.exit_code == 1 and "gives no patch tokens" in done.output
+    assert done.exit_code == 2 and "gives no patch tokens" in done.output  # a usage error (README, "Exit codes")
     done = runner.invoke(app, ["plot", "umap", "-e", TINY, "-t", f"imagefolder:{image_folder}", "--color-by",
                                "patient", "--out", str(tmp_path / "u.png"), "--no-progress"])
-    assert done.exit_code == 1 and "has no patients" in done.output
+    assert done.exit_code == 2 and "has no patients" in done.output
 
 
 def test_a_one_task_umap_is_kept_for_the_html_leaderboard(image_folder, tmp_path):

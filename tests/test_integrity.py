@@ -216,7 +216,7 @@ def test_a_path_with_a_comma_runs_that_folder_or_fails(tmp_path):
     make_image_folder(tmp_path / "a", {"x": 6, "y": 6})
     results = tmp_path / "r"
     missing = _bench_run(results, f"imagefolder:{tmp_path / 'a,b'}")
-    assert missing.exit_code == 1 and not list(results.rglob("*.json"))  # never ran imagefolder:.../a
+    assert missing.exit_code == 2 and not list(results.rglob("*.json"))  # never ran imagefolder:.../a
     assert "taken whole" in missing.output
     make_image_folder(tmp_path / "a,b", {"x": 8, "y": 8}, seed=1)
     done = _bench_run(results, f"imagefolder:{tmp_path / 'a,b'}")

@@ -65,6 +65,9 @@ def test_synthetic_shift_and_batch_effect_equal_the_previous_paths(tmp_path):
 
     _check_cases("synthetic", "synthetic-wbc", "synthetic-wbc-shifted", ["knn-1", "knn-20", "linear"],
                  get_protocol("batch-effect"), tmp_path)
+    again = run_pair("color-histogram", "synthetic-wbc+synthetic-wbc-shifted", None,
+                     RunOptions(results_dir=tmp_path / "r", progress=False), log=lambda message: None)
+    assert again.status == "skipped" and [r.protocol.name for r in again.kept] == ["batch-effect"]  # current: kept
 
 
 def test_real_shift_and_batch_effect_equal_the_previous_paths(tmp_path):

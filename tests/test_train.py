@@ -210,9 +210,10 @@ def _train_cli(images, out, *settings, max_steps=2):
     return CliRunner().invoke(app, args + [a for item in SMALL + list(settings) for a in ("--set", item)])
 
 
-def _one_error_line(result, *expected) -> str:
-    """The command failed as a user error: exit code 1, its whole output one `error:` line holding ``expected``."""
-    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (result.output, result.exc_info)
+def _one_error_line(result, *expected, code: int = 1) -> str:
+    """The command failed as a user error: exit code ``code`` (1: something to fix; 2: a usage error), its whole
+    output one `error:` line holding ``expected``."""
+    assert isinstance(result.exception, SystemExit) and result.exit_code == code, (result.output, result.exc_info)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert "Traceback" not in result.output
@@ -344,5 +345,5 @@ def test_an_export_as_weights_of_a_builtin_is_refused_pointing_at_trained(images
     export = trainer.export()  # iteration 0: no training step needed
     done = CliRunner().invoke(app, ["check-extractor", "dinobloom-s", "--weights", str(export)])
     line = _one_error_line(done, f"--weights {export} is a `bench train` export (preset tiny-cpu, iteration 0",
-                           f"evaluate it with -e trained:{export} instead of -e dinobloom-s --weights")
+                           f"evaluate it with -e trained:{export} instead of -e dinobloom-s --weights", code=2)
     assert "do not fit" not in line
