@@ -7,13 +7,13 @@ from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
-from bench.cache import CachedFeatures, FeatureStore, feature_key, missing_units
+from bench.cache import CachedFeatures, Claim, FeatureStore, feature_key, missing_units
 from bench.core.errors import BadImageError, CacheError, ExtractorError, HemabenchError, UsageError
 from bench.core.images import decode_rgb
 from bench.core.record import now_utc
@@ -251,6 +251,125 @@ def share_order(units: list, rank: int, size: int) -> list:
     return own + others[::-1]
 
 
+@dataclass(frozen=True)
+class _Batches:
+    """How the rows of the shards this process claims become features on the host: the loader (decoding in its
+    workers, or ``on_device``), the model's forward, the copy back (``overlap``: while the device computes the
+    next batch), and the checks of what came back, before anything is cached."""
+
+    dataset: Any  # ImageFiles, or EncodedFiles with on_device
+    forward: _Forward
+    dim: int
+    batch_size: int
+    num_workers: int
+    device: torch.device
+    on_device: Callable[[list, Sequence], tuple[torch.Tensor, torch.Tensor]] | None
+    overlap: bool
+    description: str
+    precision: str
+
+    def features(self, claims: _ClaimedBatches) -> Iterator[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
+        """(features, row indices, ok) per batch of the claimed units, in the order the sampler handed them out."""
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=claims, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, collate_fn=None if self.on_device is None else collate_encoded,
+        )
+        for batch in self._on_host(loader):
+            yield self._checked(batch)
+
+    def _on_host(self, loader) -> Iterator[_InFlight]:
+        """The loader's batches through the model, each handed on once its copy to the host is under way (with
+        ``overlap``: one batch later)."""
+        in_flight = None
+        for images, indices, ok in loader:
+            if self.on_device is None:
+                images = images.to(self.device, non_blocking=True)
+            else:
+                images, ok = self.on_device(images, [self.dataset.paths[int(i)] for i in indices])
+            current = _InFlight.start(self.forward(images), indices, ok)
+            if not self.overlap:
+                yield current
+                continue
+            if in_flight is not None:
+                yield in_flight  # the previous batch, while the device computes this one
+            in_flight = current
+        if in_flight is not None:
+            yield in_flight
+
+    def _checked(self, batch: _InFlight) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        out = batch.numpy()
+        indices, ok = batch.indices, batch.ok.numpy()
+        if out.shape != (len(indices), self.dim):
+            raise ExtractorError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, "
+                                 f"{self.dim}); its forward must map (N, 3, H, W) images to (N, dim) features")
+        out[~ok] = 0.0
+        if not np.isfinite(out).all():
+            paths = [self.dataset.paths[int(i)] for i in indices]
+            raise non_finite_error(self.description, self.forward.model, out, paths, self.precision)
+        return out, indices, ok
+
+
+class ShardWriter:
+    """This process's passes over the shards it claims: the features of each batch are gathered (``pending``)
+    until they fill the oldest open claim, then that shard is written and its claim released. The progress bar
+    counts the rows extracted here (under torchrun also, every 2 s at most, the rows the others finished)."""
+
+    def __init__(self, store: FeatureStore, batches: _Batches, world: World, bar, task, started: float):
+        self.store, self.batches, self.bar, self.task, self.started = store, batches, bar, task, started
+        self.owner = {"rank": world.rank, "world": world.size}
+        self.distributed = world.distributed
+        self.pending: list[np.ndarray] = []
+        self.pending_bad: list[int] = []
+        self.extracted = 0
+        self.synced = 0.0
+
+    def extract(self, units: list[tuple[int, int]], held: Claim | None = None) -> None:
+        """Claim, extract and write each unit that no other process holds or finished (``held``: the first unit's
+        claim, taken already)."""
+        claims = _ClaimedBatches(self.store, units, self.batches.batch_size, self.owner, held)
+        try:
+            for out, indices, ok in self.batches.features(claims):
+                self.add(out, indices, ok, claims.claimed)
+        except HemabenchError as exc:
+            plain = from_worker(exc)
+            if plain is exc:
+                raise
+            raise plain from None
+        finally:
+            self.pending.clear()
+            self.pending_bad.clear()
+            claims.release()  # (all written, unless an error or a stop ends the pass)
+
+    def add(self, out: np.ndarray, indices: torch.Tensor, ok: np.ndarray, claimed: deque) -> None:
+        self.pending.append(out)
+        self.pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
+        self.extracted += len(indices)
+        rate = self.extracted / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(self.task, advance=len(indices), rate=f"{rate:.1f}")
+        claim = claimed[0]  # batches arrive in the order the sampler handed out their units
+        if not (claim.start <= int(indices[0]) and int(indices[-1]) < claim.stop):  # a bug, never data
+            raise RuntimeError(f"rows {int(indices[0])}-{int(indices[-1])} arrived for the shard of rows "
+                               f"{claim.start}-{claim.stop - 1}")
+        if sum(len(p) for p in self.pending) == claim.stop - claim.start:
+            self._write(claimed)
+
+    def _write(self, claimed: deque) -> None:
+        self.store.write_shard(claimed[0].start, np.concatenate(self.pending), self.pending_bad)
+        claimed.popleft().release()
+        self.pending, self.pending_bad = [], []
+        if self.distributed and time.perf_counter() - self.synced > 2:  # the other ranks' shards, too
+            self.synced = time.perf_counter()
+            self.bar.update(self.task, completed=self.store.rows_done())
+
+
+def _unfinished(store: FeatureStore, n_rows: int, shard_size: int, description: str) -> str:
+    """What a stop by the launcher says of the entry: its unfinished shards and who claimed them."""
+    said = store.unfinished(n_rows, shard_size)
+    return (f"Features of {description}: {len(said)} shard(s) unfinished: {'; '.join(said[:4])}"
+            f"{' ...' if len(said) > 4 else ''}. The complete shards are kept: run the same command again, with "
+            "any number of processes, to extract only the rest." if said else "")
+
+
 def extract_to_store(
     model: torch.nn.Module,
     store: FeatureStore,
@@ -294,101 +413,34 @@ def extract_to_store(
     done_before = sum(s.stop - s.start for s in store.completed_shards(problems))  # checked against their checksums
     for problem in problems:
         log(problem)
-    owner = {"rank": world.rank, "world": world.size}
     model = model.to(device)
     from extractors.attention import use_xformers, xformers_available
 
     attention = "xformers" if xformers_available(device) and use_xformers(model) else "sdpa"
     forward = _Forward(model, batch_size, log)
-    pending: list[np.ndarray] = []
-    pending_bad: list[int] = []
+    batches = _Batches(dataset, forward, dim, batch_size, num_workers, device, on_device, overlap, description,
+                       precision)
     t0 = time.perf_counter()
-    extracted = 0
-    synced = [0.0]
-
-    def finish(batch: _InFlight, claims: _ClaimedBatches) -> None:
-        nonlocal pending, pending_bad, extracted
-        out = batch.numpy()
-        indices, ok = batch.indices, batch.ok.numpy()
-        if out.shape != (len(indices), dim):
-            raise ExtractorError(f"extractor returned features of shape {out.shape}, expected ({len(indices)}, {dim}); "
-                                 "its forward must map (N, 3, H, W) images to (N, dim) features")
-        out[~ok] = 0.0
-        if not np.isfinite(out).all():
-            raise non_finite_error(description, model, out, [dataset.paths[int(i)] for i in indices], precision)
-        pending.append(out)
-        pending_bad.extend(int(i) for i, good in zip(indices, ok) if not good)
-        extracted += len(indices)
-        bar.update(task, advance=len(indices), rate=f"{extracted / max(time.perf_counter() - t0, 1e-9):.1f}")
-        claim = claims.claimed[0]  # batches arrive in the order the sampler handed out their units
-        if not (claim.start <= int(indices[0]) and int(indices[-1]) < claim.stop):  # a bug, never data
-            raise RuntimeError(f"rows {int(indices[0])}-{int(indices[-1])} arrived for the shard of rows "
-                               f"{claim.start}-{claim.stop - 1}")
-        if sum(len(p) for p in pending) == claim.stop - claim.start:
-            store.write_shard(claim.start, np.concatenate(pending), pending_bad)
-            claims.claimed.popleft().release()
-            pending, pending_bad = [], []
-            if world.distributed and time.perf_counter() - synced[0] > 2:  # the other ranks' shards, too
-                synced[0] = time.perf_counter()
-                bar.update(task, completed=store.rows_done())
-
-    def run_pass(units: list[tuple[int, int]], held=None) -> None:
-        claims = _ClaimedBatches(store, units, batch_size, owner, held)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=claims, num_workers=num_workers, pin_memory=device.type == "cuda",
-            persistent_workers=False, collate_fn=None if on_device is None else collate_encoded,
-        )
-        try:
-            in_flight = None
-            for images, indices, ok in loader:
-                if on_device is None:
-                    images = images.to(device, non_blocking=True)
-                else:
-                    images, ok = on_device(images, [dataset.paths[int(i)] for i in indices])
-                current = _InFlight.start(forward(images), indices, ok)
-                if not overlap:
-                    finish(current, claims)
-                    continue
-                if in_flight is not None:
-                    finish(in_flight, claims)  # the previous batch, while the device computes this one
-                in_flight = current
-            if in_flight is not None:
-                finish(in_flight, claims)
-        except HemabenchError as exc:
-            plain = from_worker(exc)
-            if plain is exc:
-                raise
-            raise plain from None
-        finally:
-            pending.clear()
-            pending_bad.clear()
-            claims.release()  # (all written, unless an error or a stop ends the pass)
-
-    def unfinished() -> str:
-        said = store.unfinished(n_rows, shard_size)
-        return (f"Features of {description}: {len(said)} shard(s) unfinished: {'; '.join(said[:4])}"
-                f"{' ...' if len(said) > 4 else ''}. The complete shards are kept: run the same command again, with "
-                "any number of processes, to extract only the rest." if said else "")
-
     store.describe(manifest)  # named from the start: an entry cut short is still identifiable
     try:
         with _progress(progress) as bar, torch.inference_mode(), forward_precision(precision, device), \
-                describing(unfinished):
+                describing(partial(_unfinished, store, n_rows, shard_size, description)):
             task = bar.add_task(description, total=n_rows, completed=done_before, rate="-")
+            writer = ShardWriter(store, batches, world, bar, task, started=t0)
             units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
             own = units[world.rank::world.size]
-            run_pass(own)  # its own share first: the loader claims ahead (its prefetch), but only from this share
+            writer.extract(own)  # its own share first: the loader claims ahead (its prefetch), but only from it
             if len(own) < len(units):
-                run_pass(share_order(units, world.rank, world.size)[len(own):])  # then what others have not started
+                writer.extract(share_order(units, world.rank, world.size)[len(own):])  # then what others did not start
             while finalise:  # what others hold: wait for it, and take over what a process that died left
                 units = missing_units(n_rows, shard_size, store.completed_shards(verify=False))
                 if not units or store.is_complete():  # (complete: another launch finalised it, its shards are gone)
                     break
                 for unit in units:  # one at a time, holding no other claim while waiting (two waiters never deadlock)
-                    on_wait = lambda who, u=unit: log(f"waiting for rows {u[0]}-{u[1] - 1}: {who} is extracting them")  # noqa: E731
-                    claim = store.claim(unit, owner, wait=True, on_wait=on_wait)
+                    claim = store.claim(unit, writer.owner, wait=True, on_wait=lambda who: log(
+                        f"waiting for rows {unit[0]}-{unit[1] - 1}: {who} is extracting them"))
                     if claim is not None:  # its holder died, or nobody had started it
-                        run_pass([unit], held=claim)
+                        writer.extract([unit], held=claim)
                 time.sleep(0.05)  # (a unit that is written but not yet readable: look again, without spinning)
     except BaseException:  # failed or stopped: complete shards stay for a resume, an entry with none goes
         try:
@@ -397,7 +449,7 @@ def extract_to_store(
             pass  # the error that ended the extraction is the one to report
         raise
     seconds = time.perf_counter() - t0
-    stats = ExtractionStats(extracted, seconds, done_before, cached=False, batch_size=batch_size,
+    stats = ExtractionStats(writer.extracted, seconds, done_before, cached=False, batch_size=batch_size,
                             num_workers=num_workers, attention=attention, precision=precision,
                             forward_batch_size=forward.size if forward.size != batch_size else None,
                             world_size=world.size)
