@@ -254,7 +254,7 @@ def share_order(units: list, rank: int, size: int) -> list:
 def extract_to_store(
     model: torch.nn.Module,
     store: FeatureStore,
-    dataset: ImageFiles,
+    dataset: ImageFiles | EncodedFiles,
     *,
     dim: int,
     batch_size: int,

@@ -361,7 +361,7 @@ class TaskFeatures:
 
     @property
     def skipped_images(self) -> list[str]:
-        return [self.paths[i] for i in self.cached.bad_rows]
+        return [str(self.paths[i]) for i in self.cached.bad_rows]
 
     def task_info(self, split_file: Path | None = None) -> dict:
         info = {**self.dataset.describe(), **self.task.settings(), "notes": list(self.dataset.notes)}
@@ -587,7 +587,7 @@ class SplitProgress:
             return
         for note in notes:
             self.log(f"warning: {self.what}: {note}")
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.update(self.task, completed=done, description=f"{self.what}: {split} done")
 
     def __enter__(self) -> "SplitProgress":

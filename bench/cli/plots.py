@@ -157,8 +157,8 @@ def batch_effect_cmd(
             _log(f"warning: {name}: {warning}")
         _log(f"wrote {path} and its per-cell scores beside it")
         mean, std = record.metrics.mean, record.metrics.std
-        table.add_row(escape(name), escape(record.task.name),
-                      *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), "ok")
+        table.add_row(escape(name), escape(record.task.name),  # (batch-effect scores are never None)
+                      *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), "ok")  # pyright: ignore[reportOperatorIssue]
     out.print(table)
     if failed:
         raise typer.Exit(1)
