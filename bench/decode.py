@@ -170,7 +170,7 @@ def decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.T
 
 def _decode_one(data: torch.Tensor, device: torch.device) -> torch.Tensor | None:
     try:
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)  # pyright: ignore[reportReturnType]  # one tensor in, one out
     except RuntimeError:
         return None
 
@@ -300,7 +300,7 @@ def decode_batch(
     pixels = decode_pixels(encoded, paths, device, skip_bad)
     out = torch.zeros(len(encoded), 3, size, size, dtype=torch.float32, device=device)
     for rows in shape_groups(pixels):
-        levels = torch.stack([pixels[r] for r in rows]).float()
+        levels = torch.stack([pixels[r] for r in rows]).float()  # pyright: ignore[reportArgumentType]  # shape_groups: rows not None
         if pre_resize is not None:
             levels = resize_levels(levels, pre_resize, "bicubic")
         levels = resize_levels(levels, size, interpolation)

@@ -21,7 +21,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -64,9 +64,12 @@ class World:
         """Every rank's ``items`` concatenated in rank order, on rank 0 (other ranks get their own back)."""
         if not self.group:
             return items
-        parts = [None] * self.size if self.rank == 0 else None
+        if self.rank != 0:
+            torch.distributed.gather_object(items, None, dst=0)
+            return items
+        parts: list[Any] = [None] * self.size
         torch.distributed.gather_object(items, parts, dst=0)
-        return [item for part in parts for item in part] if self.rank == 0 else items
+        return [item for part in parts for item in part]
 
     def check_shared(self, folders: dict[str, Path]) -> None:
         """Refuse to start when a folder the ranks share their work through (the cache, the results) is not the
@@ -83,7 +86,7 @@ class World:
                 marks[what].write_text(self.host)
         torch.distributed.barrier()
         missing = [what for what, mark in marks.items() if not mark.is_file()]
-        seen = [None] * self.size
+        seen: list[Any] = [None] * self.size
         paths = {what: str(folder) for what, folder in folders.items()}
         torch.distributed.all_gather_object(seen, (self.rank, self.host, missing, paths))
         torch.distributed.barrier()

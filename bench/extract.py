@@ -373,7 +373,7 @@ def _unfinished(store: FeatureStore, n_rows: int, shard_size: int, description: 
 def extract_to_store(
     model: torch.nn.Module,
     store: FeatureStore,
-    dataset: ImageFiles,
+    dataset: ImageFiles | EncodedFiles,
     *,
     dim: int,
     batch_size: int,

@@ -149,7 +149,7 @@ def patch_pca(extractor: str, images: list[Path], options: RunOptions, out: Path
                              "(dinov2-*, dinobloom-*, phikon, vit-*-random, timm:<any ViT>)") from None
     rgb, foreground = patch_pca_rgb(tokens, threshold=threshold, seed=seed)
     size = built.entry.input_size
-    originals = [np.asarray(p.resize((size, size), Image.BILINEAR)) for p in pictures]
+    originals = [np.asarray(p.resize((size, size), Image.Resampling.BILINEAR)) for p in pictures]
     grid = rgb.shape[1]
     log(f"{len(images)} image(s), {grid}x{grid} patches of {size // grid} px; foreground "
         f"{100 * foreground.mean():.0f} % of patches")
@@ -188,7 +188,8 @@ def attention_pooled(pair, design, protocol: str, results_dir: Path) -> np.ndarr
         for (seed, fold), cells in runs.groupby(["seed", "fold"], sort=True):
             column = "attention"
             if column not in cells:  # per-class attention: the column of the class predicted for the patient
-                column = f"attention_{predicted.loc[(str(bag), seed, fold), 'prediction']}"
+                # (pandas-stubs has no overload for a MultiIndex row and a column in one .loc)
+                column = f"attention_{predicted.loc[(str(bag), seed, fold), 'prediction']}"  # pyright: ignore[reportCallIssue, reportArgumentType]
             weights = cells[column].to_numpy(dtype=np.float64)
             rows = [row_of[path] for path in cells["path"]]
             pooled.append((weights / weights.sum()) @ pair.features[rows])

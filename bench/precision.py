@@ -59,11 +59,12 @@ def _tf32(enabled: bool) -> Iterator[None]:
     ``cudnn.allow_tf32`` (which libraries and ``torch.backends.cudnn.flags()`` do), so the two are not mixed."""
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     before = (matmul.allow_tf32, cudnn.allow_tf32)
-    matmul.allow_tf32 = cudnn.allow_tf32 = enabled
+    # (torch.backends.cudnn is a module swapped at import for a subclass whose allow_tf32 is a property)
+    matmul.allow_tf32 = cudnn.allow_tf32 = enabled  # pyright: ignore[reportAttributeAccessIssue]
     try:
         yield
     finally:
-        matmul.allow_tf32, cudnn.allow_tf32 = before
+        matmul.allow_tf32, cudnn.allow_tf32 = before  # pyright: ignore[reportAttributeAccessIssue]
 
 
 @contextlib.contextmanager

@@ -304,7 +304,7 @@ class TaskFeatures:
 
     @property
     def skipped_images(self) -> list[str]:
-        return [self.paths[i] for i in self.cached.bad_rows]
+        return [str(self.paths[i]) for i in self.cached.bad_rows]
 
     @property
     def feature_key(self) -> str:
@@ -332,7 +332,7 @@ class DomainFeatures:
     extractor: BuiltExtractor
     task: Any  # tasks.domains.MultiDomainTask
     dataset: Any  # tasks.domains.DomainsDataset
-    parts: list[TaskFeatures]
+    parts: list[Any]  # TaskFeatures, one per member
 
     @property
     def keep(self) -> np.ndarray:
@@ -458,7 +458,8 @@ def extract_share(built: BuiltExtractor, task, dataset, options: RunOptions, log
                         data.content_fingerprint(), member_opts.extraction(), log=log, world=world, finalise=False)
 
 
-def load_pair(extractor_name: str, task_name: str, options: RunOptions, log, world=None) -> TaskFeatures | None:
+def load_pair(extractor_name: str, task_name: str, options: RunOptions, log,
+              world=None) -> TaskFeatures | DomainFeatures | None:
     """Resolve both names, build the model and get the task's features (``bench extract``). Under torchrun rank
     0 finalises and gets the features; the other ranks extract their share and get None."""
     task, _ = named_task(task_name, options.split_file)
@@ -500,7 +501,7 @@ def evaluation_inputs(plan: PairPlan, primary: TaskFeatures | DomainFeatures, op
 
 
 # -- 4. record ----------------------------------------------------------------------------------------------
-def record_result(plan: PairPlan, primary: TaskFeatures, inputs: EvaluationInputs, protocol, evaluation,
+def record_result(plan: PairPlan, primary: TaskFeatures | DomainFeatures, inputs: EvaluationInputs, protocol, evaluation,
                   env: dict, results_dir: Path, result_inputs: dict | None = None) -> tuple[ResultRecord, Path]:
     """The record of one protocol, written with its predictions (and attention, for bag protocols)."""
     built = primary.extractor
@@ -562,7 +563,7 @@ class SplitProgress:
             return
         for note in notes:
             self.log(f"warning: {self.what}: {note}")
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.update(self.task, completed=done, description=f"{self.what}: {split} done")
 
     def __enter__(self) -> "SplitProgress":

@@ -235,6 +235,7 @@ def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: p
 
 
 def _write_cached(cache: Path, derived: Derived) -> None:
+    assert derived.record is not None and derived.predictions is not None and derived.checks is not None  # accepted
     try:
         atomic_write_bytes(cache / "record.json", derived.record.to_json().encode())
         atomic_write_bytes(cache / "predictions.csv", derived.predictions.to_csv(index=False).encode())
@@ -351,6 +352,7 @@ def board_rows(runs: pd.DataFrame, submissions: Path, problems: list[str],
         if derived.failures:
             problems.extend(f"submission not shown: {where}: {line}" for line in derived.failures)
             continue
+        assert derived.record is not None and derived.checks is not None  # accepted: no failures
         predictions = _shown_predictions(derived)
         collapsed = rescore(derived.record, read_predictions(predictions)).collapsed
         accepted.append(submission_row(derived.record, folder / "record.json", predictions, len(collapsed),
@@ -362,6 +364,7 @@ def _shown_predictions(derived: Derived) -> Path:
     """CI's predictions as a file the board's intervals read (in the cache, named by content)."""
     from bench.core import settings
 
+    assert derived.predictions is not None  # an accepted submission's
     data = derived.predictions.to_csv(index=False).encode()
     path = settings.cache_dir() / "verifications" / "predictions" / f"{_sha256(data)}.csv"
     if not path.is_file():

@@ -178,7 +178,7 @@ def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.D
     submitted = dict(zip(predictions["path"], predictions["fold"].astype(str)))
     canonical = task.canonical_split() if task is not None else None
     labels, labels_check = rows["label"].to_numpy(), f"{SELF_REPORTED} (the task ships no canonical split)"
-    if canonical is not None:
+    if task is not None and canonical is not None:
         truth = dict(zip(canonical["path"], canonical["label"]))
         unknown = [p for p in rows["path"] if p not in truth]
         if unknown:
@@ -194,8 +194,8 @@ def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.D
         labels_check = f"the canonical split of {task.name}"
     kind = (record.task.model_extra or {}).get("split_kind")
     folds, folds_check = None, f"{SELF_REPORTED} (no split rule of a registered cell task applies)"
-    if canonical is not None and kind == "kfold" and set(rows["path"]) == set(canonical["path"]) and \
-            getattr(task, "fold_scheme", "portable") == "portable":
+    if task is not None and canonical is not None and kind == "kfold" and \
+            set(rows["path"]) == set(canonical["path"]) and getattr(task, "fold_scheme", "portable") == "portable":
         folds = rows["path"].map(dict(zip(canonical["path"], canonical["fold"]))).to_numpy()
         folds_check = f"the canonical split of {task.name}"
     elif record.skipped_images:
@@ -322,6 +322,7 @@ def reextract(record: ResultRecord, features: Features, data_root: Path | None, 
                                         digest([str(f) for f in files]), options.extraction(), log=lambda line: None)
         except HemabenchError as exc:  # an image here that cannot be read: not the submission's fault
             return f"{SELF_REPORTED} (the sampled images could not be extracted here: {exc})", []
+        assert cached is not None  # finalise (the default): the features, or an error
         again = np.asarray(cached.features, dtype=np.float32)
     submitted = features.values[chosen]
     # relative to each image's own departure from the mean feature: a model whose features share a large common
@@ -360,7 +361,7 @@ def derive(record: ResultRecord, predictions: pd.DataFrame, features: Features |
     if "path" not in predictions:
         return Derived([f"predictions.csv.gz: no path column ({FEATURES_FILE} goes with cell results)"])
     labels, folds, labels_check, folds_check, failures = labels_and_folds(record, features, predictions)
-    if labels is None or failures:
+    if labels is None or folds is None or failures:  # (folds is None only with labels)
         return Derived(failures)
     kind = (record.task.model_extra or {}).get("split_kind")
     rerun_failures: list[str] = []
@@ -371,6 +372,7 @@ def derive(record: ResultRecord, predictions: pd.DataFrame, features: Features |
         protocol_check = f"{SELF_REPORTED} (CI re-runs registered cell protocols on k-fold or fixed splits only)"
         derived = Derived([], record=record, predictions=predictions)
     else:
+        assert derived.record is not None  # rerun's outcome carries CI's record
         main = record.metrics.main
         ours, theirs = derived.record.metrics.mean.get(main), record.metrics.mean.get(main)
         scores = (f" ({LABELS[main]} {100 * ours:.1f}; submitted {100 * theirs:.1f})"

@@ -10,7 +10,8 @@ from dinobloom_train.train import main_cli
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dinobloom_train", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0] if __doc__ else None  # (python -OO drops docstrings)
+    parser = argparse.ArgumentParser(prog="python -m dinobloom_train", description=description)
     parser.add_argument("--preset", required=True)
     parser.add_argument("--data", required=True, help="image folder, or a folder of .txt image lists")
     parser.add_argument("--out", required=True)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms.functional import pil_to_tensor
 
 from bench.core.errors import BadImageError, DataError, NotFoundError, UsageError
 from bench.core.files import IMAGE_EXTENSIONS
@@ -324,13 +325,13 @@ class DinoBloomAugmentation:
         if self.defer_colour:
             return self._geometry_and_draws(image)
         crops = [transform(self.geometric(image)) for transform in self.crop_transforms]
-        return {"global_crops": crops}
+        return {"global_crops": crops}  # pyright: ignore[reportReturnType]  # (Compose is untyped; these end in ToTensor)
 
     def _geometry_and_draws(self, image: Image.Image) -> dict[str, list[torch.Tensor]]:
         """Per crop, in the CPU path's order (geometry, then the colour draws): the RNG stream is the same."""
         crops, params = [], []
         for draw in self.colour_draws:
-            crops.append(T.functional.pil_to_tensor(self.geometric(image)).contiguous())
+            crops.append(pil_to_tensor(self.geometric(image)).contiguous())
             params.append(draw())
         return {"global_crops": crops, "colour_params": params}
 

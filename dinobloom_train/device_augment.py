@@ -143,7 +143,7 @@ def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tens
 def adjust_hue(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """``adjust_hue_image``: RGB -> HSV, hue shifted by a factor per sample (mod 1), -> RGB, with torchvision's
     own conversions; without them (a torchvision that moved its private helpers), one ``adjust_hue`` per sample."""
-    if _rgb_to_hsv is None:
+    if _rgb_to_hsv is None or _hsv_to_rgb is None:
         return torch.stack([F.adjust_hue(image, float(f)) for image, f in zip(images, factors)])
     hue, saturation, value = _rgb_to_hsv(images).unbind(dim=-3)
     hue = hue.add(factors.view(-1, 1, 1)).remainder_(1.0)

@@ -127,7 +127,7 @@ class DINOLoss(nn.Module):
                 term = -(t.detach().to(lsm.dtype) * lsm).sum(dim=-1).mean()
                 total = term if total is None else total + term
                 n_terms += 1
-        if n_terms == 0:
+        if total is None:  # (n_terms == 0)
             raise ValueError("no crop pairs with i != j: pass at least two crops")
         return total / n_terms
 

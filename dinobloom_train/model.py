@@ -12,6 +12,7 @@ published key names ``last_layer.weight_g`` / ``last_layer.weight_v``.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from torch import nn
 
 from bench.core.errors import UsageError
 from extractors.vit import ViTSpec
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 
 class WeightNormLinear(nn.Module):
@@ -57,7 +61,7 @@ class Backbone(nn.Module):
     """A timm ViT with a learnable mask token replacing masked patch embeddings (DINOv2's
     ``prepare_tokens_with_masks``). Returns the final normed tokens (B, 1 + N, D)."""
 
-    def __init__(self, vit: nn.Module):
+    def __init__(self, vit: VisionTransformer):
         super().__init__()
         self.vit = vit
         self.mask_token = nn.Parameter(torch.zeros(1, vit.embed_dim))
@@ -117,10 +121,10 @@ def build_student_teacher(architecture: ViTSpec, out_dim: int, hidden_dim: int, 
     return student, teacher
 
 
-def set_uniform_drop_path(vit: nn.Module, rate: float) -> None:
+def set_uniform_drop_path(vit: VisionTransformer, rate: float) -> None:
     """Every residual branch of every block dropped with probability ``rate`` per sample (timm ``DropPath``);
     timm's constructor argument spreads the rate linearly over depth instead, hence set here."""
-    from timm.layers import DropPath
+    from timm.layers import DropPath  # pyright: ignore[reportPrivateImportUsage]  # timm's public path (no __all__)
 
     if not 0.0 <= rate < 1.0:
         raise UsageError(f"drop_path_rate must be in [0, 1), got {rate}")
@@ -134,10 +138,11 @@ def set_uniform_drop_path(vit: nn.Module, rate: float) -> None:
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     """teacher = momentum * teacher + (1 - momentum) * student, parameter by parameter."""
-    t_params = [p for p in teacher.parameters()]
+    t_params: list[torch.Tensor] = [p for p in teacher.parameters()]
     s_params = [p.detach() for p in student.parameters()]
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+    # (torch's foreach ops, which its optimizers use, are not in its __all__)
+    torch._foreach_mul_(t_params, momentum)  # pyright: ignore[reportPrivateImportUsage]
+    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)  # pyright: ignore[reportPrivateImportUsage]
 
 
 def teacher_export_state(teacher: Student) -> dict[str, torch.Tensor]:
@@ -155,7 +160,7 @@ def teacher_export_state(teacher: Student) -> dict[str, torch.Tensor]:
 
 def _is_swiglu(model: Student) -> bool:
     """ViT-g's packed SwiGLU MLP (timm GluMlp) is stored as mlp.w12/mlp.w3 in DINOv2/DinoBloom files."""
-    from timm.layers import GluMlp
+    from timm.layers import GluMlp  # pyright: ignore[reportPrivateImportUsage]  # timm's public path (no __all__)
 
     return any(isinstance(m, GluMlp) for m in model.backbone.vit.modules())
 

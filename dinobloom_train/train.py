@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -403,6 +403,7 @@ class Trainer:
         torch.manual_seed(_step_seed(config.seed, self.iteration, self.dist.rank))  # drop path: exact on resume
         crops = batch["global_crops"].to(device, non_blocking=True)
         if "colour_params" in batch:  # augment_on=gpu: uint8 crops, their colour drawn in the worker (no RNG here)
+            assert self.device_colour is not None  # (made for augment_on=gpu)
             crops = self.device_colour(crops, batch["colour_params"])
         masks = batch["masks"].to(device, non_blocking=True)
         n = crops.shape[0] // 2
@@ -419,7 +420,8 @@ class Trainer:
             s_cls, s_cls_logits, s_patch_logits = self.model(crops, masks)
             dino = self.dino_loss(list(s_cls_logits.chunk(2)), list(t_cls_probs.chunk(2)))
             ibot = self.ibot_loss.forward_masked(s_patch_logits, t_patch_probs, masks, batch.get("masks_weight"))
-            koleo = sum(self.koleo(part) for part in s_cls.chunk(2))
+            # (a sum() of tensors is typed "int | Tensor": its start is 0)
+            koleo = cast(torch.Tensor, sum(self.koleo(part) for part in s_cls.chunk(2)))
             loss = config.dino_weight * dino + config.ibot_weight * ibot + config.koleo_weight * koleo
         loss_value = loss.detach()
         if not torch.isfinite(loss_value):

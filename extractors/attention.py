@@ -19,7 +19,7 @@ def xformers_available(device: torch.device) -> bool:
     if device.type != "cuda":
         return False
     try:
-        import xformers.ops  # noqa: F401
+        import xformers.ops  # noqa: F401  # pyright: ignore[reportMissingImports]  # (optional: the gpu extra)
     except ImportError:
         return False
     return True
@@ -28,7 +28,7 @@ def xformers_available(device: torch.device) -> bool:
 def _memory_efficient_forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
     if attn_mask is not None or is_causal or self.gate is not None or self.training:
         return type(self).forward(self, x, attn_mask, is_causal)
-    import xformers.ops as xops
+    import xformers.ops as xops  # pyright: ignore[reportMissingImports]  # (optional: the gpu extra)
 
     B, N, _ = x.shape
     q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).unbind(2)  # (B, N, H, D) each
@@ -40,7 +40,7 @@ def _memory_efficient_forward(self, x: torch.Tensor, attn_mask=None, is_causal: 
 
 def use_xformers(model: nn.Module) -> int:
     """Route timm ``Attention`` blocks of ``model`` through xformers; returns how many blocks were switched."""
-    from timm.layers import Attention
+    from timm.layers import Attention  # pyright: ignore[reportPrivateImportUsage]  # timm's public path (no __all__)
 
     switched = 0
     for module in model.modules():

@@ -203,7 +203,7 @@ class ExtractorEntry:
         with torch.device("meta"):
             model = self.build_fn(self)
         own = model.backbone.state_dict()
-        tensors = dict(model.named_parameters(prefix="", remove_duplicate=False))
+        tensors: dict[str, torch.Tensor] = dict(model.named_parameters(prefix="", remove_duplicate=False))
         tensors.update(model.named_buffers(remove_duplicate=False))
         if any(not name.startswith("backbone.") or name[len("backbone."):] not in own for name in tensors):
             return None
@@ -301,7 +301,7 @@ def entry_from_module_class(name: str, cls: type[nn.Module]) -> ExtractorEntry:
         name=name,
         family="plugin",
         architecture=f"{where}:{cls.__qualname__}",
-        dim=int(cls.dim),
+        dim=int(getattr(cls, "dim")),  # (checked above)
         build_fn=lambda entry: FeatureModel(cls(), call_backbone),
         pooling="model",
         summary=(cls.__doc__ or "").strip().splitlines()[0] if (cls.__doc__ or "").strip() else "",

@@ -16,6 +16,9 @@ class ColorHistogram(nn.Module):
     Input is the normalised batch the harness gives every extractor; the normalisation is undone first.
     """
 
+    mean: torch.Tensor  # buffers (registered in __init__)
+    std: torch.Tensor
+
     def __init__(self, bins: int = HISTOGRAM_BINS, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
         self.bins = bins

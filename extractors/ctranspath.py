@@ -72,7 +72,7 @@ class ConvStem(nn.Module):
         **unused: Any,
     ):
         super().__init__()
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.patch_size = _pair(patch_size)
         if self.patch_size != (4, 4):
             raise ValueError(f"ConvStem downsamples by 4 (two stride-2 convs); patch_size {patch_size} is not 4")
@@ -97,7 +97,7 @@ class ConvStem(nn.Module):
         stem.append(nn.Conv2d(in_dim, embed_dim, kernel_size=1, **dd))
         self.proj = nn.Sequential(*stem)
         if isinstance(norm_layer, str):
-            from timm.layers import get_norm_layer
+            from timm.layers import get_norm_layer  # pyright: ignore[reportPrivateImportUsage]  # timm's public path
 
             norm_layer = get_norm_layer(norm_layer)
         self.norm = norm_layer(embed_dim, **dd) if norm_layer else nn.Identity()
@@ -142,7 +142,7 @@ class ConvStem(nn.Module):
         return self.norm(x)
 
 
-def mean_token_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def mean_token_features(backbone: Any, images: torch.Tensor) -> torch.Tensor:  # backbone: a timm model
     """Final normed tokens (NHWC in timm 1.x, (N, L, C) in older timm) -> mean over all positions -> (N, C)."""
     tokens = backbone.forward_features(images)
     return tokens.flatten(1, -2).mean(dim=1)

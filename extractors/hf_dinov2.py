@@ -21,13 +21,16 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from bench.core.errors import WeightsError
 from extractors.base import IMAGENET_MEAN, IMAGENET_STD, ExtractorEntry, FeatureModel
+
+if TYPE_CHECKING:
+    from transformers import Dinov2Model
 
 _RENAMES_V4_TO_V5 = (
     ("attention.attention.query.", "attention.q_proj."),
@@ -70,7 +73,7 @@ def unwrap_dinov2(container: Any, source: str, backbone: nn.Module) -> dict[str,
         out[key] = value
     if "embeddings.mask_token" not in out:  # used in training only; not every published file keeps it
         out["embeddings.mask_token"] = own["embeddings.mask_token"]
-    _take_position_grid(backbone, out.get("embeddings.position_embeddings"))
+    _take_position_grid(cast("Dinov2Model", backbone), out.get("embeddings.position_embeddings"))
     return out
 
 
@@ -94,7 +97,7 @@ def _check_config(path: Path, config) -> None:
                            "weights are not this model's")
 
 
-def _take_position_grid(backbone: nn.Module, stored: torch.Tensor | None) -> None:
+def _take_position_grid(backbone: Dinov2Model, stored: torch.Tensor | None) -> None:
     """Give the module the file's position grid (Dinov2Model interpolates it to the input at each forward)."""
     embeddings = backbone.embeddings
     if stored is None or stored.shape == embeddings.position_embeddings.shape:
@@ -105,7 +108,7 @@ def _take_position_grid(backbone: nn.Module, stored: torch.Tensor | None) -> Non
         raise WeightsError(f"position embeddings {tuple(stored.shape)} are not a square grid plus the CLS position")
     device = embeddings.position_embeddings.device
     embeddings.position_embeddings = nn.Parameter(torch.empty(stored.shape, device=device))
-    backbone.config.image_size = side * backbone.config.patch_size
+    backbone.config.image_size = side * backbone.config.patch_size  # pyright: ignore[reportAttributeAccessIssue]  # (an int)
 
 
 def dinov2_entry(family: str, config: tuple[tuple[str, Any], ...], dim: int, card, *, pooling: str = "cls",

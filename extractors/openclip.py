@@ -25,7 +25,7 @@ import os
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -88,6 +88,8 @@ def preprocess_values(arch: str, pretrained: str | None) -> tuple[dict[str, Any]
         preprocess = merge_preprocess_dict(preprocess, full.get("preprocess_cfg", {}))
     else:
         model_cfg = open_clip.get_model_config(arch)
+        if model_cfg is None:
+            raise UsageError(f"openclip:{arch}: open_clip has no model config {arch!r} (open_clip.list_models())")
         if pretrained:
             tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
             if tag_cfg:
@@ -123,7 +125,7 @@ def _build(entry: ExtractorEntry, arch: str, pretrained: str | None) -> FeatureM
     import open_clip
 
     model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained, pretrained_text=False)
-    visual = model.visual
+    visual = cast(nn.Module, model.visual)  # (a submodule; nn.Module's __getattr__ types it as a tensor or module)
     built = open_clip.get_model_preprocess_cfg(model)
     problems = []
     output_dim = getattr(visual, "output_dim", None)
@@ -167,8 +169,8 @@ def entry_for(spec: str) -> ExtractorEntry:
         build_fn=partial(_build, arch=arch, pretrained=pretrained),
         input_size=_square(preprocess["size"], spec),
         interpolation=interpolation if interpolation in INTERPOLATIONS else "bicubic",
-        mean=tuple(float(v) for v in preprocess["mean"]),
-        std=tuple(float(v) for v in preprocess["std"]),
+        mean=tuple(float(v) for v in preprocess["mean"]),  # pyright: ignore[reportArgumentType]  # (RGB: 3 values)
+        std=tuple(float(v) for v in preprocess["std"]),  # pyright: ignore[reportArgumentType]
         pooling="model",
         weights=weights,
         summary=f"OpenCLIP {arch} visual tower, {origin}, image embedding, {int(model_cfg['embed_dim'])}-d",
@@ -190,7 +192,7 @@ def build_visual_tower(entry: ExtractorEntry, arch: str) -> FeatureModel:
     """The visual tower of open_clip's ``arch`` with random weights (the weight file is loaded over them)."""
     import open_clip
 
-    return FeatureModel(open_clip.create_model(arch, pretrained=None).visual, visual_features)
+    return FeatureModel(cast(nn.Module, open_clip.create_model(arch, pretrained=None).visual), visual_features)
 
 
 def unwrap_visual_tower(container: Any, source: str, backbone: nn.Module) -> dict[str, torch.Tensor]:

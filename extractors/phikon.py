@@ -104,7 +104,7 @@ def unwrap_phikon(container: Any, source: str, backbone: nn.Module) -> dict[str,
     """A Phikon / ViTModel file (formats in the module docstring) -> the installed ``ViTModel``'s state dict."""
     if not isinstance(container, dict):
         raise WeightsError(f"{source} does not hold a state dict")
-    state = container
+    state: dict[str, Any] = container
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), dict):
             state = state[key]

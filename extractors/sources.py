@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.core.errors import ChecksumError, MissingWeightsError
+from bench.core.errors import ChecksumError, MissingWeightsError, WeightsError
 from bench.core.files import atomic_write, sha256_file_remembered
 from bench.core.registry import safe_name
 from extractors.base import ExtractorEntry, WeightSource
@@ -186,7 +186,10 @@ def resolve(
         try:
             if source.kind == "hub":
                 return Resolved(_hub_download(source, log), "download")
-            dest = weights_folder(entry, weights_home) / file_name(source)
+            name = file_name(source)
+            if name is None:
+                raise WeightsError(f"{entry.name}: the weights URL {source.location} names no file to save")
+            dest = weights_folder(entry, weights_home) / name
             if log is not None:
                 log(f"downloading {source.location} -> {dest}")
             return Resolved(download(source.location, dest, source.sha256), "download")

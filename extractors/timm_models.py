@@ -11,6 +11,7 @@ model's pretrained config names a hub id and a revision. timm-format files load 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from bench.core.errors import UsageError
 from extractors.base import ExtractorEntry, FeatureModel, WeightSource, call_backbone
@@ -54,7 +55,7 @@ def entry_for(model_name: str) -> ExtractorEntry:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"timm has no model {model_name!r}.{hint} `python -c 'import timm; print(timm.list_models())'`")
     with torch.device("meta"):  # only to read the feature dim: no memory, no init
-        probe = timm.create_model(model_name, pretrained=False, num_classes=0)
+        probe: Any = timm.create_model(model_name, pretrained=False, num_classes=0)  # (pretrained_cfg, num_features)
     cfg = probe.pretrained_cfg or {}
     size = cfg.get("input_size", (3, 224, 224))
     if size[1] != size[2]:
@@ -68,8 +69,8 @@ def entry_for(model_name: str) -> ExtractorEntry:
         build_fn=partial(_build, model_name=model_name),
         input_size=int(size[1]),
         interpolation=cfg.get("interpolation", "bilinear") if cfg.get("interpolation") in ("bilinear", "bicubic", "nearest") else "bilinear",
-        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
+        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),  # pyright: ignore[reportArgumentType]  # (RGB)
+        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),  # pyright: ignore[reportArgumentType]
         pooling="model",
         weights=(WeightSource("hub", hub, revision=cfg.get("hf_hub_revision")),) if hub else (WeightSource("file", f"a timm {model_name} checkpoint"),),
         summary=f"timm {model_name} (pretrained config: {cfg.get('tag') or 'default'})",

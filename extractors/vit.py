@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from extractors.base import ExtractorEntry, FeatureModel, pool_tokens
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 # size -> (timm model name, embedding dim); ViT-g uses SwiGLU MLPs like DINOv2/DinoBloom-G.
 VIT_ARCHITECTURES = {
@@ -45,11 +49,12 @@ class ViTSpec:
     img_size: int = 224
     overrides: tuple = ()
 
-    def create(self):
+    def create(self) -> VisionTransformer:
         import timm
 
-        return timm.create_model(self.timm_name, pretrained=False, img_size=self.img_size, num_classes=0,
-                                 **dict(self.overrides))
+        model = timm.create_model(self.timm_name, pretrained=False, img_size=self.img_size, num_classes=0,
+                                  **dict(self.overrides))
+        return cast("VisionTransformer", model)  # (timm types create_model as giving any nn.Module)
 
     @property
     def embed_dim(self) -> int:

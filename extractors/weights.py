@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -73,7 +73,7 @@ def refused_pickle(path: str | Path, exc: BaseException) -> WeightsError:
     )
 
 
-def unpickling_error(exc: BaseException) -> BaseException | None:
+def unpickling_error(exc: BaseException | None) -> BaseException | None:
     """The ``pickle.UnpicklingError`` that caused ``exc`` (itself, or one in its chain), else None."""
     import pickle
 
@@ -86,7 +86,7 @@ def unpickling_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-def state_dict_mismatches(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, object],
+def state_dict_mismatches(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, Any],
                           shown: int = 20) -> list[str]:
     """What keeps ``state_dict`` from loading strictly into a module whose state is ``own`` (only names and shapes
     of ``own`` are read: a module on the meta device will do): one line per kind of problem, [] when it fits."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,7 @@ def scatter_png(scatter: Scatter, out: Path, thumbnails: int = 0, seed: int = 0,
     for name in names:
         mine = scatter.groups == name
         ring = {"facecolors": "none", "edgecolors": colours[name]}
+        style: dict[str, Any]  # keyword arguments of ax.scatter
         for fitted, style in ((True, {"c": colours[name]}), (False, ring)):
             rows = mine & (scatter.fitted == fitted)
             if rows.any():
@@ -101,7 +103,8 @@ def _draw_thumbnails(ax, scatter: Scatter, count: int, seed: int, pixels: int = 
         with Image.open(scatter.images[i]) as image:
             thumb = image.convert("RGB")
             thumb.thumbnail((pixels, pixels))
-        box = AnnotationBbox(OffsetImage(np.asarray(thumb), zoom=1.0), scatter.xy[i], frameon=False, zorder=3)
+        xy = (float(scatter.xy[i, 0]), float(scatter.xy[i, 1]))
+        box = AnnotationBbox(OffsetImage(np.asarray(thumb), zoom=1.0), xy, frameon=False, zorder=3)
         ax.add_artist(box)
 
 

@@ -7,6 +7,7 @@ published size is its own column group, headed as a subset. Batch-effect results
 from __future__ import annotations
 
 from html import escape
+from typing import cast
 
 import pandas as pd
 
@@ -50,7 +51,7 @@ def _pct(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{100 * value:.1f}"
 
 
-def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "run here",
+def grid_html(results: pd.DataFrame, reported: pd.DataFrame | None, runs_badge: str = "run here",
               beneath: tuple[str, ...] = ()) -> str:
     """``results``: the board's rows (with ``task_label``, ``ci_low``/``ci_high`` where known, ``source``);
     ``reported``: :func:`leaderboard.paper.paper_rows`. Each extractor's name carries a badge per source of its
@@ -86,7 +87,8 @@ def grid_html(results: pd.DataFrame, reported: pd.DataFrame, runs_badge: str = "
                f'{"".join(badge(k, runs_badge, checks if k != "run" else "") for k in kinds)}</td>']
         for label, _, protocol in groups:
             key = (extractor, label, protocol)
-            row = cells.loc[key] if key in cells.index else None
+            # (a unique key: one row; pandas-stubs has no overload for a 3-level key)
+            row = cast(pd.Series, cells.loc[key]) if key in cells.index else None  # pyright: ignore[reportCallIssue, reportArgumentType]
             for metric in GRID_METRICS:
                 tds.append(_measured_cell(row, metric, best[(label, protocol, metric)], runs_badge))
         body.append("<tr>" + "".join(tds) + "</tr>")
@@ -123,7 +125,7 @@ def _collapsed(rows: pd.DataFrame) -> pd.Series:
     return rows["collapsed"].fillna(0) if "collapsed" in rows else pd.Series(0, index=rows.index)
 
 
-def _reported_rows(groups, reported: pd.DataFrame) -> str:
+def _reported_rows(groups, reported: pd.DataFrame | None) -> str:
     """The paper's rows in the same columns (its full-set numbers also under a subset column's base task)."""
     if reported is None or reported.empty:
         return ""

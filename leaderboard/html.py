@@ -5,6 +5,7 @@ result (extractor names come from plugins) is HTML-escaped."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 import pandas as pd
@@ -164,7 +165,7 @@ def _checks(row, source: str) -> str:
 
 
 def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citation: str,
-                problems: list[str] = (), maps: list[dict] = (), paper: pd.DataFrame | None = None,
+                problems: Sequence[str] = (), maps: Sequence[dict] = (), paper: pd.DataFrame | None = None,
                 runs_badge: str = "run here") -> str:
     """``results``: ``tables.with_confidence(read_results(...))`` (with ``task_label``: the task, marked when the
     result is on a subset); ``reported``: protocol -> extractors x tasks; ``problems``: lines about files that

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 
@@ -306,7 +307,9 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                 except (OSError, ValueError, KeyError, IndexError) as exc:  # parse errors, bad columns, empty
                     problems.append(f"no interval: predictions file {path} cannot be read "
                                     f"({type(exc).__name__}: {_one_line(exc)}); {fix}")
-        pooled.append(point), low.append(lo), high.append(hi)
+        pooled.append(point)
+        low.append(lo)
+        high.append(hi)
     if on_row is not None:
         on_row(len(results), len(results))
     results["main_pooled"], results["ci_low"], results["ci_high"] = pooled, low, high
@@ -341,7 +344,7 @@ def cached_interval(predictions: Path, metric: str, n_boot: int, seed: int = 0) 
     cache = intervals_path(predictions, sha)  # (a submission's cache is named by the same digest: hashed once)
     key = f"{metric}|n_boot={n_boot}|seed={seed}|level=0.95"
     try:
-        stored = json.loads(cache.read_text())
+        stored: Any = json.loads(cache.read_text())
     except (OSError, ValueError):
         stored = None
     current = (isinstance(stored, dict) and stored.get("predictions_sha256") == sha
@@ -376,7 +379,8 @@ def ranking(results: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
     rows = results[results["protocol"] == protocol]
     collapsed = rows["collapsed"].fillna(0) > 0 if "collapsed" in rows else pd.Series(False, index=rows.index)
-    scores = rows.assign(task_label=_labels(rows), score=[None if c else r[f"{r['main_metric']}_mean"]
+    # (pandas-stubs takes no list holding None as a column)
+    scores = rows.assign(task_label=_labels(rows), score=[None if c else r[f"{r['main_metric']}_mean"]  # pyright: ignore[reportArgumentType]
                                                           for c, (_, r) in zip(collapsed, rows.iterrows())]
                          ).pivot(index="extractor", columns="task_label", values="score")  # a collapse is never ranked
     scores.columns.name = None
@@ -500,7 +504,7 @@ def _collapsed_cell(cells: pd.DataFrame, extractor: str, task: str) -> str:
     """A collapsed result's cell ("4.8 ⚠ collapsed": its number, no rank), or "" for any other."""
     if (extractor, task) not in cells.index:
         return ""
-    row = cells.loc[(extractor, task)]
+    row = cast(pd.Series, cells.loc[(extractor, task)])  # (a unique key: one row)
     if not (row["collapsed"] or 0) > 0:
         return ""
     return f"{_pct(row[row['main_metric'] + '_mean'])} ⚠ collapsed"
@@ -514,7 +518,7 @@ def _with_ci(value, cells: pd.DataFrame, extractor: str, task: str, rank=None) -
     if value is None or pd.isna(value):
         return "—"
     rank = "" if rank is None or pd.isna(rank) else f" (#{int(rank)})"
-    row = cells.loc[(extractor, task)] if (extractor, task) in cells.index else None
+    row = cast(pd.Series, cells.loc[(extractor, task)]) if (extractor, task) in cells.index else None
     if row is None or pd.isna(row["ci_low"]):
         return _pct(value) + rank
     return f"{_pct(value)} [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]{rank}"

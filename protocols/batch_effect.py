@@ -104,7 +104,7 @@ class BatchEffect(Protocol):
                             + "; ".join(f"{d}: {sorted(map(str, counts.index[counts[d] > 0]))}" for d in names)
                             + ". Name the classes alike in every data set (folder names are the class names)")
         take = {c: min(int(smallest[c]), self.max_per_class) for c in shared}
-        drawn = any(int(counts.loc[c, d]) > take[c] for c in shared for d in names)
+        drawn = any(int(counts.loc[c, d]) > take[c] for c in shared for d in names)  # pyright: ignore[reportArgumentType]  # a count
         per_repeat, frames = [], []
         total = self.repeats if drawn else 1
         if on_repeat:

@@ -15,6 +15,7 @@ exp(similarity / temperature).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -203,8 +204,8 @@ class KNNProtocol(CellProtocol):
         the distances run there (:mod:`protocols.knn_device`: float32 candidates, float64 decisions, the same
         predictions)."""
         device = current_evaluation_device()
-        kwargs = dict(metric=self.metric, temperature=self.temperature,
-                      sklearn_ties=self.metric == "euclidean" and self.weighting == "uniform")
+        kwargs: dict[str, Any] = dict(metric=self.metric, temperature=self.temperature,
+                                      sklearn_ties=self.metric == "euclidean" and self.weighting == "uniform")
         notes = []
         scores = None
         if device.startswith("cuda"):

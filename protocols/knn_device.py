@@ -39,6 +39,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -253,6 +254,7 @@ def _operands(raw: torch.Tensor, shift: torch.Tensor | None, metric: str):
     if metric == "cosine":
         ops64 = raw64 / raw_sq.sqrt().clamp_min(1e-12)[:, None]  # knn_scores' normalisation
     else:
+        assert shift is not None  # euclidean: the training rows' mean
         ops64 = raw64 - shift
     ops = ops64.float()
     ops_exact = ops.double()
@@ -267,7 +269,7 @@ def _upload_train(x_train: np.ndarray, device: torch.device, s: _Settings) -> _T
     rows = max(1, s.memory_bytes // (32 * max(1, dim)))
     shift = None
     if s.metric == "euclidean":
-        shift = sum(raw[a : a + rows].double().sum(0) for a in range(0, n, rows)) / n
+        shift = cast(torch.Tensor, sum(raw[a : a + rows].double().sum(0) for a in range(0, n, rows))) / n
     ops = torch.empty((n, dim), dtype=torch.float32, device=device)
     ops_sq = torch.empty(n, dtype=torch.float64, device=device)
     raw_sq = torch.empty(n, dtype=torch.float64, device=device)

@@ -84,7 +84,7 @@ class LinearProbe(CellProtocol):
         y_train = np.asarray(y_train)
         if self.standardize:
             scaler = StandardScaler().fit(x_train)
-            x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+            x_train, x_test = np.asarray(scaler.transform(x_train)), np.asarray(scaler.transform(x_test))
         present = np.unique(y_train)
         if len(present) < 2:
             raise DataError(f"the training split holds only class {present.tolist()}; a linear probe needs two")

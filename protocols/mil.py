@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from protocols.base import BagPrediction, BagProtocol
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +153,7 @@ class FitResult:
     ``standardize`` it is the head wrapped with the training cells' statistics (``model.head``, ``model.shift``,
     ``model.scale``) and, either way, maps raw cell features to (logits, attention)."""
 
-    model: object
+    model: nn.Module
     train_index: np.ndarray  # positions into the training bags actually trained on
     val_index: np.ndarray  # positions held out for early stopping (empty: no early stopping)
     train_losses: list[float] = field(default_factory=list)  # mean training loss per epoch run
@@ -183,7 +186,7 @@ class ABMILProtocol(BagProtocol):
         return {"head": self.head, **super().settings()}
 
     @abstractmethod
-    def build(self, dim: int, n_classes: int):
+    def build(self, dim: int, n_classes: int) -> nn.Module:
         """The head (an ``nn.Module``) for features of ``dim`` and ``n_classes`` outputs."""
 
     def _lr(self, epoch: int) -> float:

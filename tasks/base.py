@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -105,7 +105,7 @@ class Task(ABC):
     main_metric: str = MAIN_METRIC
     licence: str = ""
     citation: str = ""
-    prepare: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
+    prepare: Callable[[Path], object] | None = field(default=None, repr=False, compare=False)
     fixed_root: Path | None = None
     protocols: tuple[str, ...] = ()  # run when --protocol is not given
     # The published size of the full data set, in image files (e.g. 17,092 for Acevedo); recorded with every
@@ -130,8 +130,9 @@ class Task(ABC):
     @property
     def card(self) -> TaskCard:
         """The task's :class:`TaskCard`: each field read from the task (lists as tuples)."""
-        values = {f.name: getattr(self, TaskCard.SOURCES.get(f.name, f.name)) for f in fields(TaskCard)}
-        return TaskCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        values: dict[str, Any] = {f.name: getattr(self, TaskCard.SOURCES.get(f.name, f.name)) for f in fields(TaskCard)}
+        card: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return TaskCard(**card)
 
     @property
     @abstractmethod
@@ -199,7 +200,7 @@ class Task(ABC):
         """``{"full_set_images": N}`` for a task with a published full-set size and ``{"canonical_split_sha256":
         ...}`` for one with a pinned split: what the result record needs, beside the data set's counts and split
         digest, to tell a subset or another split from the canonical full set."""
-        out = {} if self.full_set_images is None else {"full_set_images": int(self.full_set_images)}
+        out: dict[str, Any] = {} if self.full_set_images is None else {"full_set_images": int(self.full_set_images)}
         if self.canonical_split_sha256 is not None:
             out["canonical_split_sha256"] = self.canonical_split_sha256
         return out
@@ -233,7 +234,7 @@ class CellDataset:
 
     def __post_init__(self) -> None:
         if not isinstance(self.ignored_files, dict):
-            self.ignored_files = {str(path): "not used" for path in self.ignored_files}
+            self.ignored_files = {str(path): "not used" for path in self.ignored_files}  # pyright: ignore[reportGeneralTypeIssues]  # (a list)
 
     @property
     def classes(self) -> list[str]:
@@ -313,8 +314,8 @@ class BagDataset(CellDataset):
         """(patient ids, label index per patient, sample rows per patient), patients in sorted order."""
         lookup = {label: i for i, label in enumerate(self.classes)}
         groups = self.samples.groupby("patient", sort=True).indices
-        patients = sorted(groups)
-        labels = np.array([lookup[self.samples["label"].iat[groups[p][0]]] for p in patients], dtype=np.int64)
+        patients = sorted(groups)  # pyright: ignore[reportArgumentType]  # (pandas-stubs: keys are any Hashable)
+        labels = np.array([lookup[self.samples["label"].iat[groups[p][0]]] for p in patients], dtype=np.int64)  # pyright: ignore[reportArgumentType]  # (a str)
         return patients, labels, [np.asarray(groups[p]) for p in patients]
 
     def design(self, keep: np.ndarray, classes: list[str]) -> BagDesign:
@@ -323,7 +324,7 @@ class BagDataset(CellDataset):
 
         patients, _, rows = self.bags()
         first = [self.samples["label"].iat[r[0]] for r in rows]
-        labels = np.searchsorted(classes, first).astype(np.int64)
+        labels = np.searchsorted(classes, first).astype(np.int64)  # pyright: ignore[reportCallIssue, reportArgumentType]  # (str)
         rows = [r[keep[r]] for r in rows]
         return BagDesign(list(classes), patients, labels, rows, patient_splits(patients, labels, self.n_folds, self.seeds))
 

@@ -322,7 +322,8 @@ class BMCTask(CellTask):
                                  f"copy (`bench data split {self.name}` names them), so the split is generated, not "
                                  "theirs")
         counts = dataset.samples["label"].value_counts()
-        small = sorted(c for c, n in counts.items() if n_test_per_class(int(n), self.test_fraction) == 0)
+        # (labels: str; pandas-stubs types an index value as any Hashable, which need not sort)
+        small = sorted(c for c, n in counts.items() if n_test_per_class(int(n), self.test_fraction) == 0)  # pyright: ignore[reportArgumentType]
         if small:
             dataset.notes.append(f"class(es) with too few images for a test image at {self.test_fraction:g}: "
                                  f"{', '.join(small)} (train only)")

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import pandas as pd
 
-from bench.core.errors import DataError
+from bench.core.errors import DataError, UsageError
 from tasks.base import CellDataset, Inventory
 from tasks.imagefolder import CellTask
 from tasks.splits import merge_groups
@@ -44,10 +44,16 @@ class CsvTask(CellTask):
 
     def resolve_root(self, data_root=None, data_home: Path | None = None) -> Path:
         """The CSV file itself (the image root is decided when it is read)."""
+        return self._csv
+
+    @property
+    def _csv(self) -> Path:
+        if self.csv_path is None:
+            raise UsageError("a CSV task needs the CSV file (csv:<path>)")
         return Path(self.csv_path)
 
     def _table(self) -> pd.DataFrame:
-        csv_path = Path(self.csv_path)
+        csv_path = self._csv
         if not csv_path.is_file():
             raise DataError(f"task {self.name!r}: CSV file {csv_path} does not exist")
         try:
@@ -73,7 +79,7 @@ class CsvTask(CellTask):
 
     def inventory(self, root: Path | None = None) -> Inventory:
         """The CSV's rows as samples; files that do not exist go to ``missing_files`` (``load`` refuses them)."""
-        csv_path = Path(self.csv_path)
+        csv_path = self._csv
         table = self._table()
         base = csv_path.parent.resolve()
         absolute = [Path(p) if Path(p).is_absolute() else base / p for p in table["path"]]
@@ -105,7 +111,7 @@ class CsvTask(CellTask):
         if inv.missing_files:
             raise DataError(
                 f"CSV {self.csv_path}: {len(inv.missing_files)} listed file(s) do not exist (paths are relative to "
-                f"the CSV's folder {Path(self.csv_path).parent.resolve()} unless absolute), e.g. {inv.missing_files[:3]}"
+                f"the CSV's folder {self._csv.parent.resolve()} unless absolute), e.g. {inv.missing_files[:3]}"
             )
         if "patient" in inv.samples.columns:
             shared = inv.samples.groupby("patient")["label"].nunique()

@@ -152,7 +152,7 @@ class DomainsDataset:
         says. The warnings of the design (classes on one side only, the shared-class scoring) join
         ``warnings`` (each call starts again from the members' own)."""
         self.warnings = self.member_warnings()
-        labels = np.searchsorted(classes, self.samples["label"].to_numpy())
+        labels = np.asarray(np.searchsorted(classes, self.samples["label"].to_numpy()), dtype=np.int64)
         domain_of = np.repeat(np.arange(len(self.parts)), [len(p) for p in self.parts])
         names = [m.name for m in self.task.members]
         if not isinstance(self.task, DomainShiftTask):

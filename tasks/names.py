@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 from bench.core.errors import UsageError
 from tasks.transforms import PREPROCESSING
@@ -88,7 +88,7 @@ def parse(name: str) -> TaskName:
     return TaskName(members, joint, tuple((k, variants[k]) for k in ORDER if k in variants))
 
 
-def check(name: str, check_member: Callable[[str], None]) -> None:
+def check(name: str, check_member: Callable[[str], Any]) -> None:
     """Refuse a task name that cannot resolve, without importing any task (``check_member``: the registry's)."""
     for member in parse(name).members:
         check_member(member)
@@ -114,7 +114,7 @@ def variant_suffix(default, task) -> str:
                    if getattr(task, attribute, None) != getattr(default, attribute, None))
 
 
-def build(name: str, get_member: Callable[[str], object]):
+def build(name: str, get_member: Callable[[str], Any]) -> Any:
     """The task a name says: a registered task with its variants, or a multi-domain task (:mod:`tasks.domains`)
     named by its canonical name (:func:`label`)."""
     parsed = parse(name)
@@ -130,7 +130,7 @@ def build(name: str, get_member: Callable[[str], object]):
     train, test = configured(default, parsed), get_member(parsed.members[1])
     if train.kind != "cells":
         raise UsageError(f"task {name!r}: a domain shift trains a cell protocol; {train.name!r} is a {train.kind} task")
-    training, classes = parsed.get("training", "all"), parsed.get("classes", "all")
+    training, classes = parsed.get("training") or "all", parsed.get("classes") or "all"
     shift_suffix = "".join(f"@{k}={v}" for k, v in (("training", training), ("classes", classes)) if v != "all")
     return DomainShiftTask(name=f"{train.name}{SHIFT}{test.name}{variant_suffix(default, train)}{shift_suffix}",
                            members=(train, test), training=training, classes=classes, main_metric=train.main_metric,

@@ -97,7 +97,7 @@ class SimulatedBagTask(BagTask):
         bags = bags.sort_values("path", ignore_index=True)
         notes = [f"SIMULATED patients from {self.cell_task!r}: {len(bags)} of {len(cells)} cells in "
                  f"{bags['patient'].nunique()} bags of {CELLS_PER_PATIENT}"]
-        return BagDataset(self.name, cells.root, bags, "patients", [], notes + cells.notes, n_folds=self.n_folds,
+        return BagDataset(self.name, cells.root, bags, "patients", {}, notes + cells.notes, n_folds=self.n_folds,
                           seeds=tuple(self.seeds))
 
 

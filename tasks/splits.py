@@ -34,7 +34,7 @@ def stratified_folds(paths: pd.Series, labels: pd.Series, n_folds: int = 5, seed
     if paths.duplicated().any():
         raise SplitError(f"duplicate paths in split request: {paths[paths.duplicated()].head(3).tolist()}")
     folds = np.empty(len(paths), dtype=np.int64)
-    keys = paths.map(lambda p: path_key(p, seed))
+    keys = paths.map(lambda p: path_key(p, seed))  # pyright: ignore[reportArgumentType]  # (str: astype(str) above)
     start = 0
     for label in sorted(labels.unique()):
         members = np.flatnonzero((labels == label).to_numpy())
@@ -232,8 +232,9 @@ def stratified_group_folds(paths, labels, groups, n_folds: int = 5, seed: int = 
     members = pd.Series(np.arange(len(paths))).groupby(groups.to_numpy()).apply(list).tolist()
     units = []  # (label, -size, key, member rows)
     for rows in members:
-        first = min(rows, key=lambda i: paths.iat[i])
-        units.append((labels.iat[first], -len(rows), path_key(paths.iat[first], seed), rows))
+        # (pandas-stubs types a cell as any scalar; these are str)
+        first = min(rows, key=lambda i: paths.iat[i])  # pyright: ignore[reportCallIssue, reportArgumentType]
+        units.append((labels.iat[first], -len(rows), path_key(paths.iat[first], seed), rows))  # pyright: ignore[reportArgumentType]
     units.sort(key=lambda u: (u[0], u[1], u[2]))
     folds = np.empty(len(paths), dtype=np.int64)
     totals = np.zeros(n_folds, dtype=np.int64)

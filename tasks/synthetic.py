@@ -38,7 +38,7 @@ import secrets
 import shutil
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from filelock import FileLock
@@ -99,7 +99,7 @@ _OD_RBC = np.array([0.05, 0.31, 0.21], np.float32)  # eosin -> pink
 _OD_PLATELET = np.array([0.50, 0.78, 0.30], np.float32)
 _OD_AZUROPHIL = np.array([0.40, 0.70, 0.18], np.float32)
 
-_STAIN = {
+_STAIN: dict[str, dict[str, Any]] = {
     #            background rgb          hue deg  sat   density blur px noise  vignette
     "default": dict(bg=(0.925, 0.895, 0.885), hue=0.0, sat=1.00, dens=1.00, blur=0.55, noise=0.010, vig=0.00),
     "shifted": dict(bg=(0.865, 0.890, 0.935), hue=22.0, sat=1.30, dens=0.80, blur=1.25, noise=0.028, vig=0.07),
@@ -221,6 +221,7 @@ def _nucleus_lobed(rng, xx, yy, cx, cy, R, n_lobes, lobe_r, arc_r, span, link_w,
     for i in range(n_lobes):
         e = _ellipse_sdf(xx, yy, px[i], py[i], rl[i], rl[i] * asp[i], t[i] + np.pi / 2 + rng.normal(0, 0.3))
         sdf = e if sdf is None else _smin(sdf, e, k_smooth * R)
+    assert sdf is not None  # n_lobes >= 1
     w = R * rng.uniform(*link_w)
     for i in range(n_lobes - 1):
         sdf = np.minimum(sdf, _capsule_sdf(xx, yy, (px[i], py[i]), (px[i + 1], py[i + 1]), w))

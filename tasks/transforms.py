@@ -52,7 +52,7 @@ class PreResize(ImageTransform):
     def __call__(self, image):
         from PIL import Image
 
-        return image.resize((self.size, self.size), Image.BICUBIC)
+        return image.resize((self.size, self.size), Image.Resampling.BICUBIC)
 
     def spec(self) -> dict[str, Any]:
         return {"pre_resize": [self.size, self.size, "bicubic"]}  # the key features were cached under before

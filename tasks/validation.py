@@ -112,8 +112,9 @@ def duplicate_groups(samples: pd.DataFrame) -> list[list[int]]:
     groups = []
     for _, rows in samples.groupby("sha256", sort=False).indices.items():
         if len(rows) > 1:
-            groups.append(sorted(rows.tolist(), key=lambda i: samples["path"].iat[i]))
-    return sorted(groups, key=lambda g: samples["path"].iat[g[0]])
+            # (pandas-stubs types a cell as any scalar, which need not sort; paths are str)
+            groups.append(sorted(rows.tolist(), key=lambda i: samples["path"].iat[i]))  # pyright: ignore[reportCallIssue, reportArgumentType, reportAttributeAccessIssue]
+    return sorted(groups, key=lambda g: samples["path"].iat[g[0]])  # pyright: ignore[reportCallIssue, reportArgumentType]
 
 
 def walk_class_folders(root: Path, depth: int | None = None) -> Inventory:

@@ -8,7 +8,7 @@ import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -102,7 +102,7 @@ def _log(message: str) -> None:
     console.print(message, markup=False, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     from rich.markup import escape
 
     console.print(f"[red]error:[/] {escape(message)}", highlight=False)

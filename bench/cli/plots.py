@@ -161,8 +161,8 @@ def batch_effect_cmd(
             _interrupted()
         for record, how in [(r, "ok") for r in outcome.records] + [(r, "kept (stored result)") for r in outcome.kept]:
             mean, std = record.metrics.mean, record.metrics.std
-            table.add_row(escape(name), escape(record.task.name),
-                          *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), how)
+            table.add_row(escape(name), escape(record.task.name),  # (batch-effect scores are never None)
+                          *(f"{100 * mean[m]:.1f} ± {100 * std[m]:.1f}" for m in BATCH_METRICS), how)  # pyright: ignore[reportOperatorIssue]
         if outcome.status == "failed":
             failed = True
             if outcome.bug:

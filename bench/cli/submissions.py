@@ -73,7 +73,7 @@ def verify(
     with _user_errors():
         found, problems, outcome = check(submissions, roots, sample, seed, log=_log)
     for folder, derived in outcome.items():
-        if not derived.failures:
+        if not derived.failures and derived.checks is not None:  # (an accepted submission carries its checks)
             where = folder.relative_to(submissions).as_posix()
             _log(f"{derived.checks.badge}: {where}: {derived.checks.summary()}")
     for line in problems:
@@ -82,5 +82,5 @@ def verify(
         _fail(f"no submission (submission.json) under {submissions}; make them with `bench submit`", 1)
     if problems:
         _fail(f"{len(problems)} problem(s) in {found} submission(s); those submissions do not reach the board", 1)
-    verified = sum(d.checks.verified for d in outcome.values())
+    verified = sum(d.checks.verified for d in outcome.values() if d.checks is not None)
     out.print(f"{found} submission(s) accepted: {verified} verified, {found - verified} self-reported", markup=False)

@@ -84,8 +84,8 @@ def train(
              "extracts its features first; training goes on after")
         outcome = run_pair(f"trained:{path}", eval_task, _split(eval_protocol), options, log=_log)
         for record in outcome.records:
-            _log(f"export {path.name}: {eval_task} {record.protocol.name} "
-                 + ", ".join(f"{LABELS[m]} {100 * record.metrics.mean[m]:.1f}" for m in LABEL_METRICS))
+            _log(f"export {path.name}: {eval_task} {record.protocol.name} "  # (label metrics are never None)
+                 + ", ".join(f"{LABELS[m]} {100 * record.metrics.mean[m]:.1f}" for m in LABEL_METRICS))  # pyright: ignore[reportOperatorIssue]
         if outcome.status == "failed":
             if outcome.bug or _state["debug"]:
                 _log(outcome.traceback or "")

@@ -49,7 +49,8 @@ def metric_value(y_true, y_pred, metric: str) -> float:
 
     check_metric(metric)
     if metric == WEIGHTED_F1:
-        return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+        # (scikit-learn is untyped: pyright takes zero_division's type from its default, "warn")
+        return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))  # pyright: ignore[reportArgumentType]
     if metric == ACCURACY:
         return float(accuracy_score(y_true, y_pred))
     with warnings.catch_warnings():

@@ -207,7 +207,7 @@ class Registry(Generic[T]):
 
     # -- listing ------------------------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+        if self._entry_points_loaded or self.entry_point_group is None:
             return
         self._entry_points_loaded = True
         for ep in entry_points(group=self.entry_point_group):
@@ -344,8 +344,9 @@ def _named(obj: Any, name: str, summary: str) -> Any:
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         return obj
     fields = {f.name for f in dataclasses.fields(obj)}
-    changes = {"name": name} if "name" in fields and obj.name != name else {}
-    if summary and "summary" in fields and obj.summary != summary:
+    # (is_dataclass narrows obj to DataclassInstance, which names no fields; "name"/"summary" in fields says they exist)
+    changes = {"name": name} if "name" in fields and obj.name != name else {}  # pyright: ignore[reportAttributeAccessIssue]
+    if summary and "summary" in fields and obj.summary != summary:  # pyright: ignore[reportAttributeAccessIssue]
         changes["summary"] = summary
     return dataclasses.replace(obj, **changes) if changes else obj
 
