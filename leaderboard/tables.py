@@ -551,7 +551,7 @@ def fold_spread_sentence(results: pd.DataFrame) -> str:
                "nothing (on 1,600 real PBC images, 0.3-1.3 points for the same features; docs/benchmarks.md, "
                "\"The authors' choices on real images\").")
     if spread.empty:
-        return general + " Run with --folds authors beside the default to measure it here."
+        return general + " Run -t TASK@folds=authors beside the default to measure it here."
     top = spread.sort_values("spread").iloc[-1]
     shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in sorted(top["schemes"].items()))
     return (f"{general} On this board the fold scheme alone moves a result by up to {top['spread']:.1f} points "

@@ -55,7 +55,7 @@ def restrict(prediction: Prediction, predictable: list[int], protocol: str) -> P
     changes (a domain shift scored on the classes both data sets hold)."""
     if prediction.proba is None:
         raise DataError(f"protocol {protocol!r} gives no class probabilities, so its predictions cannot be "
-                        "restricted to the shared classes; run it with --shift-classes all")
+                        "restricted to the shared classes; name the task without @classes=shared")
     allowed = np.asarray(sorted(predictable), dtype=np.int64)
     kept = prediction.proba[:, allowed]
     proba = np.zeros_like(prediction.proba)

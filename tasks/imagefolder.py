@@ -30,10 +30,10 @@ class CellTask(Task):
     split_seed: int = 0
     protocols: tuple[str, ...] = CELL_PROTOCOLS
     # "portable" (tasks.splits.stratified_group_folds) or "authors" (tasks.splits.authors_folds: the DinoBloom
-    # authors' StratifiedKFold without shuffling, over the sorted paths); `bench run --folds` chooses
+    # authors' StratifiedKFold without shuffling, over the sorted paths); `-t TASK@folds=authors` chooses
     fold_scheme: str = "portable"
     kind: ClassVar[str] = "cells"
-    k_fold: ClassVar[bool] = True  # False: a fixed train/test split (BMC), where --folds means nothing
+    k_fold: ClassVar[bool] = True  # False: a fixed train/test split (BMC), where @folds= means nothing
     layout: ClassVar[str] = ("<root>/<class>/<image> (images in sub-folders belong to the class; any format PIL "
                              "decodes: jpg, png, tif, bmp, gif, webp, ...)")
     groups: ClassVar[str] = "sha256 (byte-identical files share a fold)"
