@@ -25,6 +25,14 @@ for _name, _target, _summary in [
      "Acevedo, 11 classes from the file-name prefix (unspecified IG_*/NEUTROPHIL_* left out), 5-fold CV"),
     ("bmc", "tasks.bmc:BMC",
      "Bone Marrow Cytomorphology (Matek et al. 2021, 171,374 images), 21 classes, fixed per-class 80/20 split"),
+    ("bccd-wbc", "tasks.bccd:BCCD_WBC",
+     "BCCD white-cell crops (apple2373/BCCD, 351 images), 5 classes, 5-fold portable CV"),
+    ("sslseg-1", "tasks.segmentation_wbc:SSLSEG_1",
+     "segmentation_WBC Dataset 1 (Jiangxi Tecom, 300 images of 120 px), 5 classes, labels not all expert-checked, "
+     "5-fold CV"),
+    ("sslseg-2", "tasks.segmentation_wbc:SSLSEG_2",
+     "segmentation_WBC Dataset 2 (CellaVision blog, 100 images of 300 px), 5 classes, labels not all "
+     "expert-checked, 5-fold CV"),
     ("aml-hehr", "tasks.aml:AML_HEHR",
      "AML Hehr: 4 genetic AML subtypes and control per patient from all its cells (ABMIL, patient-level CV)"),
 ]:
