@@ -24,8 +24,7 @@ BCCD_CLASSES = tuple(folder.lower() for folder in BCCD_FOLDERS)
 DATA_DIR = "BCCD_cropped"
 FULL_SET_IMAGES = 351  # apple2373/BCCD's README: 207 + 88 + 33 + 20 + 3
 REPOSITORY = "https://github.com/apple2373/BCCD"
-LICENCE = ("MIT (the BCCD data set, github.com/Shenggan/BCCD_Dataset); apple2373/BCCD, which publishes the crops, "
-           "states no licence of its own")
+LICENCE = "MIT (the BCCD data set's; apple2373/BCCD, which publishes the crops, states none)"
 CITATION = ("BCCD Dataset, github.com/Shenggan/BCCD_Dataset (MIT, 2017); white-cell crops and labels: "
             "github.com/apple2373/BCCD (commit 7751031)")
 OBTAIN = (f"git clone {REPOSITORY} and pass --data-root pointing at the clone's '{DATA_DIR}' folder (or the clone), "

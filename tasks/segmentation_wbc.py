@@ -30,7 +30,8 @@ CLASSES_BY_CODE = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinoph
 SSLSEG_CLASSES = tuple(sorted(CLASSES_BY_CODE.values()))
 DATA_DIR = "segmentation_WBC"
 REPOSITORY = "https://github.com/zxaoyou/segmentation_WBC"
-LICENCE = "GPL-3.0 (the repository's LICENSE); acknowledge Jiangxi Tecom (Dataset 1) or the CellaVision blog (Dataset 2)"
+LICENCE = "GPL-3.0 (the repository's LICENSE)"
+ACKNOWLEDGE = {1: "Jiangxi Tecom Science Corporation, China", 2: "the CellaVision blog (blog.cellavision.com)"}
 CITATION = ("X. Zheng, Y. Wang, G. Wang, J. Liu: Fast and robust segmentation of white blood cell images by "
             "self-supervised learning. Micron 107 (2018) 55-71, doi:10.1016/j.micron.2018.01.010")
 LABEL_WARNING = ("the data set's README warns that some class labels were added by its authors and not checked by "
@@ -101,5 +102,9 @@ def _obtain(dataset: int) -> str:
             f"{dataset}' and 'Class Labels of Dataset {dataset}.csv'), or put the clone at $BENCH_HOME/data/{DATA_DIR}.")
 
 
-SSLSEG_1 = SegmentationWbcTask(dataset=1, full_set_images=300, obtain=_obtain(1))
-SSLSEG_2 = SegmentationWbcTask(dataset=2, full_set_images=100, obtain=_obtain(2))
+def _citation(dataset: int) -> str:
+    return f"{CITATION}; the README asks to acknowledge {ACKNOWLEDGE[dataset]} for Dataset {dataset}"
+
+
+SSLSEG_1 = SegmentationWbcTask(dataset=1, full_set_images=300, obtain=_obtain(1), citation=_citation(1))
+SSLSEG_2 = SegmentationWbcTask(dataset=2, full_set_images=100, obtain=_obtain(2), citation=_citation(2))

@@ -139,3 +139,17 @@ def test_the_real_segmentation_wbc_copies_hold_their_label_files_counts():
         expected = table.iloc[:, 1].map(names).value_counts().to_dict()
         assert len(dataset) == n and dataset.samples["label"].value_counts().to_dict() == expected
         assert len(dataset.ignored_files) == n  # every image's mask
+
+
+def test_list_tasks_details_says_whose_data_are_here(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    _bccd_clone(home / "data" / "clone", {"Basophil": 1, "Neutrophil": 1})
+    (home / "data" / "clone" / "BCCD_cropped").rename(home / "data" / "BCCD_cropped")
+    done = CliRunner().invoke(app, ["list", "tasks", "--details"])
+    assert done.exit_code == 0, done.output
+    rows = {line.split()[0]: line for line in done.output.splitlines() if line.strip()}
+    assert "here:" in rows["bccd-wbc"] and "351" in rows["bccd-wbc"]
+    assert rows["acevedo"].rstrip().endswith("absent") and "17,092" in rows["acevedo"]
+    assert "embedded" in rows["synthetic-wbc"]
+    assert "absent from" in done.output and "sslseg-1" in " ".join(done.output.split()).rsplit("absent from", 1)[1]

@@ -19,11 +19,14 @@ class Kind(str, Enum):
 @app.command("list", epilog=_examples("list"))
 def list_(
     kind: Kind = typer.Argument(..., help="extractors, tasks or protocols"),
-    details: bool = typer.Option(False, "--details", help="extractors: grouped by family, with dim, parameters, licence and whether the weights are here (imports the model code)"),
+    details: bool = typer.Option(False, "--details", help="extractors: grouped by family, with dim, parameters, licence and whether the weights are here (imports the model code); tasks: kind, images, classes, licence and whether the data are here"),
 ) -> None:
     """List registered names with a one-line summary."""
     if kind is Kind.extractors and details:
         _list_extractor_details()
+        return
+    if kind is Kind.tasks and details:
+        _list_task_details()
         return
     if kind is Kind.extractors:
         from extractors import EXTRACTORS as registry
@@ -58,3 +61,31 @@ def _list_extractor_details() -> None:
         size = "—" if row.parameters is None else f"{row.parameters / 1e6:,.1f} M"
         table.add_row(escape(shown), escape(row.name), str(row.dim), size, escape(row.licence), row.weights)
     out.print(table)
+
+
+def _list_task_details() -> None:
+    """Every built-in task: kind, published size, classes, licence, and whether its data are in its default folder
+    (``$BENCH_HOME/data/...``; nothing is read or hashed: ``bench data check TASK`` checks the files)."""
+    from rich.markup import escape
+
+    from bench.core import settings
+    from tasks import TASKS, get_task
+
+    table = Table("name", "kind", "images", "classes", "licence", "data", box=None, pad_edge=False)
+    missing = []
+    for name in TASKS.names():
+        task = get_task(name)
+        if task.prepare is not None:
+            where = "embedded (generated on first use)"
+        else:
+            root = task.resolve_root(None, settings.data_dir())
+            where = f"here: {root}" if root.exists() else "absent"
+            if not root.exists():
+                missing.append(name)
+        size = "—" if task.full_set_images is None else f"{task.full_set_images:,}"
+        classes = str(len(task.expected_classes)) if task.expected_classes else "—"
+        table.add_row(escape(name), task.kind, size, classes, escape(task.licence or "—"), escape(where))
+    out.print(table)
+    if missing:
+        out.print(f"absent from {settings.data_dir()}: {', '.join(missing)}. `bench data info TASK` says how to get "
+                  "each; --data-root reads a copy elsewhere", markup=False, highlight=False)
