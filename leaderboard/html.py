@@ -26,6 +26,7 @@ th.reported-title{font-weight:normal;font-style:italic;background:#fafafa}
 .charts{display:flex;flex-wrap:wrap;gap:1em 2em;align-items:flex-start}
 figure.chart{margin:0;width:420px}figure.chart figcaption{font-weight:bold;font-size:13px;margin-bottom:4px}
 figure.map{display:inline-block;margin:0 1.5em 1.5em 0;font-size:11px;max-width:260px;vertical-align:top}
+div.matrix h3{font-size:14px;margin:0}div.matrix td.diag{background:#f0f0f0;font-style:italic}
 """ + BADGE_CSS
 
 # Sorting by clicking a header; written here because the page must work offline with no library.
@@ -220,6 +221,9 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     for (task, protocol), rows in results.groupby(["task_label", "protocol"], sort=True):
         parts.append(_bar_chart(rows, f"{task} / {protocol}"))
     parts.append("</div>")
+    from leaderboard.generalisation import matrices_html
+
+    parts.append(matrices_html(results))
     trained = results[results["training_iteration"].notna()] if "training_iteration" in results else results.iloc[:0]
     if len(trained):
         parts.append('<h2>Training curves (trainer exports)</h2><div class="charts">')

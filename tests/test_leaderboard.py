@@ -382,3 +382,29 @@ def test_the_same_result_in_two_folders_is_one_row_and_reported(tmp_path):
     assert done.exit_code == 0 and "Traceback" not in done.output, done.output
     assert sum(line.startswith("warning: duplicate") for line in done.output.splitlines()) == 1
     assert "70.0 ± 1.0" in done.output and "50.0" not in done.output.split("## Reported")[0]
+
+
+def test_domain_shift_results_form_a_matrix_with_the_in_domain_result_on_its_diagonal():
+    from leaderboard.generalisation import matrices_md, shift_matrices
+    from leaderboard.tables import md_text
+
+    rows = [("a", 0.9), ("b", 0.8), ("a=>b", 0.4), ("b=>a", 0.3), ("a=>c", 0.2), ("a=>b@classes=shared", 0.6)]
+    results = pd.DataFrame({"extractor": "x", "task": [t for t, _ in rows], "protocol": "knn-20",
+                            "main_metric": "weighted_f1", "weighted_f1_mean": [v for _, v in rows]})
+    matrices = shift_matrices(results)
+    assert sorted(matrices) == [("knn-20", "", "x"), ("knn-20", "@classes=shared", "x")]
+    plain = matrices[("knn-20", "", "x")]
+    assert list(plain.index) == ["a", "b", "c"] and list(plain.columns) == ["a", "b", "c"]
+    assert (plain.loc["a", "a"], plain.loc["a", "b"], plain.loc["b", "a"], plain.loc["a", "c"]) == (0.9, 0.4, 0.3, 0.2)
+    assert plain.loc["b", "b"] == 0.8 and pd.isna(plain.loc["c", "c"]) and pd.isna(plain.loc["c", "a"])
+    assert matrices[("knn-20", "@classes=shared", "x")].loc["a", "b"] == 0.6
+    text = "\n".join(matrices_md(results, md_text))
+    assert "## Cross-data-set generalisation" in text
+    first = [line for line in text.splitlines() if line.startswith("| a ")][0]
+    assert [cell.strip() for cell in first.strip("|").split("|")] == ["a", "90.0", "40.0", "20.0"]
+    assert shift_matrices(results[~results["task"].str.contains("=>")]) == {}
+    from leaderboard.generalisation import matrices_html
+
+    page = matrices_html(results)
+    assert 'id="generalisation"' in page and '<td class="num diag" data-value="0.9">90.0</td>' in page
+    assert "x / knn-20 / @classes=shared" in page and matrices_html(results.iloc[:2]) == ""
