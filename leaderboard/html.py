@@ -221,9 +221,11 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     for (task, protocol), rows in results.groupby(["task_label", "protocol"], sort=True):
         parts.append(_bar_chart(rows, f"{task} / {protocol}"))
     parts.append("</div>")
+    from leaderboard.calibration import calibration_html
     from leaderboard.generalisation import matrices_html
 
     parts.append(matrices_html(results))
+    parts.append(calibration_html(results))
     trained = results[results["training_iteration"].notna()] if "training_iteration" in results else results.iloc[:0]
     if len(trained):
         parts.append('<h2>Training curves (trainer exports)</h2><div class="charts">')

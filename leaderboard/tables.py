@@ -460,9 +460,11 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
                  "The mean over tasks and the Borda count (per task, the number of those extractors with a strictly "
                  "lower score) compare only the extractors that have a result on every task of the table, sorted "
                  "first by Borda count.")
+    from leaderboard.calibration import calibration_md
     from leaderboard.generalisation import matrices_md
 
     parts += matrices_md(results, md_text)
+    parts += calibration_md(results, md_text)
     parts += _problems_md(problems)
     parts += _reported_sections(results)
     return "\n".join(parts) + "\n"

@@ -28,7 +28,8 @@ import pandas as pd
 # older code. A change to one protocol bumps that protocol's own ``version`` instead (``Protocol.version``).
 # 2: ABMIL standardises features on the training bags; results record what they were computed from.
 # 3: the linear probe fits in float64 with C = dim x the classes present in the training labels (the authors').
-EVALUATION_CODE_VERSION = 3
+# 4: every result with class probabilities records its expected calibration error (ECE) beside the other metrics.
+EVALUATION_CODE_VERSION = 4
 
 
 # Where protocols may compute ("cpu", "cuda", "cuda:1"): set by the harness around an evaluation. Not a protocol

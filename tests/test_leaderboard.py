@@ -408,3 +408,16 @@ def test_domain_shift_results_form_a_matrix_with_the_in_domain_result_on_its_dia
     page = matrices_html(results)
     assert 'id="generalisation"' in page and '<td class="num diag" data-value="0.9">90.0</td>' in page
     assert "x / knn-20 / @classes=shared" in page and matrices_html(results.iloc[:2]) == ""
+
+
+
+def test_calibration_stands_beside_accuracy_for_results_that_hold_it():
+    from leaderboard.calibration import calibration_html, calibration_md, calibration_tables
+    from leaderboard.tables import md_text
+
+    results = pd.DataFrame({"extractor": ["x", "x", "y"], "task": ["a", "b", "a"], "protocol": "linear",
+                            "ece_mean": [0.05, None, 0.125], "accuracy_mean": [0.9, 0.8, 0.75]})
+    (table,) = calibration_tables(results).values()
+    assert table.loc["x", "a"] == "5.0 (90.0)" and table.loc["y", "a"] == "12.5 (75.0)" and list(table.columns) == ["a"]
+    assert "## Calibration" in "\n".join(calibration_md(results, md_text)) and 'id="calibration"' in calibration_html(results)
+    assert calibration_tables(results.drop(columns="ece_mean")) == {}

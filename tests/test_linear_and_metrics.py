@@ -137,3 +137,21 @@ def test_each_split_reports_its_progress_and_its_warnings_as_it_ends():
     assert [(d, t) for d, t, _, _ in heard] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert heard[1][2] == "fold 0" and any("did not converge in 1 iterations" in n for n in heard[1][3])
     assert "score is that of an unfinished fit" in heard[1][3][0]
+
+
+def test_expected_calibration_error_of_a_hand_computed_case():
+    """Confidences 0.9, 0.9 (one right) and 0.6, 0.6 (both right), 15 bins: |0.5 - 0.9| x 2/4 + |1 - 0.6| x 2/4."""
+    from bench.core.metrics import ECE, classification_metrics, expected_calibration_error
+
+    proba = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]])
+    y_pred = np.array([0, 1, 0, 1])
+    y_true = np.array([0, 0, 0, 1])
+    assert expected_calibration_error(y_true, y_pred, proba) == pytest.approx(0.4)
+    assert expected_calibration_error(y_true, y_pred, proba, bins=1) == pytest.approx(abs(0.75 - 0.75))  # one bin
+    assert classification_metrics(y_true, y_pred, proba, 2)[ECE] == pytest.approx(0.4)
+    assert classification_metrics(y_true, y_pred, None, 2)[ECE] is None  # no probabilities: no calibration
+    rng = np.random.default_rng(0)  # calibrated by construction: right with the probability it states
+    confidence = rng.uniform(0.5, 1.0, 20000)
+    right = rng.uniform(size=20000) < confidence
+    proba = np.stack([confidence, 1 - confidence], axis=1)
+    assert expected_calibration_error(np.where(right, 0, 1), np.zeros(20000, dtype=int), proba) < 0.02

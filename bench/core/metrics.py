@@ -12,7 +12,9 @@ import warnings
 import numpy as np
 
 WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY, MACRO_AUROC = "weighted_f1", "accuracy", "balanced_accuracy", "macro_auroc"
-METRICS = (WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY, MACRO_AUROC)
+ECE = "ece"  # expected calibration error of the predicted class's probability (lower is better)
+METRICS = (WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY, MACRO_AUROC, ECE)
+ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (ICML 2017) report it
 LABEL_METRICS = (WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY)  # computable from predicted labels alone
 MAIN_METRIC = WEIGHTED_F1  # the paper's main score
 LABELS = {
@@ -20,6 +22,7 @@ LABELS = {
     ACCURACY: "accuracy",
     BALANCED_ACCURACY: "balanced acc.",
     MACRO_AUROC: "macro AUROC",
+    ECE: "ECE",
 }
 
 # Batch-effect scores (`bench batch-effect`, protocols/batch_effect.py): how embeddings of several data sets
@@ -59,12 +62,29 @@ def metric_value(y_true, y_pred, metric: str) -> float:
         return float(balanced_accuracy_score(y_true, y_pred))
 
 
+def expected_calibration_error(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
+                               bins: int = ECE_BINS) -> float:
+    """Top-label ECE (Guo et al., ICML 2017): the predicted class's probability (its confidence) binned into
+    ``bins`` equal-width bins of (0, 1], then sum over bins of |bin| / n x |accuracy - mean confidence|. Written
+    here because scikit-learn has no multi-class ECE (its ``calibration_curve`` is binary)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    confidence = np.asarray(proba, dtype=np.float64)[np.arange(len(y_pred)), y_pred]
+    correct = (y_true == y_pred).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        rows = which == b
+        total += rows.sum() / len(y_pred) * abs(correct[rows].mean() - confidence[rows].mean())
+    return float(total)
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int) -> dict:
     """Metric name -> value in [0, 1] for every name in :data:`METRICS` (None where it cannot be computed)."""
     from sklearn.metrics import roc_auc_score
 
     result: dict = {metric: metric_value(y_true, y_pred, metric) for metric in LABEL_METRICS}
     result[MACRO_AUROC] = None
+    result[ECE] = None if proba is None or not len(y_pred) else expected_calibration_error(y_true, y_pred, proba)
     present = np.unique(y_true)
     if proba is not None and len(present) >= 2:
         # one-vs-rest AUROC over the classes present in this test split, probabilities renormalised over them
