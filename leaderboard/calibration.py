@@ -49,7 +49,10 @@ def calibration_html(results: pd.DataFrame) -> str:
     tables = calibration_tables(results)
     if not tables:
         return ""
-    parts = [f'<h2 id="calibration">Calibration</h2><p>{escape(NOTE)}</p>']
+    import re
+
+    note = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(NOTE))  # the note's commands, as code
+    parts = [f'<h2 id="calibration">Calibration</h2><p>{note}</p>']
     for protocol, table in tables.items():
         head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
         body = "".join(f'<tr><td class="txt">{escape(str(name))}</td>'
