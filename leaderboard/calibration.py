@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.core.metrics import ECE
+from leaderboard.frames import frame_html, frame_md
 
 NOTE = ("Expected calibration error of the predicted class's probability (15 equal-width bins; mean over folds; lower "
         "is better), accuracy in brackets, both percent. A result written before ECE was recorded shows none; "
@@ -36,10 +37,7 @@ def calibration_md(results: pd.DataFrame, escape) -> list[str]:
         return []
     parts = ["\n## Calibration\n", NOTE]
     for protocol, table in tables.items():
-        shown = table.copy()
-        shown.index = pd.Index([escape(i) for i in shown.index], name="extractor")
-        shown.columns = [escape(c) for c in shown.columns]
-        parts += [f"\n### {escape(protocol)}\n", shown.to_markdown(disable_numparse=True)]
+        parts += [f"\n### {escape(protocol)}\n", frame_md(table, "extractor", escape)]
     return parts
 
 
@@ -54,10 +52,5 @@ def calibration_html(results: pd.DataFrame) -> str:
     note = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(NOTE))  # the note's commands, as code
     parts = [f'<h2 id="calibration">Calibration</h2><p>{note}</p>']
     for protocol, table in tables.items():
-        head = "".join(f"<th>{escape(str(c))}</th>" for c in ["extractor", *table.columns])
-        body = "".join(f'<tr><td class="txt">{escape(str(name))}</td>'
-                       + "".join(f'<td class="num">{escape(str(v))}</td>' for v in values) + "</tr>"
-                       for name, values in zip(table.index, table.to_numpy()))
-        parts.append(f'<h3>{escape(protocol)}</h3><div class="scroll"><table class="reported"><thead><tr>{head}</tr>'
-                     f"</thead><tbody>{body}</tbody></table></div>")
+        parts.append(f'<h3>{escape(protocol)}</h3><div class="scroll">{frame_html(table, "extractor")}</div>')
     return "".join(parts)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leaderboard.frames import frame_html, frame_md
+
 SHIFT = "=>"
+CORNER = "trained on \\ tested on"
 
 
 def split_shift(task: str) -> tuple[str, str, str] | None:
@@ -56,10 +59,8 @@ def matrices_md(results: pd.DataFrame, escape) -> list[str]:
              "(`@classes=shared`: scored on the classes both hold)."]
     for (protocol, variants, extractor), matrix in matrices.items():
         shown = matrix.map(lambda v: "—" if pd.isna(v) else f"{100 * v:.1f}")
-        shown.index = pd.Index([escape(i) for i in shown.index], name="trained on \\ tested on")
-        shown.columns = [escape(c) for c in shown.columns]
         title = escape(f"{extractor} / {protocol}" + (f" / {variants}" if variants else ""))
-        parts += [f"\n### {title}\n", shown.to_markdown(disable_numparse=True)]
+        parts += [f"\n### {title}\n", frame_md(shown, CORNER, escape)]
     return parts
 
 
@@ -76,13 +77,13 @@ def matrices_html(results: pd.DataFrame) -> str:
              'scored on the classes both hold).</p><div class="charts">']
     for (protocol, variants, extractor), matrix in matrices.items():
         title = f"{extractor} / {protocol}" + (f" / {variants}" if variants else "")
-        head = "".join(f"<th>{escape(str(c))}</th>" for c in ["trained on \\ tested on", *matrix.columns])
-        body = "".join(
-            f"<tr><td class=\"txt\">{escape(str(name))}</td>" + "".join(
-                f'<td class="num{" diag" if name == column else ""}" data-value="{"" if pd.isna(v) else v}">'
-                f'{"—" if pd.isna(v) else f"{100 * v:.1f}"}</td>' for column, v in zip(matrix.columns, values))
-            + "</tr>" for name, values in zip(matrix.index, matrix.to_numpy()))
-        parts.append(f'<div class="matrix"><h3>{escape(title)}</h3><table class="reported"><thead><tr>{head}</tr>'
-                     f"</thead><tbody>{body}</tbody></table></div>")
+        parts.append(f'<div class="matrix"><h3>{escape(title)}</h3>{frame_html(matrix, CORNER, _cell)}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def _cell(row, column, value) -> str:
+    """A matrix cell: percent, its value kept for sorting, the diagonal (in-domain) marked."""
+    missing = pd.isna(value)
+    return (f'<td class="num{" diag" if row == column else ""}" data-value="{"" if missing else value}">'
+            f'{"—" if missing else f"{100 * float(value):.1f}"}</td>')  # (value: a float or NaN)
