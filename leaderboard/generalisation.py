@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from leaderboard.frames import frame_html, frame_md
+from leaderboard.tables import main_scores
 
 SHIFT = "=>"
 CORNER = "trained on \\ tested on"
@@ -28,8 +29,7 @@ def shift_matrices(results: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataF
     """(protocol, variants, extractor) -> training tasks x test tasks of the main metric's mean (a fraction), with
     the training task's own result (same protocol, its default name) on the diagonal where the board holds it."""
     rows = results.assign(parts=results["task"].map(split_shift))
-    main = pd.Series([row[f"{row['main_metric']}_mean"] if f"{row['main_metric']}_mean" in row else float("nan")
-                      for _, row in results.iterrows()], index=results.index, dtype=float)
+    main = pd.Series(main_scores(results), index=results.index, dtype=float)
     rows = rows.assign(main=main)
     shifts = rows[rows["parts"].notna()]
     own = {(str(e), str(t), str(p)): float(v) for e, t, p, v in rows[["extractor", "task", "protocol", "main"]]

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.core.metrics import INTEGRATION
 from leaderboard.grid import BADGE_CSS, badge, sources
-from leaderboard.tables import BATCH_EFFECT_NOTE, fold_spread_sentence
+from leaderboard.tables import BATCH_EFFECT_NOTE, fold_spread_sentence, main_scores
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -177,8 +177,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     from leaderboard.grid import grid_html
 
     subset = results["subset"].fillna("") if "subset" in results else pd.Series("", index=results.index)
-    results = results.assign(main_mean=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()],
-                             main_std=[r[f"{r['main_metric']}_std"] for _, r in results.iterrows()],
+    results = results.assign(main_mean=main_scores(results), main_std=main_scores(results, "std"),
                              subset=subset,
                              task_label=results["task_label"] if "task_label" in results else results["task"])
     header = ["extractor", "task", "protocol", "metric", "mean", "± std", "95 % interval", "folds", "warnings",

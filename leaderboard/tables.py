@@ -277,6 +277,11 @@ def main_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.sort_index()
 
 
+def main_scores(results: pd.DataFrame, stat: str = "mean") -> list:
+    """Each row's main metric's ``stat`` ("mean" or "std"), None where the row holds none."""
+    return [row.get(f"{row['main_metric']}_{stat}") for _, row in results.iterrows()]
+
+
 def _fmt(mean, std) -> str:
     return "—" if mean is None or pd.isna(mean) else f"{_pct(mean)} ± {_pct(std)}"
 
@@ -537,7 +542,7 @@ def fold_spread(results: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     base = results["task"].map(lambda t: re.sub(r"@folds=[^@]+", "", str(t)))
-    scored = results.assign(base=base, score=[r[f"{r['main_metric']}_mean"] for _, r in results.iterrows()])
+    scored = results.assign(base=base, score=main_scores(results))
     for (extractor, task, protocol), group in scored.groupby(["extractor", "base", "protocol"], sort=True):
         if group["task"].nunique() < 2 or group["score"].isna().any():
             continue

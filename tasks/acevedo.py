@@ -15,7 +15,7 @@ import pandas as pd
 
 from tasks.base import Inventory
 from tasks.imagefolder import CellTask
-from tasks.validation import class_inventory, resolve_data_root
+from tasks.validation import class_inventory
 
 ACEVEDO_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 # Finer labels from the file-name prefix (the part before the first "_"), in the folders that have them.
@@ -64,15 +64,11 @@ class AcevedoTask(CellTask):
     citation: str = CITATION
     layout: ClassVar[str] = f"{DATA_DIR}/<class>/<PREFIX>_<id>.jpg, class in {{{', '.join(ACEVEDO_CLASSES)}}}"
     class_folders: ClassVar[str] = f"Acevedo classes ({', '.join(ACEVEDO_CLASSES)})"
+    known_folders: ClassVar[tuple[str, ...]] = ACEVEDO_CLASSES
 
     @property
     def expected_classes(self) -> tuple[str, ...]:
         return ACEVEDO_11_CLASSES if self.fine_labels else ACEVEDO_CLASSES
-
-    def resolve_root(self, data_root, data_home: Path) -> Path:
-        if self.fixed_root is not None:
-            return self.fixed_root
-        return resolve_data_root(data_root, data_home, self.data_dir, ACEVEDO_CLASSES)
 
     def inventory(self, root: Path) -> Inventory:
         inv = class_inventory(root, 0, ACEVEDO_CLASSES, ACEVEDO_CLASSES, "that are not images by name")

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from tasks.base import Inventory
 from tasks.imagefolder import CellTask
-from tasks.validation import class_inventory, resolve_data_root
+from tasks.validation import class_inventory
 
 BCCD_FOLDERS = ("Basophil", "Eosinophil", "Lymphocyte", "Monocyte", "Neutrophil")
 # The labels: the folder names in lower case, as every other white-cell task names them (acevedo, sslseg-1/2), so
@@ -45,11 +45,7 @@ class BccdTask(CellTask):
     layout: ClassVar[str] = (f"{DATA_DIR}/<Class>/<image>.jpg, Class in {{{', '.join(BCCD_FOLDERS)}}} (labels: the "
                              "folder names in lower case)")
     class_folders: ClassVar[str] = f"BCCD class folders ({', '.join(BCCD_FOLDERS)})"
-
-    def resolve_root(self, data_root, data_home: Path) -> Path:
-        if self.fixed_root is not None:
-            return self.fixed_root
-        return resolve_data_root(data_root, data_home, self.data_dir, BCCD_FOLDERS)
+    known_folders: ClassVar[tuple[str, ...]] = BCCD_FOLDERS
 
     def inventory(self, root: Path) -> Inventory:
         inv = class_inventory(root, 0, BCCD_FOLDERS, BCCD_FOLDERS, "that are not images by name")

@@ -47,7 +47,7 @@ from bench.core.errors import SplitError
 from tasks.base import CellDataset, Inventory
 from tasks.imagefolder import CellTask
 from tasks.splits import fixed_class_split, n_test_per_class, read_fixed_split
-from tasks.validation import class_inventory, listed, resolve_data_root
+from tasks.validation import class_inventory, listed
 
 BMC_CLASS_NAMES = {
     "ABE": "abnormal eosinophil",
@@ -270,6 +270,7 @@ class BMCTask(CellTask):
                              f"{DATA_DIR}/<CLASS>/<first>-<last>/<CLASS>_<nnnnn>.jpg")
     expected_classes: ClassVar[tuple[str, ...]] = BMC_CLASSES
     class_folders: ClassVar[str] = f"BMC class codes ({' '.join(BMC_CLASSES)})"
+    known_folders: ClassVar[tuple[str, ...]] = BMC_CLASSES
 
     @property
     def evaluation(self) -> str:
@@ -299,11 +300,6 @@ class BMCTask(CellTask):
         return (f"NOT the canonical split: {dataset.split_rule}",
                 [f"{len(absent):,} of the authors' {len(absent) + int(on_list.sum()):,} listed test images are not in "
                  f"this copy: {listed(absent, 10)}"])
-
-    def resolve_root(self, data_root, data_home: Path) -> Path:
-        if self.fixed_root is not None:
-            return self.fixed_root
-        return resolve_data_root(data_root, data_home, self.data_dir, BMC_CLASSES)
 
     def inventory(self, root: Path) -> Inventory:
         return class_inventory(root, 1, BMC_CLASS_NAMES, BMC_CLASSES, "outside the layout or not images by name")

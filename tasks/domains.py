@@ -156,8 +156,8 @@ class DomainsDataset:
         domain_of = np.repeat(np.arange(len(self.parts)), [len(p) for p in self.parts])
         names = [m.name for m in self.task.members]
         if not isinstance(self.task, DomainShiftTask):
-            held = [set(p.samples["label"].to_numpy()[keep[a:b]]) for p, a, b in zip(self.parts, self.offsets(),
-                                                                                       self.offsets()[1:])]
+            offsets = self.offsets()
+            held = [set(p.samples["label"].to_numpy()[keep[a:b]]) for p, a, b in zip(self.parts, offsets, offsets[1:])]
             only_some = sorted(set(classes) - set.intersection(*held))
             if only_some:
                 self.warnings.append(f"classes not held by every task, left out of the scores: {only_some}")

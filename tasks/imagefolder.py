@@ -19,7 +19,7 @@ import pandas as pd
 
 from tasks.base import CELL_PROTOCOLS, CellDataset, Inventory, Task
 from tasks.splits import authors_folds, read_fixed_split, stratified_group_folds
-from tasks.validation import checked_inventory, finish_dataset, walk_class_folders
+from tasks.validation import checked_inventory, finish_dataset, resolve_data_root, walk_class_folders
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class CellTask(Task):
                              "decodes: jpg, png, tif, bmp, gif, webp, ...)")
     groups: ClassVar[str] = "sha256 (byte-identical files share a fold)"
     class_folders: ClassVar[str] = "class folders"  # what the folders under the root must be, for errors
+    # A published layout's class folders (Acevedo, BMC, BCCD): --data-root may then name the folder above the data
+    # set's own ``data_dir`` (tasks.validation.resolve_data_root); empty: the root as given
+    known_folders: ClassVar[tuple[str, ...]] = ()
 
     @property
     def evaluation(self) -> str:
@@ -46,6 +49,11 @@ class CellTask(Task):
                     "sorted paths (duplicates not grouped); mean over folds")
         return (f"portable stratified {self.n_folds}-fold CV (seed {self.split_seed}), byte-identical files grouped "
                 "into one fold; mean over folds")
+
+    def resolve_root(self, data_root, data_home: Path) -> Path:
+        if self.fixed_root is not None or not self.known_folders:
+            return super().resolve_root(data_root, data_home)
+        return resolve_data_root(data_root, data_home, self.data_dir, self.known_folders)
 
     def inventory(self, root: Path) -> Inventory:
         return walk_class_folders(root, depth=None)
