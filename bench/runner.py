@@ -233,17 +233,23 @@ def why_not_current(stored: dict | None, current: dict) -> str | None:
 
 def damage(record: ResultRecord, json_path: Path) -> str | None:
     """None when a stored result re-scores from its predictions file to its own numbers
-    (:func:`bench.core.rescore.rescore_file`), else why not, in words."""
+    (:func:`bench.core.rescore.rescore_file`), or a few-shot result's episodes give its curve and means
+    (:func:`bench.core.curves.curve_problems`), else why not, in words."""
+    from bench.core.curves import curve_problems
     from bench.core.metrics import LABEL_METRICS
     from bench.core.rescore import rescore_file
 
-    if record.n_predictions is None and record.metrics.main not in LABEL_METRICS:
+    evidence = "predictions"
+    if record.curve is not None:  # few-shot: its episodes are its evidence, no per-cell predictions
+        problems, evidence = curve_problems(record), "episodes"
+    elif record.n_predictions is None and record.metrics.main not in LABEL_METRICS:
         return None  # a score of the embedding (batch effect): no label predictions to score again
-    problems = rescore_file(record, predictions_path(json_path)).problems
+    else:
+        problems = rescore_file(record, predictions_path(json_path)).problems
     if not problems:
         return None
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"it does not agree with its predictions: {problems[0]}{more}"
+    return f"it does not agree with its {evidence}: {problems[0]}{more}"
 
 
 @dataclass(frozen=True)
@@ -436,10 +442,10 @@ def task_features(built: BuiltExtractor, task, options: RunOptions, log, dataset
 
 
 def preprocessed(built: BuiltExtractor, task) -> BuiltExtractor:
-    """The extractor with the task's preprocessing (``Task.image_transform``, :mod:`tasks.transforms`): the same
-    model, the task's transform composed before its own, and its identity in the transform's spec, so in the
-    fingerprint (the features' cache key)."""
-    transform = task.image_transform() if hasattr(task, "image_transform") else None
+    """The extractor with the task's preprocessing (``Task.prepared_transform``: a perturbation, then
+    ``Task.image_transform``, :mod:`tasks.transforms`): the same model, the task's transform composed before its
+    own, and its identity in the transform's spec, so in the fingerprint (the features' cache key)."""
+    transform = task.prepared_transform() if hasattr(task, "prepared_transform") else None
     if transform == built.entry.task_transform:
         return built
     entry = built.entry.replace(task_transform=transform)
@@ -518,6 +524,7 @@ def record_result(plan: PairPlan, primary: TaskFeatures | DomainFeatures, inputs
         timings={**inputs.timings, "evaluation_seconds": round(evaluation.seconds, 3)},
         environment=env,
         inputs=result_inputs,
+        curve=evaluation.curve,
     )
     classes = inputs.design.classes
     predictions = evaluation.predictions

@@ -83,6 +83,10 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
         if (extractors and row["extractor"] not in extractors) or (tasks and row["task"] not in tasks):
             continue
         path, table = Path(row["record"]), Path(row["predictions"])
+        if isinstance(row.get("curve"), dict):
+            log(f"skipped {path}: a few-shot result has no per-cell predictions to verify (its episodes are its "
+                "evidence); submissions hold results with predictions (docs/protocols.md, Few-shot)")
+            continue
         if not table.is_file():
             log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
             continue

@@ -27,6 +27,7 @@ th.reported-title{font-weight:normal;font-style:italic;background:#fafafa}
 figure.chart{margin:0;width:420px}figure.chart figcaption{font-weight:bold;font-size:13px;margin-bottom:4px}
 figure.map{display:inline-block;margin:0 1.5em 1.5em 0;font-size:11px;max-width:260px;vertical-align:top}
 div.matrix h3{font-size:14px;margin:0}div.matrix td.diag{background:#f0f0f0;font-style:italic}
+div.curve h3{font-size:14px;margin:1em 0 0}
 """ + BADGE_CSS
 
 # Sorting by clicking a header; written here because the page must work offline with no library.
@@ -221,9 +222,13 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
         parts.append(_bar_chart(rows, f"{task} / {protocol}"))
     parts.append("</div>")
     from leaderboard.calibration import calibration_html
+    from leaderboard.curves import curves_html
     from leaderboard.generalisation import matrices_html
+    from leaderboard.robustness import robustness_html
 
     parts.append(matrices_html(results))
+    parts.append(curves_html(results))
+    parts.append(robustness_html(results))
     parts.append(calibration_html(results))
     trained = results[results["training_iteration"].notna()] if "training_iteration" in results else results.iloc[:0]
     if len(trained):

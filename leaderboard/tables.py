@@ -24,7 +24,7 @@ from bench.core.record import ResultRecord, looks_like_record, predictions_path
 COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "n_folds", "warnings", "collapsed",
            "checks", "created",
            "predictions", "n_images", "full_set_images", "dim", "n_parameters", "precision", "weights_sha256",
-           "training_iteration", "training_run", "record"] + [
+           "training_iteration", "training_run", "record", "curve"] + [
     f"{m}_{s}" for m in SCORES for s in ("mean", "std")
 ]
 _KEY = ["extractor", "task", "protocol"]
@@ -112,6 +112,14 @@ def _checked_row(record: ResultRecord, path: Path) -> dict:
     reported later (no interval)."""
     from bench.core.rescore import rescore_file
 
+    if record.curve is not None:  # few-shot: its episodes are its evidence (no per-cell predictions)
+        from bench.core.curves import curve_problems
+
+        problems = curve_problems(record)
+        if problems:
+            raise ResultsError(f"{path} is not shown: it does not agree with its episodes ({'; '.join(problems[:3])}). "
+                               "`bench run` with --overwrite only-missing recomputes it; or delete it")
+        return _row(record, path)
     table = predictions_path(path)
     if not (table.exists() or table.is_symlink()):
         return _row(record, path)
@@ -244,6 +252,7 @@ def _row(record: ResultRecord, path: Path, predictions: Path | None = None, sour
         "training_iteration": training.get("iteration"),
         "training_run": training.get("run"),
         "record": str(path),
+        "curve": record.curve,  # few-shot: the label-efficiency curve (bench.core.curves)
     }
     for metric in SCORES:
         row[f"{metric}_mean"] = record.metrics.mean.get(metric)
@@ -288,7 +297,8 @@ def _fmt(mean, std) -> str:
 
 def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                     problems: list[str] | None = None, on_row=None) -> pd.DataFrame:
-    """Add the main metric over all stored predictions (``main_pooled``) and its bootstrap 95 % interval.
+    """Add the main metric over all stored predictions (``main_pooled``) and its bootstrap 95 % interval; for a
+    few-shot result, its mean over episodes and their t interval (:mod:`bench.core.curves`).
 
     A predictions file that is missing or cannot be read leaves its row with its score and no interval, and
     is reported in ``problems`` (one line naming the file and the fix)."""
@@ -300,7 +310,11 @@ def with_confidence(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
             on_row(number, len(results))
         path = Path(row["predictions"])
         point = lo = hi = None
-        if n_boot > 0 and row["main_metric"] in LABEL_METRICS:
+        curve = row.get("curve")
+        if isinstance(curve, dict):  # few-shot: the t interval over its episodes, recorded with it
+            overall = curve.get("overall") or {}
+            point, lo, hi = (overall.get(k, {}).get(row["main_metric"]) for k in ("mean", "ci_low", "ci_high"))
+        elif n_boot > 0 and row["main_metric"] in LABEL_METRICS:
             what = f"{row['extractor']} / {row['task']} / {row['protocol']}"
             fix = (f"{what} is shown without its 95 % interval; run it again with `bench run ... --overwrite always` "
                    "to write its predictions")
@@ -398,7 +412,7 @@ def render(results: pd.DataFrame, fmt: str, n_boot: int = 1000, problems: list[s
     (:func:`read_results`); problems with predictions are added to it. The md and html boards list them all."""
     problems = [] if problems is None else problems
     if fmt == "csv":
-        return with_confidence(results, n_boot, problems=problems, on_row=on_row).drop(columns=["record"]).to_csv(
+        return with_confidence(results, n_boot, problems=problems, on_row=on_row).drop(columns=["record", "curve"]).to_csv(
             index=False)
     if fmt == "md":
         return _render_md(results, n_boot, problems, on_row)
@@ -466,9 +480,13 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
                  "lower score) compare only the extractors that have a result on every task of the table, sorted "
                  "first by Borda count.")
     from leaderboard.calibration import calibration_md
+    from leaderboard.curves import curves_md
     from leaderboard.generalisation import matrices_md
+    from leaderboard.robustness import robustness_md
 
     parts += matrices_md(results, md_text)
+    parts += curves_md(scored, md_text)
+    parts += robustness_md(results, md_text)
     parts += calibration_md(results, md_text)
     parts += _problems_md(problems)
     parts += _reported_sections(results)

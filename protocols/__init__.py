@@ -28,6 +28,17 @@ for _name, _target, _summary in [
      "bags: per-class attention MIL + per-class MLP, SGD Nesterov 150 epochs, cosine, early stopping (DinoBloom AML head)"),
     ("abmil-gated", "protocols.mil:ABMIL_GATED",
      "bags: gated-attention MIL (Ilse et al. 2018), linear classifier; same training as abmil-paper"),
+    ("fewshot-simpleshot", "protocols.fewshot:FEWSHOT_SIMPLESHOT",
+     "few-shot: n = 1, 2, 4 ... 128 labelled cells per class, 100 seeded episodes each; SimpleShot (centred, "
+     "L2-normalised nearest centroid); mean over n, the curve on the board"),
+    ("fewshot-linear", "protocols.fewshot:FEWSHOT_LINEAR",
+     "few-shot as fewshot-simpleshot, with the paper's linear probe (logistic regression, C = dim x classes / 100)"),
+    ("robustness", "protocols.robustness:ROBUSTNESS",
+     "task TASK@perturbation=all: the linear probe trained on clean cells, tested clean and under stain, blur, JPEG "
+     "and rescaling; weighted F1 perturbed (main), its drop, and each cell's feature cosine to its clean one"),
+    ("robustness-index", "protocols.robustness:ROBUSTNESS_INDEX_PROTOCOL",
+     "data sets from different sites (A+B+C): PathoROB's robustness index, the share of same-class-other-site among "
+     "same-class-other-site and other-class-same-site k-NN neighbours (1: by cell type, 0: by site)"),
     ("batch-effect", "protocols.batch_effect:BATCH_EFFECT",
      "data sets side by side (A+B): scIB's domain and class silhouettes and a kNN mixing score, domains balanced "
      "per class"),

@@ -100,6 +100,8 @@ class Evaluation:
     seconds: float = 0.0
     attention: pd.DataFrame | None = None  # bags: row (cell), bag, seed, fold, attention (or attention_<class>)
     cells: pd.DataFrame | None = None  # per-cell scores of a protocol without predictions: row, ... (batch effect)
+    # a few-shot protocol's label-efficiency curve (bench.core.curves.episode_curve), derived from ``per_fold``
+    curve: dict | None = None
 
 
 @dataclass(frozen=True)

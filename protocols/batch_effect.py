@@ -88,29 +88,13 @@ class BatchEffect(Protocol):
         is called before the first draw and after each (a progress bar)."""
         t0 = time.perf_counter()
         domains, labels = np.asarray(domains).astype(str), np.asarray(labels).astype(str)
-        names = sorted(set(domains))
-        if len(names) < 2:
-            raise DataError(f"a batch effect needs at least 2 domains, got {names}")
-        counts = pd.crosstab(labels, domains).reindex(columns=names, fill_value=0)
-        smallest = counts.min(axis=1)
-        shared = [str(c) for c in counts.index[smallest >= 2]]
-        notes = []
-        if len(smallest[(smallest > 0) & (smallest < 2)]):
-            notes.append(f"classes with fewer than 2 cells in some domain, left out: "
-                         f"{sorted(map(str, smallest[(smallest > 0) & (smallest < 2)].index))}")
-        if len(shared) < 2:
-            raise DataError(f"a batch effect is scored on the classes every domain holds (at least 2 cells each), "
-                            f"and needs 2 of them; these domains share {shared or 'none'}. Classes per domain: "
-                            + "; ".join(f"{d}: {sorted(map(str, counts.index[counts[d] > 0]))}" for d in names)
-                            + ". Name the classes alike in every data set (folder names are the class names)")
-        take = {c: min(int(smallest[c]), self.max_per_class) for c in shared}
-        drawn = any(int(counts.loc[c, d]) > take[c] for c in shared for d in names)  # pyright: ignore[reportArgumentType]  # a count
+        names, take, drawn, notes = shared_classes(domains, labels, self.max_per_class)
         per_repeat, frames = [], []
         total = self.repeats if drawn else 1
         if on_repeat:
             on_repeat(0, total)
         for repeat in range(total):
-            rows = _balanced_rows(domains, labels, names, take, np.random.default_rng([self.seed, repeat]))
+            rows = balanced_rows(domains, labels, names, take, np.random.default_rng([self.seed, repeat]))
             scores, cells = _scores(np.asarray(features[rows], dtype=np.float64), domains[rows], labels[rows],
                                     self.k, np.random.default_rng([self.seed, repeat, 1]))
             per_repeat.append({"repeat": repeat, "n_cells": int(len(rows)), **scores})
@@ -124,7 +108,30 @@ class BatchEffect(Protocol):
                                  time.perf_counter() - t0)
 
 
-def _balanced_rows(domains, labels, names, take: dict, rng: np.random.Generator) -> np.ndarray:
+def shared_classes(domains: np.ndarray, labels: np.ndarray, max_per_class: int) -> tuple[list, dict, bool, list]:
+    """(domain names, cells to take per shared class, whether any class needs drawing, notes): the classes every
+    domain holds with at least 2 cells, each taking the smallest domain's count (at most ``max_per_class``)."""
+    names = sorted(set(domains))
+    if len(names) < 2:
+        raise DataError(f"data sets side by side need at least 2 domains, got {names}")
+    counts = pd.crosstab(labels, domains).reindex(columns=names, fill_value=0)
+    smallest = counts.min(axis=1)
+    shared = [str(c) for c in counts.index[smallest >= 2]]
+    notes = []
+    if len(smallest[(smallest > 0) & (smallest < 2)]):
+        notes.append(f"classes with fewer than 2 cells in some domain, left out: "
+                     f"{sorted(map(str, smallest[(smallest > 0) & (smallest < 2)].index))}")
+    if len(shared) < 2:
+        raise DataError(f"data sets side by side are scored on the classes every domain holds (at least 2 cells "
+                        f"each), and need 2 of them; these domains share {shared or 'none'}. Classes per domain: "
+                        + "; ".join(f"{d}: {sorted(map(str, counts.index[counts[d] > 0]))}" for d in names)
+                        + ". Name the classes alike in every data set (folder names are the class names)")
+    take = {c: min(int(smallest[c]), max_per_class) for c in shared}
+    drawn = any(int(counts.loc[c, d]) > take[c] for c in shared for d in names)  # pyright: ignore[reportArgumentType]  # a count
+    return names, take, drawn, notes
+
+
+def balanced_rows(domains, labels, names, take: dict, rng: np.random.Generator) -> np.ndarray:
     """``take[c]`` rows of class c from every domain, drawn without replacement (all of them where that is all)."""
     rows = []
     for c in sorted(take):

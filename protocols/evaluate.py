@@ -45,7 +45,7 @@ def evaluate(
         )
         _proba_columns(frame, prediction.proba, classes)
         frames.append(frame)
-    mean, std = _aggregate(per_fold)
+    mean, std = aggregate(per_fold)
     return Evaluation(per_fold, mean, std, pd.concat(frames, ignore_index=True), notes, time.perf_counter() - t0)
 
 
@@ -91,7 +91,7 @@ def dominance_notes(true: np.ndarray, predicted: np.ndarray, classes: list[str],
     return []
 
 
-def _aggregate(per_fold: list[dict]) -> tuple[dict, dict]:
+def aggregate(per_fold: list[dict]) -> tuple[dict, dict]:
     """Mean and population std (ddof=0) of each metric over folds; None where any fold lacks it."""
     mean, std = {}, {}
     for metric in METRICS:
@@ -151,7 +151,7 @@ def evaluate_bags(protocol, features: np.ndarray, design: BagDesign) -> Evaluati
         predicted = pd.concat(frames, ignore_index=True)
         notes.extend(dominance_notes(predicted["label"].to_numpy(), predicted["prediction"].to_numpy(), classes,
                                      BAG_HINT))
-    mean, std = _aggregate(per_fold)
+    mean, std = aggregate(per_fold)
     return Evaluation(
         per_fold,
         mean,

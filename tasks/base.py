@@ -123,6 +123,10 @@ class Task(ABC):
     # the cross-validated Acevedo). Recorded with every result; `-t acevedo@preprocessing=direct` chooses the other.
     # A task with a preprocessing of its own overrides ``image_transform``.
     preprocessing: str = "direct"
+    # A perturbation applied to every original image first (tasks.perturbations, for robustness): "none", or a
+    # name of tasks.perturbations.PERTURBATIONS; `-t acevedo@perturbation=blur` chooses one, and
+    # `-t acevedo@perturbation=all` evaluates them all beside the clean images (a PerturbationTask).
+    perturbation: str = "none"
     kind: ClassVar[str]  # "cells" or "bags": the kind of design its data set makes, and of protocols it takes
     layout: ClassVar[str] = ""  # the expected files
     expected_classes: ClassVar[tuple[str, ...]] = ()  # empty: whatever the data holds
@@ -172,6 +176,13 @@ class Task(ABC):
         from tasks.transforms import PREPROCESSING
 
         return PREPROCESSING[self.preprocessing]
+
+    def prepared_transform(self):
+        """What the harness applies before the extractor's transform: the perturbation, if the name asks for one,
+        then :meth:`image_transform` (:func:`tasks.transforms.perturbed`)."""
+        from tasks.transforms import perturbed
+
+        return perturbed(self.perturbation, self.image_transform())
 
     def canonical_split(self):
         """The pinned canonical split as a DataFrame (path, label, fold; all text), read from the file shipped with

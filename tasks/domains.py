@@ -98,7 +98,7 @@ class DomainPoolTask(MultiDomainTask):
     """``A+B+C``: the data sets side by side, for a protocol of several domains (batch effect)."""
 
     main_metric: str = INTEGRATION
-    protocols: tuple[str, ...] = ("batch-effect",)
+    protocols: tuple[str, ...] = ("batch-effect", "robustness-index")
     protocol_kinds: ClassVar[tuple[str, ...]] = ("domains",)  # no training and test roles: no cell protocol
 
     def member_roots(self, data_root) -> list:

@@ -8,7 +8,9 @@ is what the board shows (``bench run -t acevedo@folds=authors`` writes and ranks
 - ``A=>B``: a domain shift (train on A, test on B); ``A+B+C``: the data sets side by side (batch effect), in
   sorted order (the order typed does not matter); :mod:`tasks.domains`;
 - ``@folds=portable|authors`` and ``@preprocessing=direct|authors-cv``: the (training) task's fold scheme and
-  preprocessing (:data:`TASK_VARIANTS`); ``@training=all|folds`` and ``@classes=all|shared``: a domain shift's
+  preprocessing (:data:`TASK_VARIANTS`); ``@perturbation=stain|blur|jpeg|rescale``: its images perturbed
+  (:mod:`tasks.transforms`), ``@perturbation=all``: clean and every perturbation side by side, for robustness
+  (:mod:`tasks.perturbations`); ``@training=all|folds`` and ``@classes=all|shared``: a domain shift's
   (:data:`tasks.domains.SHIFT_TRAINING`, :data:`tasks.domains.SHIFT_CLASSES`).
 
 A variant equal to the task's own default is dropped from the name, and the variants are written in one order
@@ -23,13 +25,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from bench.core.errors import UsageError
-from tasks.transforms import PREPROCESSING
+from tasks.transforms import CLEAN, PERTURBATIONS, PREPROCESSING
 
+ALL_PERTURBATIONS = "all"  # TASK@perturbation=all: the clean images and every perturbation (PerturbationTask)
 # key -> (the Task field it sets, its choices)
 TASK_VARIANTS = {"folds": ("fold_scheme", ("portable", "authors")),
-                 "preprocessing": ("preprocessing", tuple(PREPROCESSING))}
+                 "preprocessing": ("preprocessing", tuple(PREPROCESSING)),
+                 "perturbation": ("perturbation", (CLEAN, *PERTURBATIONS, ALL_PERTURBATIONS))}
 SHIFT_VARIANTS = {"training": ("training", ("all", "folds")), "classes": ("classes", ("all", "shared"))}
-ORDER = ("folds", "preprocessing", "training", "classes")
+ORDER = ("folds", "preprocessing", "perturbation", "training", "classes")
 SHIFT, POOL = "=>", "+"
 _VARIANT = re.compile(r"^(?P<rest>.+)@(?P<key>%s)=(?P<value>[^@=+>]*)$" % "|".join(ORDER))
 _INNER = re.compile(r"@(%s)=" % "|".join(ORDER))
@@ -99,8 +103,8 @@ def configured(task, parsed: TaskName):
     changes = {}
     for key, (attribute, _) in TASK_VARIANTS.items():
         value = parsed.get(key)
-        if value is None or value == getattr(task, attribute, None):
-            continue
+        if value is None or value == getattr(task, attribute, None) or value == ALL_PERTURBATIONS:
+            continue  # (@perturbation=all makes a task of several versions: build)
         if task.kind != "cells" or (key == "folds" and not getattr(task, "k_fold", False)):
             what = "cell tasks with k-fold cross-validation" if key == "folds" else "cell tasks"
             raise UsageError(f"@{key}= applies to {what}; {task.name!r} is not one")
@@ -118,6 +122,11 @@ def build(name: str, get_member: Callable[[str], Any]) -> Any:
     """The task a name says: a registered task with its variants, or a multi-domain task (:mod:`tasks.domains`)
     named by its canonical name (:func:`label`)."""
     parsed = parse(name)
+    if parsed.get("perturbation") == ALL_PERTURBATIONS:
+        if parsed.joint is not None:
+            raise UsageError(f"task {name!r}: @perturbation=all evaluates one task's images clean and perturbed; "
+                             f"name one task (e.g. {parsed.members[0]}@perturbation=all)")
+        return perturbation_task(get_member(parsed.members[0]), parsed)
     if parsed.joint is None:
         return configured(get_member(parsed.members[0]), parsed)
     from tasks.domains import DomainPoolTask, DomainShiftTask
@@ -135,6 +144,20 @@ def build(name: str, get_member: Callable[[str], Any]) -> Any:
     return DomainShiftTask(name=f"{train.name}{SHIFT}{test.name}{variant_suffix(default, train)}{shift_suffix}",
                            members=(train, test), training=training, classes=classes, main_metric=train.main_metric,
                            protocols=tuple(train.protocols), summary=f"trained on {train.name}, tested on {test.name}")
+
+
+def perturbation_task(default, parsed: TaskName):
+    """``TASK@perturbation=all``: the task (with its other variants) clean, then under each perturbation."""
+    from tasks.perturbations import PerturbationTask
+
+    clean = configured(default, parsed)
+    if clean.kind != "cells":
+        raise UsageError(f"@perturbation= applies to cell tasks; {default.name!r} is a {default.kind} task")
+    named = default.name + variant_suffix(default, clean)
+    members = (replace(clean, name=named),
+               *(replace(clean, name=f"{named}@perturbation={p}", perturbation=p) for p in PERTURBATIONS))
+    return PerturbationTask(name=f"{named}@perturbation={ALL_PERTURBATIONS}", members=members,
+                            summary=f"{named}: clean and under {', '.join(PERTURBATIONS)}")
 
 
 def label(default, task, split: str | None = None) -> str:

@@ -66,3 +66,18 @@ class DomainDesign:
                              "roles: a cell protocol needs a domain shift, named TRAIN=>TEST (e.g. "
                              f"{'=>'.join(self.domains[:2])})")
         return CellDesign(self.classes, self.labels, self.splits, self.predictable)
+
+
+@dataclass
+class PerturbationDesign(DomainDesign):
+    """One data set in several versions (``TASK@perturbation=all``): ``domains[0]`` the clean images, the others
+    each a perturbation of them, ``n_cells`` rows each in the same order (row ``v * n_cells + i`` is cell i in
+    version v). ``splits`` hold the clean version's rows (0 .. n_cells - 1): a probe trained on the clean training
+    cells is tested on the test cells in every version."""
+
+    n_cells: int = 0
+    kind = "perturbations"
+
+    def version_rows(self, rows: np.ndarray, version: int) -> np.ndarray:
+        """The rows of version ``version`` of the clean rows ``rows``."""
+        return np.asarray(rows) + version * self.n_cells

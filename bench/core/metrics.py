@@ -35,7 +35,19 @@ LABELS.update({
     KNN_MIXING: "kNN mixing",
     INTEGRATION: "integration score",
 })
-SCORES = METRICS + BATCH_METRICS  # every name a result record may hold
+# Robustness (protocols/robustness.py): a probe trained on clean cells, tested on perturbed ones, and how far each
+# cell's feature moves. In [0, 1]; higher is better except the drop.
+PERTURBED_F1, CLEAN_F1, F1_DROP, INVARIANCE = "perturbed_f1", "clean_f1", "f1_drop", "invariance"
+ROBUSTNESS_INDEX = "robustness_index"  # PathoROB's, on data sets from several sites (protocols/robustness.py)
+ROBUSTNESS_METRICS = (PERTURBED_F1, CLEAN_F1, F1_DROP, INVARIANCE)
+LABELS.update({
+    PERTURBED_F1: "weighted F1, perturbed",
+    CLEAN_F1: "weighted F1, clean",
+    F1_DROP: "F1 drop",
+    INVARIANCE: "feature invariance",
+    ROBUSTNESS_INDEX: "robustness index",
+})
+SCORES = METRICS + BATCH_METRICS + ROBUSTNESS_METRICS + (ROBUSTNESS_INDEX,)  # every name a result record may hold
 
 
 def check_metric(metric: str, allowed: tuple[str, ...] = LABEL_METRICS) -> str:

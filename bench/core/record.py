@@ -134,11 +134,14 @@ class ResultRecord(_Section):
     # (bench.core.rescore); absent in records written before issue 26.
     predictions_sha256: Optional[str] = None
     n_predictions: Optional[int] = None
+    # A few-shot result's label-efficiency curve, derived from its per-episode metrics (bench.core.curves): such a
+    # record has no predictions file; its episodes are its evidence (``curve_problems`` checks them again).
+    curve: Optional[dict[str, Any]] = None
 
     # -- JSON ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         payload = self.model_dump(by_alias=True)
-        for key in ("inputs", "predictions_sha256", "n_predictions"):
+        for key in ("inputs", "predictions_sha256", "n_predictions", "curve"):
             if payload.get(key) is None:  # records written before they existed read and write back unchanged
                 payload.pop(key, None)
         return payload

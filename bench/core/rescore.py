@@ -85,7 +85,14 @@ def rescore(record, predictions: pd.DataFrame, sha256: str | None = None) -> Res
                                     f"{label} give {again!r}")
         if rows["prediction"].nunique() == 1 and rows["label"].nunique() > 1:
             out.collapsed.append(label)
-    scores = record.metrics
+    out.problems.extend(summary_problems(record))
+    return out
+
+
+def summary_problems(record) -> list[str]:
+    """Where the record's mean or std of a metric is not the mean or std of its per-fold entries."""
+    problems = []
+    scores, per_fold = record.metrics, record.metrics.per_fold
     for metric in sorted(set(scores.mean) | set(scores.std)):
         values = [fold.get(metric) for fold in per_fold]
         if not values or None in values or not all(_number(v) for v in values):
@@ -95,8 +102,8 @@ def rescore(record, predictions: pd.DataFrame, sha256: str | None = None) -> Res
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - ddof))
         for what, stored, again in (("mean", scores.mean.get(metric), mean), ("std", scores.std.get(metric), std)):
             if stored is not None and not _same(stored, again, 1e-7):
-                out.problems.append(f"metrics.{what}.{metric}: {stored!r}, its folds give {again!r}")
-    return out
+                problems.append(f"metrics.{what}.{metric}: {stored!r}, its folds give {again!r}")
+    return problems
 
 
 def rescore_file(record, predictions_path: Path) -> Rescored:
