@@ -33,6 +33,14 @@ for _name, _target, _summary in [
     ("sslseg-2", "tasks.segmentation_wbc:SSLSEG_2",
      "segmentation_WBC Dataset 2 (CellaVision blog, 100 images of 300 px), 5 classes, labels not all "
      "expert-checked, 5-fold CV"),
+    ("raabin-wbc", "tasks.raabin:RAABIN_WBC",
+     "Raabin-WBC double-labelled crops (Kouzehkanan et al. 2022, 575 px), 5 classes, the published split: "
+     "trained on Train, tested on TestA"),
+    ("raabin-wbc-testb", "tasks.raabin:RAABIN_WBC_TESTB",
+     "Raabin-WBC, trained on Train, tested on TestB (other microscopes and cameras: a shifted test set)"),
+    ("lisc", "tasks.lisc:LISC",
+     "LISC (Rezatofighi & Soltanian-Zadeh 2011, 242 fields of 720 x 576 px), 5 classes, mixed fields left out, "
+     "5-fold CV"),
     ("aml-hehr", "tasks.aml:AML_HEHR",
      "AML Hehr: 4 genetic AML subtypes and control per patient from all its cells (ABMIL, patient-level CV)"),
 ]:

@@ -21,7 +21,7 @@ import numpy as np
 from bench.core.errors import BadImageError, DataError
 from bench.core.images import to_rgb
 from tasks.base import Task
-from tasks.validation import deeper_hint, duplicate_groups, hash_and_sniff, is_defect, listed
+from tasks.validation import duplicate_groups, folder_hint, hash_and_sniff, is_defect, listed
 
 
 @dataclass
@@ -147,7 +147,7 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
     paths, labels = samples["path"], samples["label"]
     left_out = set(inv.left_out)
     counts = samples.loc[~samples["path"].isin(non_images), "label"].value_counts()
-    deeper = deeper_hint(inv.root, 1 if task.kind == "cells" else 2) if len(counts) < 2 or inv.unexpected else None
+    deeper = folder_hint(task, inv.root) if len(counts) < 2 or inv.unexpected else None
     return DataReport(
         task=task.name,
         root=str(inv.root),

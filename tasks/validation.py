@@ -206,14 +206,63 @@ def class_inventory(root: Path, depth: int, known: Iterable[str], expected: Iter
     return inv
 
 
+def walk_part(root: Path, part: str, depth: int | None = None) -> Inventory:
+    """``walk_class_folders`` over ``root/part``, one folder of a data set laid out in several (Raabin-WBC's
+    ``Train`` and ``TestA``, LISC's ``Main Dataset``), with every path relative to ``root``: samples
+    ``<part>/<class>/<file>`` labelled with their class folder's name as it is, ignored entries prefixed alike."""
+    inv = walk_class_folders(root / part, depth=depth)
+    out = Inventory(root, inv.samples.assign(path=[f"{part}/{p}" for p in inv.samples["path"]]))
+    for path in inv.ignored:
+        out.ignore(f"{part}/{path}", inv.reasons[path])
+    out.empty_classes = list(inv.empty_classes)
+    return out
+
+
+def ignore_folder(inv: Inventory, part: str, reason: str) -> None:
+    """List every file under ``inv.root/part`` as not used, for ``reason`` (a part of the published data a task
+    does not read: segmentation masks, the other test set); hidden entries and defects keep their own reason."""
+    walked = walk_part(inv.root, part)
+    for path in walked.samples["path"]:
+        inv.ignore(path, reason)
+    for path in walked.ignored:
+        own = walked.reasons[path]
+        inv.ignore(path, own if own == HIDDEN or is_defect(own) else reason)
+
+
+def ignore_other_entries(inv: Inventory, used: Iterable[str], reason: Callable[[str], str]) -> None:
+    """List the entries directly under ``inv.root`` other than the folders named in ``used`` as not used: hidden
+    ones as hidden, broken symlinks as such, a folder as one entry (``name/``), for ``reason(name)``."""
+    used = set(used)
+    for entry in sorted(inv.root.iterdir(), key=lambda p: p.name):
+        if entry.name in used:
+            continue
+        folder = entry.is_dir()
+        path = entry.name + ("/" if folder else "")
+        if entry.name.startswith("."):
+            inv.ignore(path, HIDDEN)
+        elif entry.is_symlink() and not entry.exists():
+            inv.ignore(path, BROKEN_SYMLINK)
+        else:
+            inv.ignore(path, reason(entry.name))
+
+
+def folder_hint(task, root: Path) -> str | None:
+    """The did-you-mean for a data folder given one level too high: the task's own ``folder_hint(root)`` where it
+    has one (a layout of named folders, such as Raabin-WBC's ``Train``/``TestA``, knows what to look for), else
+    :func:`deeper_hint` (the images one folder level down for a cell task, two for a bag task)."""
+    own: Callable[[Path], str | None] | None = getattr(task, "folder_hint", None)
+    return own(root) if own is not None else deeper_hint(root, 1 if task.kind == "cells" else 2)
+
+
 def checked_inventory(task, root: Path) -> Inventory:
     """``task.inventory(root)``, refusing foreign folders and empty classes, noting absent expected classes."""
     inv = task.inventory(root)
     if inv.unexpected:
-        hint = deeper_hint(root)
+        hint = folder_hint(task, root)
         raise DataError(
             f"task {task.name!r}: {root} holds folder(s) {inv.unexpected} that are not {task.class_folders}; "
-            + (hint if hint else f"point --data-root at the {task.data_dir or 'data'} folder")
+            + (hint if hint else f"point --data-root at the {task.data_dir or 'data'} folder, or move the foreign "
+                                 "folder(s) out of it")
         )
     if inv.empty_classes:
         raise DataError(f"task {task.name!r}: class folder(s) {inv.empty_classes} under {root} hold no images; "
