@@ -33,6 +33,11 @@ for _name, _target, _summary in [
     ("sslseg-2", "tasks.segmentation_wbc:SSLSEG_2",
      "segmentation_WBC Dataset 2 (CellaVision blog, 100 images of 300 px), 5 classes, labels not all "
      "expert-checked, 5-fold CV"),
+    ("matek-19", "tasks.matek19:MATEK_19",
+     "AML-Cytomorphology_LMU (Matek et al. 2019, 18,365 peripheral-blood cells), 15 classes by abbreviation, "
+     "5-fold portable CV"),
+    ("mll23", "tasks.mll23:MLL23",
+     "MLL23 (Munich Leukemia Laboratory, 41,621 peripheral-blood cells), 18 classes, 5-fold portable CV"),
     ("aml-hehr", "tasks.aml:AML_HEHR",
      "AML Hehr: 4 genetic AML subtypes and control per patient from all its cells (ABMIL, patient-level CV)"),
 ]:

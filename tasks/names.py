@@ -8,8 +8,9 @@ is what the board shows (``bench run -t acevedo@folds=authors`` writes and ranks
 - ``A=>B``: a domain shift (train on A, test on B); ``A+B+C``: the data sets side by side (batch effect), in
   sorted order (the order typed does not matter); :mod:`tasks.domains`;
 - ``@folds=portable|authors`` and ``@preprocessing=direct|authors-cv``: the (training) task's fold scheme and
-  preprocessing (:data:`TASK_VARIANTS`); ``@training=all|folds`` and ``@classes=all|shared``: a domain shift's
-  (:data:`tasks.domains.SHIFT_TRAINING`, :data:`tasks.domains.SHIFT_CLASSES`).
+  preprocessing (:data:`TASK_VARIANTS`); ``@training=all|folds`` and ``@classes=all|shared|harmonised``: a domain
+  shift's (:data:`tasks.domains.SHIFT_TRAINING`, :data:`tasks.domains.SHIFT_CLASSES`; harmonised classes:
+  :mod:`tasks.harmonised`).
 
 A variant equal to the task's own default is dropped from the name, and the variants are written in one order
 (:data:`ORDER`), so every spelling of one evaluation has one name. ``+`` and ``=>`` always join tasks: a path
@@ -28,7 +29,8 @@ from tasks.transforms import PREPROCESSING
 # key -> (the Task field it sets, its choices)
 TASK_VARIANTS = {"folds": ("fold_scheme", ("portable", "authors")),
                  "preprocessing": ("preprocessing", tuple(PREPROCESSING))}
-SHIFT_VARIANTS = {"training": ("training", ("all", "folds")), "classes": ("classes", ("all", "shared"))}
+SHIFT_VARIANTS = {"training": ("training", ("all", "folds")),
+                  "classes": ("classes", ("all", "shared", "harmonised"))}
 ORDER = ("folds", "preprocessing", "training", "classes")
 SHIFT, POOL = "=>", "+"
 _VARIANT = re.compile(r"^(?P<rest>.+)@(?P<key>%s)=(?P<value>[^@=+>]*)$" % "|".join(ORDER))
