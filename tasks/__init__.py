@@ -41,6 +41,11 @@ for _name, _target, _summary in [
     ("lisc", "tasks.lisc:LISC",
      "LISC (Rezatofighi & Soltanian-Zadeh 2011, 242 fields of 720 x 576 px), 5 classes, mixed fields left out, "
      "5-fold CV"),
+    ("matek-19", "tasks.matek19:MATEK_19",
+     "AML-Cytomorphology_LMU (Matek et al. 2019, 18,365 peripheral-blood cells), 15 classes by abbreviation, "
+     "5-fold portable CV"),
+    ("mll23", "tasks.mll23:MLL23",
+     "MLL23 (Munich Leukemia Laboratory, 41,621 peripheral-blood cells), 18 classes, 5-fold portable CV"),
     ("aml-hehr", "tasks.aml:AML_HEHR",
      "AML Hehr: 4 genetic AML subtypes and control per patient from all its cells (ABMIL, patient-level CV)"),
 ]:

@@ -21,6 +21,7 @@ import numpy as np
 from bench.core.errors import BadImageError, DataError
 from bench.core.images import to_rgb
 from tasks.base import Task
+from tasks.harmonised import describe_map
 from tasks.validation import duplicate_groups, folder_hint, hash_and_sniff, is_defect, listed
 
 
@@ -180,6 +181,9 @@ def describe_task(task: Task, data_home: Path | None = None) -> str:
     lines += [f"obtain: {card.obtain}", f"expected layout: {card.layout}"]
     if card.classes:
         lines.append(f"classes ({len(card.classes)}): {', '.join(card.classes)}")
+    harmonised = describe_map(card.name)
+    if harmonised:
+        lines.append(harmonised)
     if task.fixed_root is not None:
         lines.append(f"data: {task.fixed_root}")
     elif task.data_dir:

@@ -3,7 +3,9 @@
 - ``A=>B``, a **domain shift** (:class:`DomainShiftTask`): a cell protocol trained on A is tested on B, the
   DinoBloom study's external evaluation. ``@training=folds``: each of A's cross-validation folds' models is tested
   on B (the authors' way; mean ± std over folds), else one model on all of A. ``@classes=shared``: only B's cells
-  of the classes both hold are scored, predictions restricted to them.
+  of the classes both hold are scored, predictions restricted to them. ``@classes=harmonised``: the same over the
+  common classes of :mod:`tasks.harmonised` (Matek's NGB and NGS are Acevedo's ``neutrophil``, ...): both tasks'
+  labels are relabelled to them first.
 - ``A+B+C``, the data sets **side by side** (:class:`DomainPoolTask`), with a domain column: what a batch-effect
   protocol (:mod:`protocols.batch_effect`) scores.
 
@@ -27,7 +29,8 @@ from bench.core.metrics import INTEGRATION
 from tasks.base import Task
 
 SHIFT_TRAINING = ("all", "folds")  # one model on all of the training task | each CV fold's model
-SHIFT_CLASSES = ("all", "shared")  # score every test cell | only the classes both tasks hold
+# score every test cell | only the classes both tasks hold | the same over the harmonised classes (tasks.harmonised)
+SHIFT_CLASSES = ("all", "shared", "harmonised")
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,31 @@ class DomainShiftTask(MultiDomainTask):
         if self.training == "folds" and not getattr(self.members[0], "k_fold", False):
             raise UsageError(f"@training=folds needs a training task with k-fold cross-validation; "
                              f"{self.members[0].name!r} has none")
+        if self.classes == "harmonised":
+            self.harmonised_maps()  # a task without a map is a usage error before any work
+
+    def harmonised_maps(self) -> tuple[dict, dict]:
+        """(train, test) label -> harmonised class (:func:`tasks.harmonised.pair_maps`)."""
+        from tasks.harmonised import pair_maps
+
+        train, test = self.members
+        return pair_maps(train.name, test.name)
 
     @property
     def evaluation(self) -> str:
         train, test = self.members
         how = (f"each of {train.name}'s cross-validation folds' models tested on all of {test.name} (mean over folds)"
                if self.training == "folds" else f"one model trained on all of {train.name}, tested on all of {test.name}")
-        return how + ("; scored on the classes both hold" if self.classes == "shared" else "")
+        scored = {"shared": "; scored on the classes both hold",
+                  "harmonised": "; scored on the harmonised classes both hold (tasks/harmonised.py)"}
+        return how + scored.get(self.classes, "")
 
     def settings(self) -> dict:
-        return {**self.members[0].settings(), "shift_training": self.training, "shift_classes": self.classes}
+        harmonised = {}
+        if self.classes == "harmonised":  # the map is part of what a result is computed from
+            harmonised = {"harmonised_classes": dict(zip(("train", "test"), self.harmonised_maps()))}
+        return {**self.members[0].settings(), "shift_training": self.training, "shift_classes": self.classes,
+                **harmonised}
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,7 @@ class DomainPoolTask(MultiDomainTask):
     """``A+B+C``: the data sets side by side, for a protocol of several domains (batch effect)."""
 
     main_metric: str = INTEGRATION
-    protocols: tuple[str, ...] = ("batch-effect", "robustness-index")
+    protocols: tuple[str, ...] = ("batch-effect",)
     protocol_kinds: ClassVar[tuple[str, ...]] = ("domains",)  # no training and test roles: no cell protocol
 
     def member_roots(self, data_root) -> list:
@@ -127,9 +145,34 @@ class DomainsDataset:
 
     def __post_init__(self) -> None:
         frames = [p.samples.assign(domain=m.name) for m, p in zip(self.task.members, self.parts)]
+        self.notes = [note for p in self.parts for note in p.notes]
+        task = self.task
+        if isinstance(task, DomainShiftTask) and task.classes == "harmonised":  # labels as the harmonised classes
+            from tasks.harmonised import relabel
+
+            maps = task.harmonised_maps()
+            frames = [f.assign(label=relabel(f["label"], m)) for f, m in zip(frames, maps)]
+            self.notes.append("harmonised classes (tasks/harmonised.py): " + "; ".join(
+                f"{member.name} " + ", ".join(f"{label} -> {common}" for label, common in m.items() if common)
+                for member, m in zip(self.task.members, maps)))
         self.samples = pd.concat(frames, ignore_index=True)
         self.warnings = self.member_warnings()
-        self.notes = [note for p in self.parts for note in p.notes]
+
+    @property
+    def harmonised(self) -> bool:
+        return isinstance(self.task, DomainShiftTask) and self.task.classes == "harmonised"
+
+    def shift_classes(self) -> tuple[list[str], list[str], list[str]]:
+        """A shift's (training classes, test classes, shared classes), as labelled here (harmonised or not); with
+        harmonised classes only common classes are shared (a class without one never is)."""
+        labels, n_train = self.samples["label"].to_numpy(), len(self.parts[0])
+        train, test = sorted(set(labels[:n_train])), sorted(set(labels[n_train:]))
+        shared = sorted(set(train) & set(test))
+        if self.harmonised:
+            from tasks.harmonised import COMMON_CLASSES
+
+            shared = [c for c in shared if c in COMMON_CLASSES]
+        return train, test, shared
 
     def member_warnings(self) -> list[str]:
         """The members' own warnings: a shift's test task's marked as such, each of several named."""
@@ -162,31 +205,34 @@ class DomainsDataset:
             if only_some:
                 self.warnings.append(f"classes not held by every task, left out of the scores: {only_some}")
             return DomainDesign(list(classes), labels, names, domain_of, keep.copy(), [])
-        (train_task, test_task), (train, test) = self.task.members, self.parts
+        (train_task, test_task), (train, _) = self.task.members, self.parts
         n_train = len(train)
-        shared = sorted(set(train.classes) & set(test.classes))
+        train_classes, test_classes, shared = self.shift_classes()
         test_rows = n_train + np.flatnonzero(keep[n_train:])
         predictable = None
-        if self.task.classes == "shared":
+        if self.task.classes != "all":
             if not shared:
-                raise DataError(f"{train_task.name!r} and {test_task.name!r} share no class: nothing to score with "
-                                "@classes=shared")
+                which = "harmonised class" if self.harmonised else "class"
+                raise DataError(f"{train_task.name!r} and {test_task.name!r} share no {which}: nothing to score "
+                                f"with @classes={self.task.classes}")
             predictable = [classes.index(c) for c in shared]
             test_rows = test_rows[np.isin(self.samples["label"].to_numpy()[test_rows], shared)]
         if self.task.training == "folds":  # the authors': each CV fold's model (trained on its 80 %) on the test task
-            splits = [(fold, rows, test_rows) for fold, rows, _ in train.design(keep[:n_train], classes).splits]
+            readable = keep[:n_train]
+            splits = [(fold, rows[readable[rows]], test_rows) for fold, rows, _ in train.splits()]
         else:
             splits = [("test", np.flatnonzero(keep[:n_train]), test_rows)]
-        only_train = sorted(set(train.classes) - set(test.classes))
-        only_test = sorted(set(test.classes) - set(train.classes))
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
         if only_train:
             self.warnings.append(f"classes only in the training task {train_task.name!r}: {only_train}")
         if only_test:
             self.warnings.append(f"classes only in the test task {test_task.name!r}: {only_test} "
                                  "(never predicted: no training data)")
         if predictable is not None:
-            left = sorted(set(test.classes) - set(shared))
-            self.warnings.append(f"scored on the {len(shared)} classes both tasks hold ({', '.join(shared)}), "
+            left = sorted(set(test_classes) - set(shared))
+            which = "harmonised classes" if self.harmonised else "classes"
+            self.warnings.append(f"scored on the {len(shared)} {which} both tasks hold ({', '.join(shared)}), "
                                  "predictions restricted to them" + (f"; test cells of {left} are not scored" if left
                                                                      else ""))
         return DomainDesign(list(classes), labels, names, domain_of, keep.copy(), splits, predictable)
@@ -196,11 +242,12 @@ class DomainsDataset:
         ``domains`` (side by side)."""
         infos = [self.task.member_info(p, m) for m, p in zip(self.task.members, self.parts)]
         if isinstance(self.task, DomainShiftTask):
-            train, test = self.parts
-            shared = sorted(set(train.classes) & set(test.classes))
+            shared = self.shift_classes()[2]
+            harmonised = ({"harmonised_classes": dict(zip(("train", "test"), self.task.harmonised_maps()))}
+                          if self.harmonised else {})
             return {"task": label, "train": infos[0], "test": infos[1], "main_metric": self.task.main_metric,
                     "shift_training": self.task.training, "shift_classes": self.task.classes,
-                    **({"shared_classes": shared} if self.task.classes == "shared" else {})}
+                    **({"shared_classes": shared} if self.task.classes != "all" else {}), **harmonised}
         held = [set(p.classes) for p in self.parts]
         return {"task": label, "main_metric": self.task.main_metric,
                 "domains": {m.name: info for m, info in zip(self.task.members, infos)},

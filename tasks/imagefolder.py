@@ -41,6 +41,8 @@ class CellTask(Task):
     # A published layout's class folders (Acevedo, BMC, BCCD): --data-root may then name the folder above the data
     # set's own ``data_dir`` (tasks.validation.resolve_data_root); empty: the root as given
     known_folders: ClassVar[tuple[str, ...]] = ()
+    # Folders the published download puts between the folder given and the class folders, beside ``data_dir``
+    nested_folders: ClassVar[tuple[str, ...]] = ()
 
     @property
     def evaluation(self) -> str:
@@ -53,7 +55,7 @@ class CellTask(Task):
     def resolve_root(self, data_root, data_home: Path) -> Path:
         if self.fixed_root is not None or not self.known_folders:
             return super().resolve_root(data_root, data_home)
-        return resolve_data_root(data_root, data_home, self.data_dir, self.known_folders)
+        return resolve_data_root(data_root, data_home, self.data_dir, self.known_folders, self.nested_folders)
 
     def inventory(self, root: Path) -> Inventory:
         return walk_class_folders(root, depth=None)

@@ -10,8 +10,9 @@ is what the board shows (``bench run -t acevedo@folds=authors`` writes and ranks
 - ``@folds=portable|authors`` and ``@preprocessing=direct|authors-cv``: the (training) task's fold scheme and
   preprocessing (:data:`TASK_VARIANTS`); ``@perturbation=stain|blur|jpeg|rescale``: its images perturbed
   (:mod:`tasks.transforms`), ``@perturbation=all``: clean and every perturbation side by side, for robustness
-  (:mod:`tasks.perturbations`); ``@training=all|folds`` and ``@classes=all|shared``: a domain shift's
-  (:data:`tasks.domains.SHIFT_TRAINING`, :data:`tasks.domains.SHIFT_CLASSES`).
+  (:mod:`tasks.perturbations`); ``@training=all|folds`` and ``@classes=all|shared|harmonised``: a domain
+  shift's (:data:`tasks.domains.SHIFT_TRAINING`, :data:`tasks.domains.SHIFT_CLASSES`; harmonised classes:
+  :mod:`tasks.harmonised`).
 
 A variant equal to the task's own default is dropped from the name, and the variants are written in one order
 (:data:`ORDER`), so every spelling of one evaluation has one name. ``+`` and ``=>`` always join tasks: a path
@@ -32,7 +33,8 @@ ALL_PERTURBATIONS = "all"  # TASK@perturbation=all: the clean images and every p
 TASK_VARIANTS = {"folds": ("fold_scheme", ("portable", "authors")),
                  "preprocessing": ("preprocessing", tuple(PREPROCESSING)),
                  "perturbation": ("perturbation", (CLEAN, *PERTURBATIONS, ALL_PERTURBATIONS))}
-SHIFT_VARIANTS = {"training": ("training", ("all", "folds")), "classes": ("classes", ("all", "shared"))}
+SHIFT_VARIANTS = {"training": ("training", ("all", "folds")),
+                  "classes": ("classes", ("all", "shared", "harmonised"))}
 ORDER = ("folds", "preprocessing", "perturbation", "training", "classes")
 SHIFT, POOL = "=>", "+"
 _VARIANT = re.compile(r"^(?P<rest>.+)@(?P<key>%s)=(?P<value>[^@=+>]*)$" % "|".join(ORDER))

@@ -192,7 +192,7 @@ def _entry_kind(entry: os.DirEntry) -> tuple[str, tuple[int, int] | None, str | 
     return "other", None, NOT_REGULAR
 
 
-def class_inventory(root: Path, depth: int, known: Iterable[str], expected: Iterable[str], what: str) -> Inventory:
+def class_inventory(root: Path, depth: int | None, known: Iterable[str], expected: Iterable[str], what: str) -> Inventory:
     """``walk_class_folders`` plus the folders that are not known classes, the expected classes that are absent,
     and a note on ignored files (``what`` says which)."""
     inv = walk_class_folders(root, depth=depth)
@@ -375,11 +375,15 @@ def read_bag_manifest(csv_path: Path) -> tuple[Path, pd.DataFrame]:
     return common, samples.sort_values("path", ignore_index=True)
 
 
-def resolve_data_root(data_root, data_home: Path, data_dir: str, class_names) -> Path:
+def resolve_data_root(data_root, data_home: Path, data_dir: str, class_names, nested: tuple[str, ...] = ()) -> Path:
     """``--data-root`` (or ``<data_home>/<data_dir>``), descending into ``<root>/<data_dir>`` when the root is
-    the folder above the data set (it holds ``data_dir`` but none of the class folders)."""
+    the folder above the data set (it holds ``data_dir`` but none of the class folders). ``nested``: other names
+    the published download puts between a folder and the class folders (AML-Cytomorphology_LMU's
+    ``AML-Cytomorphology``); with them the descent goes on for one more level while no class folder is found."""
     root = Path(data_root).expanduser().resolve() if data_root else Path(data_home) / data_dir
-    nested = root / data_dir
-    if nested.is_dir() and not any((root / c).is_dir() for c in class_names):
-        return nested
+    for _ in range(2 if nested else 1):
+        inner = next((root / name for name in (data_dir, *nested) if (root / name).is_dir()), None)
+        if inner is None or any((root / c).is_dir() for c in class_names):
+            return root
+        root = inner
     return root
