@@ -518,7 +518,7 @@ def record_result(plan: PairPlan, primary: TaskFeatures | DomainFeatures, inputs
         task=TaskInfo(**inputs.task_info),
         protocol=ProtocolInfo(name=protocol.name, summary=protocol.summary, settings=protocol.settings()),
         metrics=Scores(per_fold=evaluation.per_fold, mean=evaluation.mean, std=evaluation.std,
-                       main=plan.task.main_metric),
+                       main=protocol.main_metric or plan.task.main_metric),
         warnings=inputs.warnings + evaluation.warnings,
         skipped_images=inputs.skipped_images,
         timings={**inputs.timings, "evaluation_seconds": round(evaluation.seconds, 3)},

@@ -14,8 +14,9 @@ from leaderboard.frames import frame_html, frame_md
 
 NOTE = ("Few-shot: the main metric (percent) with n labelled cells per class, mean over seeded episodes and its 95 % "
         "interval (Student's t over episodes); each episode draws n cells per class from a training split and is "
-        "tested on that split's test cells, the same draws for every extractor. The column \"mean over n\" is the "
+        "tested on that split's test cells, the same draws for every extractor. The column \"mean\" (over n) is the "
         "record's own score (the area under the curve on a log2 axis), the one the tables above rank.")
+CORNER = "extractor \\ n per class"
 # Distinguishable line colours (Okabe-Ito), cycled
 COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442")
 
@@ -38,12 +39,12 @@ def curve_points(results: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
 
 
 def curve_table(points: pd.DataFrame, overall: dict[str, float | None]) -> pd.DataFrame:
-    """Extractors x "n = 1" ... "n = 128" of "mean [low–high]" text, and the record's mean over n."""
+    """Extractors x n = "1" ... "128" of "mean [low–high]" text, and the record's mean over n ("mean")."""
     table = pd.DataFrame(index=sorted(points["extractor"].unique()), dtype=object)
     for n in sorted(points["shots"].unique()):
         at = points[points["shots"] == n].set_index("extractor")
-        table[f"n = {n}"] = [_cell(at.loc[e]) if e in at.index else "—" for e in table.index]
-    table["mean over n"] = [_pct(overall.get(e)) for e in table.index]
+        table[str(n)] = [_cell(at.loc[e]) if e in at.index else "—" for e in table.index]
+    table["mean"] = [_pct(overall.get(e)) for e in table.index]
     return table
 
 
@@ -68,7 +69,7 @@ def curves_md(results: pd.DataFrame, escape_name) -> list[str]:
     parts = ["\n## Few-shot: label efficiency\n", NOTE]
     for (task, protocol), points in found.items():
         parts += [f"\n### {escape_name(task)} / {escape_name(protocol)}\n",
-                  frame_md(curve_table(points, _overall(results, task, protocol)), "extractor", escape_name)]
+                  frame_md(curve_table(points, _overall(results, task, protocol)), CORNER, escape_name)]
     return parts
 
 
@@ -76,13 +77,20 @@ def curves_html(results: pd.DataFrame) -> str:
     found = curve_points(results)
     if not found:
         return ""
-    parts = [f'<h2 id="few-shot">Few-shot: label efficiency</h2><p>{escape(NOTE)}</p>']
+    parts = [f'<h2 id="few-shot">Few-shot: label efficiency</h2><p>{escape(NOTE)}</p><div class="charts">']
     for (task, protocol), points in found.items():
         title = f"{task} / {protocol}"
-        table = frame_html(curve_table(points, _overall(results, task, protocol)), "extractor")
+        table = frame_html(curve_table(points, _overall(results, task, protocol)), CORNER, _mean_cell)
         parts.append(f'<div class="curve"><h3>{escape(title)}</h3>{curve_svg(points, title)}'
                      f'<div class="scroll">{table}</div></div>')
-    return "".join(parts)
+    return "".join(parts) + "</div>"
+
+
+def _mean_cell(row, column, value) -> str:
+    """A curve table's cell in HTML: the mean, its interval on hover (the chart draws it; the table stays narrow)."""
+    mean, _, interval = str(value).partition(" [")
+    hover = f' title="95 % interval {escape(interval.rstrip("]"), quote=True)}"' if interval else ""
+    return f'<td class="num"{hover}>{escape(mean)}</td>'
 
 
 def curve_svg(points: pd.DataFrame, title: str, width: int = 560, height: int = 240) -> str:

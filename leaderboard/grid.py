@@ -20,6 +20,8 @@ _ORDER = {"knn-1": 0, "knn-20": 1, "knn-cosine": 2, "linear": 3, "linear-std": 4
 def columns(results: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(task label, task, protocol) of every column group, tasks by name, protocols in the paper's order."""
     rows = results[results[f"{WEIGHTED_F1}_mean"].notna()]  # (batch-effect results hold other scores)
+    if "curve" in rows:  # nor are few-shot curves a column of the paper's table (their own section)
+        rows = rows[[not isinstance(c, dict) for c in rows["curve"]]]
     groups = {(r["task_label"], r["task"], r["protocol"]) for _, r in rows.iterrows()}
     return sorted(groups, key=lambda g: (g[0], _ORDER.get(g[2], 99), g[2]))
 

@@ -27,7 +27,7 @@ th.reported-title{font-weight:normal;font-style:italic;background:#fafafa}
 figure.chart{margin:0;width:420px}figure.chart figcaption{font-weight:bold;font-size:13px;margin-bottom:4px}
 figure.map{display:inline-block;margin:0 1.5em 1.5em 0;font-size:11px;max-width:260px;vertical-align:top}
 div.matrix h3{font-size:14px;margin:0}div.matrix td.diag{background:#f0f0f0;font-style:italic}
-div.curve h3{font-size:14px;margin:1em 0 0}
+div.curve{max-width:640px}div.curve h3{font-size:14px;margin:1em 0 0}div.curve small{color:#666;font-size:10px}
 """ + BADGE_CSS
 
 # Sorting by clicking a header; written here because the page must work offline with no library.
@@ -176,6 +176,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
     (:func:`leaderboard.paper.paper_rows`) for the Table 2 view; ``runs_badge``: the badge of rows from the
     results folder (verified submissions and the paper's rows have their own)."""
     from leaderboard.grid import grid_html
+    from leaderboard.suite import suite_html
 
     subset = results["subset"].fillna("") if "subset" in results else pd.Series("", index=results.index)
     results = results.assign(main_mean=main_scores(results), main_std=main_scores(results, "std"),
@@ -215,6 +216,7 @@ def render_html(results: pd.DataFrame, reported: dict[str, pd.DataFrame], citati
              "that collapsed to one class in some fold: a warning, never the best of its column.</p>",
              *([f"<p>{escape(BATCH_EFFECT_NOTE)}</p>"] if (results["main_metric"] == INTEGRATION).any() else []),
              *_problems(problems),
+             suite_html(results),
              *([grid] if grid else []),
              "<h2>Per task</h2><p>Main metric per task and protocol, with the bootstrap 95 % interval over all stored "
              "predictions as whiskers.</p><div class=\"charts\">"]

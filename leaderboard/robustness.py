@@ -65,15 +65,16 @@ def robustness_html(results: pd.DataFrame) -> str:
     tables = _tables(results)
     if not tables:
         return ""
-    parts = [f'<h2 id="robustness">Robustness to perturbations</h2><p>{escape(NOTE)}</p>']
+    parts = [f'<h2 id="robustness">Robustness to perturbations</h2><p>{escape(NOTE)}</p><div class="charts">']
     for task, table in tables.items():
         parts.append(f'<div class="curve"><h3>{escape(task)}</h3>{bars_svg(table, task)}'
                      f'<div class="scroll">{frame_html(_text(table), "extractor")}</div></div>')
-    return "".join(parts)
+    return "".join(parts) + "</div>"
 
 
 def bars_svg(table: pd.DataFrame, title: str, width: int = 560, bar: int = 9) -> str:
-    """Per extractor, a bar per version (clean first, then each perturbation) of its weighted F1."""
+    """Per extractor, a bar per version (clean first, then each perturbation) of its weighted F1, the value on
+    hover and in the table beneath."""
     versions = [c for c in table.columns if c != "invariance"]
     colours = ["#444444", "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9"]
     left, legend = 150, 16
@@ -94,9 +95,7 @@ def bars_svg(table: pd.DataFrame, title: str, width: int = 560, bar: int = 9) ->
                 continue
             out.append(f'<rect x="{left}" y="{y0 + j * bar}" width="{scale * float(value):.1f}" height="{bar - 1}" '
                        f'fill="{colours[j % len(colours)]}"><title>{escape(str(version))}: {100 * float(value):.1f}'
-                       "</title></rect>")
-            out.append(f'<text x="{left + scale * float(value) + 3:.1f}" y="{y0 + j * bar + bar - 2}" '
-                       f'font-size="8">{100 * float(value):.1f}</text>')
+                       "</title></rect>")  # (the values are in the table beneath)
     out.append("</svg>")
     return "".join(out)
 

@@ -31,7 +31,8 @@ _KEY = ["extractor", "task", "protocol"]
 # Where a row comes from: a results folder this board was built from ("run"), a submission that `bench verify`
 # accepted ("submission"), or both (the run is shown: it reproduced the submission's entry)
 RUN, SUBMISSION, SELF_REPORTED = "run", "submission", "self-reported"
-_SIDE_FILES = (".intervals.json", ".map.json")  # bootstrap intervals (below), UMAPs (leaderboard.maps)
+# bootstrap intervals (below), UMAPs (leaderboard.maps), the suite's summary per extractor (bench.suite)
+_SIDE_FILES = (".intervals.json", ".map.json", ".summary.json")
 BATCH_EFFECT_NOTE = (  # beside columns whose main metric is the integration score (protocols/batch_effect.py)
     "A batch-effect column (task A+B: `bench run -t A+B` or `bench batch-effect`) holds the integration score: scIB's weighting "
     "0.6 x class ASW + 0.4 x mean(domain ASW, kNN mixing), on the classes the data sets share, domains balanced per "
@@ -436,6 +437,9 @@ def _render_md(results: pd.DataFrame, n_boot: int, problems: list[str], on_row=N
     scored = scored.assign(task_label=_labels(scored))
     parts = [_md_table(main_table(results)),
              "\nMain metric per task (weighted F1 unless the task says otherwise), percent, mean ± std over folds."]
+    from leaderboard.suite import suite_md
+
+    parts += suite_md(results, md_text)
     if (results["main_metric"] == INTEGRATION).any():
         parts.append(BATCH_EFFECT_NOTE)
     for kind, title in ((SUBMISSION, "Verified submissions (labels, folds, protocol and features derived again by "

@@ -118,6 +118,9 @@ class Protocol(ABC):
     # Class attribute, not a field (not a setting): bump it when a change to this protocol's code changes its
     # results, so that only its own stored results are recomputed (``code_identity``).
     version: ClassVar[int] = 1
+    # The metric a result of this protocol is ranked by, where it is the protocol's own (robustness-index); None:
+    # the task's main metric (weighted F1 for cells, the integration score for data sets side by side)
+    main_metric: ClassVar[str | None] = None
 
     def settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("name", "summary")}

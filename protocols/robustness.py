@@ -52,6 +52,7 @@ class Robustness(Protocol):
     probe: str = "linear"
     kind = "perturbations"
     kinds: ClassVar[tuple[str, ...]] = ("perturbations",)
+    main_metric: ClassVar[str | None] = PERTURBED_F1
 
     def evaluate(self, features: np.ndarray, design) -> Evaluation:
         from protocols import get_protocol
@@ -117,6 +118,7 @@ class RobustnessIndex(Protocol):
     seed: int = 0
     kind = "domains"
     kinds: ClassVar[tuple[str, ...]] = ("domains",)
+    main_metric: ClassVar[str | None] = ROBUSTNESS_INDEX
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_per_class < 2 or self.repeats < 1:

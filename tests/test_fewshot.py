@@ -142,7 +142,7 @@ def test_run_board_and_a_tampered_record(tmp_path):
     assert not path.with_name("fewshot-small.predictions.csv").exists()
     board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
     assert board.exit_code == 0, board.output
-    assert "Few-shot: label efficiency" in board.output and "| n = 16" in board.output
+    assert "Few-shot: label efficiency" in board.output and "| 16 " in board.output and "n per class" in board.output
     html = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "html"])
     assert 'id="few-shot"' in html.output and "<polyline" in html.output
     # a kept result is current; a tampered one is refused by the board and recomputed by the run

@@ -67,6 +67,8 @@ EXAMPLES = {
     "submit": ['bench submit --out leaderboard/submissions', 'bench submit -e dinobloom-s -t acevedo --out leaderboard/submissions'],
     "verify": ['bench verify leaderboard/submissions', 'bench verify leaderboard/submissions --data-root acevedo=~/data/PBC_dataset_normal_DIB --seed 7'],
     "weights fetch": ['bench weights fetch dinobloom-s'],
+    "suite list": ['bench suite list'],
+    "suite run": ['bench suite run -e dinobloom-s -e resnet50', 'bench suite run -e color-histogram -t bccd-wbc -t sslseg-1'],
 }
 
 
