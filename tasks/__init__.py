@@ -33,6 +33,9 @@ for _name, _target, _summary in [
     ("sslseg-2", "tasks.segmentation_wbc:SSLSEG_2",
      "segmentation_WBC Dataset 2 (CellaVision blog, 100 images of 300 px), 5 classes, labels not all "
      "expert-checked, 5-fold CV"),
+    ("chula-rbc-12", "tasks.chula:CHULA_RBC_12",
+     "Chula RBC-12 red-cell shapes (22,106 labelled points on 621 smears), 13 classes, 80-px crops around each "
+     "point, 5-fold CV grouped by smear"),
     ("aml-hehr", "tasks.aml:AML_HEHR",
      "AML Hehr: 4 genetic AML subtypes and control per patient from all its cells (ABMIL, patient-level CV)"),
 ]:
