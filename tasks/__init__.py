@@ -46,6 +46,9 @@ for _name, _target, _summary in [
      "5-fold portable CV"),
     ("mll23", "tasks.mll23:MLL23",
      "MLL23 (Munich Leukemia Laboratory, 41,621 peripheral-blood cells), 18 classes, 5-fold portable CV"),
+    ("chula-rbc-12", "tasks.chula:CHULA_RBC_12",
+     "Chula RBC-12 red-cell shapes (22,106 labelled points on 621 smears), 13 classes, 80-px crops around each "
+     "point, 5-fold CV grouped by smear"),
     ("aml-hehr", "tasks.aml:AML_HEHR",
      "AML Hehr: 4 genetic AML subtypes and control per patient from all its cells (ABMIL, patient-level CV)"),
 ]:

@@ -6,7 +6,9 @@ the data comes from.
   that cannot be decoded (``verify``: the whole file, by the rule of ``bench.core.images.decode_rgb``), and
   every other file under the root that is not used, with the reason. It reads the folder through the task's own
   ``inventory``; it never writes, never generates data and never raises for a defect (only for a data folder
-  that does not exist).
+  that does not exist). A task of points on whole images (:class:`tasks.points.PointInventory`: Chula-RBC-12)
+  is reported by its points: counts per class, its images (duplicates, unreadable, without labels) and the defects
+  of its labels files by file and line; the crops a run would cut are not made.
 * :func:`describe_task` -> str: the task's card (where to obtain the data, licence, citation, layout,
   classes, evaluation).
 """
@@ -22,6 +24,7 @@ from bench.core.errors import BadImageError, DataError
 from bench.core.images import to_rgb
 from tasks.base import Task
 from tasks.harmonised import describe_map
+from tasks.points import PointInventory
 from tasks.validation import duplicate_groups, folder_hint, hash_and_sniff, is_defect, listed
 
 
@@ -31,7 +34,7 @@ class DataReport:
 
     task: str
     root: str
-    n_images: int  # files that are images (by signature), per class in class_counts
+    n_images: int  # files that are images (by signature), per class in class_counts; points for a point task
     class_counts: dict[str, int]
     empty_classes: list[str] = field(default_factory=list)
     missing_classes: list[str] = field(default_factory=list)
@@ -45,6 +48,8 @@ class DataReport:
     missing_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     deeper: str | None = None  # a did-you-mean: the folder one level deeper that looks like the data set
+    unit: str = "images"  # what n_images counts: "points" for a task of points on whole images
+    defects: dict[str, list[str]] = field(default_factory=dict)  # a point task's, by kind: "file:line: ..." each
 
     @property
     def duplicate_pairs(self) -> list[tuple[str, str]]:
@@ -64,6 +69,7 @@ class DataReport:
             out.append(f"class folder(s) without images: {', '.join(self.empty_classes)}")
         if self.missing_classes:
             out.append(f"expected class(es) absent: {', '.join(self.missing_classes)}")
+        out += [f"{len(entries)} {kind}: {listed(entries, 5)}" for kind, entries in self.defects.items()]
         if self.non_images:
             out.append(f"{len(self.non_images)} file(s) named like images are not images: {listed(self.non_images, 5)}")
         if self.unreadable:
@@ -92,7 +98,7 @@ class DataReport:
         return info
 
     def format(self) -> str:
-        lines = [f"task {self.task}: {self.root}", f"{self.n_images} images in {len(self.class_counts)} classes"]
+        lines = [f"task {self.task}: {self.root}", f"{self.n_images} {self.unit} in {len(self.class_counts)} classes"]
         width = max((len(c) for c in self.class_counts), default=0)
         lines += [f"  {c:<{width}}  {n:>7}" for c, n in self.class_counts.items()]
         lines += [f"note: {n}" for n in self.notes]
@@ -106,6 +112,8 @@ class DataReport:
             lines.append(f"left out by the task ({len(self.left_out)}): {listed(self.left_out, 10)}")
         for group in self.cross_class_duplicates:
             lines.append(f"cross-class duplicate: {' = '.join(group)}")
+        for kind, entries in self.defects.items():
+            lines.append(f"{kind} ({len(entries)}): {listed(entries)}")
         problems = self.problems()
         lines += [f"problem: {p}" for p in problems] or ["no problems found"]
         return "\n".join(lines)
@@ -123,27 +131,16 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
     if not root.exists():
         raise DataError(f"task {task.name!r}: data folder {root} does not exist. {task.obtain}".strip())
     inv = task.inventory(root)
+    if isinstance(inv, PointInventory):
+        return _point_report(task, inv, verify)
     samples = inv.samples.reset_index(drop=True).copy()
     present = np.array([(inv.root / p).is_file() for p in samples["path"]], dtype=bool)  # (a list [] selects columns)
     samples = samples[present].reset_index(drop=True)
     facts = [hash_and_sniff(inv.root / p) for p in samples["path"]]
     samples["sha256"] = [sha for sha, _ in facts]
     non_images = [p for p, (_, fmt) in zip(samples["path"], facts) if fmt is None]
-    unreadable = []
-    if verify:
-        from PIL import Image
-
-        for path, (_, fmt) in zip(samples["path"], facts):
-            if fmt is None:
-                continue
-            try:
-                with Image.open(inv.root / path) as image:
-                    image.load()  # the whole file, as a run decodes it
-                    to_rgb(image, path)
-            except BadImageError as exc:  # a mode or range the decoding rule refuses
-                unreadable.append(f"{path}: {exc}")
-            except Exception as exc:  # PIL raises many types for broken files
-                unreadable.append(f"{path}: {type(exc).__name__}: {exc}")
+    unreadable = _undecodable(inv.root, [p for p, (_, fmt) in zip(samples["path"], facts) if fmt is not None]) \
+        if verify else []
     groups = duplicate_groups(samples)
     paths, labels = samples["path"], samples["label"]
     left_out = set(inv.left_out)
@@ -168,6 +165,46 @@ def check_dataset(task: Task, data_root=None, data_home: Path | None = None, *, 
         missing_files=list(inv.missing_files),
         notes=list(inv.notes),
         deeper=deeper,
+    )
+
+
+def _undecodable(root: Path, paths) -> list[str]:
+    """"path: error" for every image that does not decode completely, as a run decodes it (a mode or range the
+    decoding rule refuses included)."""
+    from PIL import Image
+
+    out = []
+    for path in paths:
+        try:
+            with Image.open(root / path) as image:
+                image.load()  # the whole file, as a run decodes it
+                to_rgb(image, path)
+        except BadImageError as exc:  # a mode or range the decoding rule refuses
+            out.append(f"{path}: {exc}")
+        except Exception as exc:  # PIL raises many types for broken files
+            out.append(f"{path}: {type(exc).__name__}: {exc}")
+    return out
+
+
+def _point_report(task: Task, inv: PointInventory, verify: bool) -> DataReport:
+    """A point task's report: its points per class, its images and the defects of its labels files."""
+    counts = inv.samples["label"].value_counts()
+    header = {entry.split(": ", 1)[0] for entry in inv.unreadable}  # reported already
+    return DataReport(
+        task=task.name,
+        root=str(inv.root),
+        n_images=int(counts.sum()),
+        unit="points",
+        class_counts={str(k): int(counts[k]) for k in sorted(counts.index)},
+        missing_classes=list(inv.missing_classes),
+        duplicate_groups=[list(group) for group in inv.identical_images],
+        non_images=list(inv.non_images),
+        unreadable=list(inv.unreadable) + (_undecodable(inv.root, [p for p in inv.images if p not in header])
+                                           if verify else []),
+        ignored_files=inv.not_used(),
+        missing_files=list(inv.missing_files),
+        notes=list(inv.notes),
+        defects=inv.defects(),
     )
 
 

@@ -30,22 +30,17 @@ on how many others are generated.
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
-import re
-import secrets
-import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-from filelock import FileLock
 from PIL import Image
 from scipy import ndimage
 
-from bench.core.errors import DataError, UsageError
+from bench.core.errors import UsageError
+from tasks.materialise import materialise_folder
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -421,65 +416,23 @@ def render_cell(cell_class: str, rng: np.random.Generator, size: int = 128, stai
 # ----------------------------------------------------------------------------------------------
 # Folder writers: atomic, marked, locked
 # ----------------------------------------------------------------------------------------------
-_MARKER = "GENERATED.json"
-
-
-def _existing_is_complete(root: Path, expected: dict) -> bool:
-    """True if root holds a complete folder made with ``expected``; raise if it holds anything else."""
-    if not root.exists():
-        return False
-    if root.is_dir() and not any(root.iterdir()):
-        return False  # an empty folder is replaced
-    try:
-        found = json.loads((root / _MARKER).read_text())
-    except (OSError, ValueError):
-        raise DataError(
-            f"{root} exists but is not a complete synthetic data folder (no readable {_MARKER}); "
-            f"delete it and call again") from None
-    if found != expected:
-        raise DataError(
-            f"{root} holds synthetic data made with other parameters ({found.get('params')!r} from generator "
-            f"version {found.get('generator_version')!r}; asked for {expected['params']!r} from version "
-            f"{GENERATOR_VERSION}); delete the folder {root} and call again, or use another root")
-    return True
-
-
 def _materialise(root, expected: dict, files: Callable[[], Iterator[tuple[str, Callable[[], np.ndarray]]]],
                  extra: Callable[[Path], None] | None = None) -> Path:
-    """Write the files into a temporary sibling, add the marker, rename to root; under a file lock."""
-    root = Path(root)
-    expected = json.loads(json.dumps(expected))  # plain JSON types, as read back from the marker
-    if _existing_is_complete(root, expected):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root) + ".lock"):
-        if _existing_is_complete(root, expected):
-            return root
-        stale = re.compile(rf"\.{re.escape(root.name)}\.partial\.[0-9a-f]{{8}}")
-        for p in root.parent.iterdir():  # leftovers of crashed writers (we hold the lock)
-            if stale.fullmatch(p.name):
-                shutil.rmtree(p, ignore_errors=True)
-        tmp = root.parent / f".{root.name}.partial.{secrets.token_hex(4)}"
-        tmp.mkdir()
-        try:
-            n = 0
-            for rel, make in files():
-                path = tmp / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(make()).save(path, format="PNG", compress_level=1)
-                n += 1
-            if n != expected["n_files"]:
-                raise RuntimeError(f"internal error: wrote {n} files, expected {expected['n_files']}")
-            if extra is not None:
-                extra(tmp)
-            (tmp / _MARKER).write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
-            if root.is_dir():
-                root.rmdir()  # was empty (checked above)
-            os.rename(tmp, root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return root
+    """Write the files (PNG) and ``extra`` into a new folder at ``root``, atomically, once
+    (:func:`tasks.materialise.materialise_folder`)."""
+
+    def write(tmp: Path) -> int:
+        n = 0
+        for rel, make in files():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(make()).save(path, format="PNG", compress_level=1)
+            n += 1
+        if extra is not None:
+            extra(tmp)
+        return n
+
+    return materialise_folder(root, expected, write, "synthetic data")
 
 
 def _rng(*key: int) -> np.random.Generator:

@@ -22,7 +22,7 @@ BAG_PROTOCOLS = ("abmil-paper",)
 HEADLINE_PROTOCOL = "linear"  # the suite view's table: the paper's probe, per task
 
 WHITE_CELL_TASKS = ("acevedo", "bccd-wbc", "sslseg-1", "sslseg-2", "raabin-wbc", "lisc", "matek-19", "mll23")
-OTHER_CELL_TASKS = ("raabin-wbc-testb", "bmc")
+OTHER_CELL_TASKS = ("raabin-wbc-testb", "bmc", "chula-rbc-12")
 BAG_TASKS = ("aml-hehr",)
 CELL_TASKS = WHITE_CELL_TASKS + OTHER_CELL_TASKS
 TASKS = CELL_TASKS + BAG_TASKS
