@@ -113,3 +113,17 @@ def write_summaries(results_dir: Path, extractors: list[str], log=print) -> dict
         atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
         written[extractor] = path
     return written
+
+
+def cards_markdown() -> str:
+    """The suite's tasks as a Markdown table from their cards (docs/suite.md holds it; a test keeps it equal)."""
+    from tasks import get_task
+
+    lines = ["| task | kind | images | classes | licence | source |", "|---|---|---|---|---|---|"]
+    for name in definition.TASKS:
+        task = get_task(name)
+        size = "—" if task.full_set_images is None else f"{task.full_set_images:,}"
+        classes = str(len(task.expected_classes)) if task.expected_classes else "—"
+        cells = [f"`{name}`", task.kind, size, classes, task.licence or "—", task.citation or "—"]
+        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines)

@@ -36,8 +36,11 @@ def suite_scores(results: pd.DataFrame) -> pd.DataFrame:
                 (rows["task"].isin(definition.BAG_TASKS) & rows["protocol"].isin(definition.BAG_PROTOCOLS))]
     if rows.empty:
         return pd.DataFrame()
-    table = rows.assign(column=_labels(rows), score=[r.get(f"{r['main_metric']}_mean") for _, r in rows.iterrows()]
-                        ).pivot_table(index="extractor", columns="column", values="score", aggfunc="first")
+    from leaderboard.tables import main_scores
+
+    score = pd.Series(main_scores(rows), index=rows.index, dtype=float)
+    table = rows.assign(column=_labels(rows), score=score).pivot_table(index="extractor", columns="column",
+                                                                        values="score", aggfunc="first")
     table.columns.name = None
     return table.astype(float).sort_index()
 
@@ -49,10 +52,10 @@ def suite_ranks(results: pd.DataFrame) -> dict[str, dict]:
     if scores.empty:
         return {}
     shared = [c for c in scores.columns if scores[c].notna().all()]
-    ranks = scores[shared].rank(axis=0, ascending=False, method="min")
-    return {str(e): {"shared_tasks": shared, "ranks": {t: int(ranks.loc[e, t]) for t in shared},
-                     "mean_rank": float(ranks.loc[e].mean()) if shared else None, "of": int(len(scores))}
-            for e in scores.index}
+    ranks = scores[shared].rank(axis=0, ascending=False, method="min").to_dict(orient="index")
+    return {str(e): {"shared_tasks": shared, "ranks": {t: int(r[t]) for t in shared},
+                     "mean_rank": sum(r[t] for t in shared) / len(shared) if shared else None, "of": int(len(scores))}
+            for e, r in ranks.items()}
 
 
 def suite_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +66,7 @@ def suite_table(results: pd.DataFrame) -> pd.DataFrame:
     ranks = suite_ranks(results)
     table = pd.DataFrame(index=scores.index, dtype=object)
     for task in scores.columns:
-        order = scores[task].rank(ascending=False, method="min")
+        order = scores[task].rank(ascending=False, method="min").to_dict()
         table[task] = ["—" if pd.isna(v) else f"{100 * v:.1f} (#{int(order[e])})" for e, v in scores[task].items()]
     table["mean rank"] = ["—" if ranks[e]["mean_rank"] is None else f"{ranks[e]['mean_rank']:.2f}"
                           for e in table.index]

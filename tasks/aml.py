@@ -21,4 +21,8 @@ AML_HEHR = BagTask(
         "Cancer Imaging Archive) and arrange them as <root>/<label>/<patient>/<cell image> with the labels "
         f"{', '.join(AML_LABELS)}, or write a CSV patient,label,path and pass it as --data-root."
     ),
+    licence="not verified here (distributed through The Cancer Imaging Archive; check the collection's licence)",
+    citation=("M. Hehr, A. Sadafi, C. Matek, P. Lienemann, C. Pohlkamp, T. Haferlach, K. Spiekermann, C. Marr: "
+              "Explainable AI identifies diagnostic cells of genetic AML subtypes. PLOS Digital Health 2(3) (2023) "
+              "e0000187, doi:10.1371/journal.pdig.0000187"),
 )

@@ -91,3 +91,11 @@ def test_run_summaries_and_the_suite_view_at_1400_px(tmp_path, browser):  # noqa
 def test_the_plan_on_real_copies():
     plan = plan_suite(Path(os.environ["HEMABENCH_SUITE_DATA"]))
     assert plan.present and all(name in definition.TASKS for name in plan.present)
+
+
+def test_docs_list_every_task_with_its_source_and_licence():
+    from bench.suite import cards_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "suite.md").read_text()
+    assert cards_markdown() in doc, "docs/suite.md: paste bench.suite.cards_markdown() into 'The tasks'"
+    assert all(f"| `{name}` |" in doc for name in definition.TASKS)

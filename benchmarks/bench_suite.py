@@ -1,0 +1,98 @@
+"""The suite's wall time: `bench suite run` for each extractor on the real data present, every run of the suite
+timed from its log, and the summary's scores.
+
+    python benchmarks/bench_suite.py -e color-histogram [-e vit-s14-random] [-t bccd-wbc ...] [--out report.md]
+
+The data home is made of links to the copies the environment names (nothing is copied): HEMABENCH_ACEVEDO_FULL (the
+`PBC_dataset_normal_DIB` folder), HEMABENCH_BCCD (a clone of apple2373/BCCD), HEMABENCH_SEGMENTATION_WBC (a clone of
+zxaoyou/segmentation_WBC), HEMABENCH_CHULA (a clone of Chula-PIC-Lab/Chula-RBC-12-Dataset). Without any of them,
+the suite runs on generated copies of bccd-wbc and sslseg-1/2 (the layout tests/test_suite.py builds). A fresh
+BENCH_HOME (feature cache) per call, so every feature is extracted: the time of a first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COPIES = {  # environment variable -> (the folder inside it the task reads, the name the task looks for)
+    "HEMABENCH_ACEVEDO_FULL": ("", "PBC_dataset_normal_DIB"),
+    "HEMABENCH_BCCD": ("BCCD_cropped", "BCCD_cropped"),
+    "HEMABENCH_SEGMENTATION_WBC": ("", "segmentation_WBC"),
+    "HEMABENCH_CHULA": ("", "Chula-RBC-12-Dataset"),
+}
+STEP = re.compile(r"^suite \[(\d+)/(\d+), ([\d.]+) min\]: (\S+) on (\S+) \((.*)\)$")
+
+
+def data_home(where: Path) -> list[str]:
+    """Links to the copies named by the environment; the names of those found."""
+    found = []
+    for variable, (inside, name) in COPIES.items():
+        source = os.environ.get(variable)
+        if source and (Path(source) / inside).exists():
+            (where / name).symlink_to(Path(source).resolve() / inside)
+            found.append(name)
+    if not found:
+        sys.path.insert(0, str(REPO_ROOT))
+        from tests.test_suite import _data_home
+
+        _data_home(where)
+        found.append("generated copies of bccd-wbc, sslseg-1, sslseg-2")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-e", "--extractor", action="append", required=True)
+    parser.add_argument("-t", "--task", action="append", default=[])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
+        home, results = Path(tmp) / "data", Path(tmp) / "results"
+        home.mkdir()
+        copies = data_home(home)
+        env = {**os.environ, "BENCH_HOME": str(Path(tmp) / "bench_home")}
+        command = [sys.executable, "-m", "bench", "suite", "run", "--data-home", str(home), "--results", str(results),
+                   "--no-progress", *[x for e in args.extractor for x in ("-e", e)],
+                   *[x for t in args.task for x in ("-t", t)]]
+        t0 = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+        total = time.perf_counter() - t0
+        log = done.stdout + done.stderr
+        steps = [m.groups() for m in map(STEP.match, log.splitlines()) if m]
+        summaries = {e: json.loads(p.read_text()) for e in args.extractor
+                     if (p := results / e / "suite.summary.json").exists()}
+    lines = [f"# `bench suite run` on {', '.join(copies)}", "",
+             f"Command: `bench suite run {' '.join(f'-e {e}' for e in args.extractor)}"
+             f"{''.join(f' -t {t}' for t in args.task)}` (exit code {done.returncode}), fresh feature cache. "
+             f"Wall time: {total / 60:.1f} min.", "",
+             "| # | extractor | evaluation | protocols | minutes |", "|---|---|---|---|---|"]
+    starts = [float(s[2]) for s in steps] + [total / 60]
+    for (number, _, _, extractor, task, protocols), begin, end in zip(steps, starts, starts[1:]):
+        lines.append(f"| {number} | {extractor} | `{task}` | {protocols} | {end - begin:.2f} |")
+    for extractor, summary in summaries.items():
+        lines += ["", f"## {extractor}: main scores (percent), mean rank {summary.get('mean_rank')}", "",
+                  "| task | protocol | metric | mean |", "|---|---|---|---|"]
+        for task, by_protocol in sorted(summary["results"].items()):
+            for protocol, score in sorted(by_protocol.items()):
+                value = "—" if score["mean"] is None else f"{100 * score['mean']:.1f}"
+                lines.append(f"| `{task}` | {protocol} | {score['metric']} | {value} |")
+    failures = [line for line in log.splitlines() if line.startswith(("failed:", "absent, skipped:"))]
+    if failures:
+        lines += ["", "Not run:", ""] + [f"- {line[:300]}" for line in failures]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
