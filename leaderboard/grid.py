@@ -1,7 +1,8 @@
 """The board as the paper's Table 2: one row per extractor, one column group per task and protocol, weighted F1
 and balanced accuracy in each, the best measured value of every column marked; the paper's reported rows beneath
 in the same columns (never marked, never ranked with measured rows). A result on a subset of a data set with a
-published size is its own column group, headed as a subset. Batch-effect results (other scores) are not here.
+published size is its own column group, headed as a subset. Batch-effect and robustness results (other scores),
+few-shot curves and domain shifts (``A=>B``: the generalisation matrices) have their own sections.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, str]]:
     rows = results[results[f"{WEIGHTED_F1}_mean"].notna()]  # (batch-effect results hold other scores)
     if "curve" in rows:  # nor are few-shot curves a column of the paper's table (their own section)
         rows = rows[[not isinstance(c, dict) for c in rows["curve"]]]
+    rows = rows[~rows["task"].str.contains("=>", regex=False)]  # nor domain shifts: the generalisation matrices
     groups = {(r["task_label"], r["task"], r["protocol"]) for _, r in rows.iterrows()}
     return sorted(groups, key=lambda g: (g[0], _ORDER.get(g[2], 99), g[2]))
 

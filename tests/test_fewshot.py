@@ -123,26 +123,28 @@ def test_short_classes_and_too_large_shot_counts_are_said():
         FewShot(classifier="svm")
 
 
-def test_run_board_and_a_tampered_record(tmp_path):
-    """Through `bench run` (a few-shot protocol in a plugin file: 10 episodes, to keep the test short)."""
+def test_run_board_and_a_tampered_record(tmp_path, image_folder):
+    """Through `bench run` on a small image folder (3 classes x 12: 9 or 10 training cells per class per fold), with
+    a few-shot protocol in a plugin file (10 episodes, to keep the test short)."""
     plugin = tmp_path / "small_fewshot.py"
     plugin.write_text("from protocols.fewshot import FewShot\n"
                       "SMALL = FewShot(name='fewshot-small', shots=(1, 4, 16, 64), episodes=10)\n")
     results = tmp_path / "results"
-    run = ["run", "-e", "color-histogram", "-t", "synthetic-wbc", "-p", f"{plugin}:SMALL", "--results", str(results),
+    task = f"imagefolder:{image_folder}"
+    run = ["run", "-e", "color-histogram", "-t", task, "-p", f"{plugin}:SMALL", "--results", str(results),
            "--no-progress"]
     done = CliRunner().invoke(app, run)
     assert done.exit_code == 0, done.output
-    path = results / "color-histogram" / "synthetic-wbc" / "fewshot-small.json"
+    (path,) = results.glob("color-histogram/*/fewshot-small.json")
     record = ResultRecord.read(path)
     assert len(record.metrics.per_fold) == 10 and record.curve is not None
-    assert [p["shots"] for p in record.curve["points"]] == [1, 4, 16]  # 40 training cells per class
-    assert any("shot counts [64] not evaluated" in w for w in record.warnings)
+    assert [p["shots"] for p in record.curve["points"]] == [1, 4]  # 9 or 10 training cells per class
+    assert any("shot counts [16, 64] not evaluated" in w for w in record.warnings)
     assert record.curve == episode_curve(record.metrics.per_fold) and not curve_problems(record)
     assert not path.with_name("fewshot-small.predictions.csv").exists()
     board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
     assert board.exit_code == 0, board.output
-    assert "Few-shot: label efficiency" in board.output and "| 16 " in board.output and "n per class" in board.output
+    assert "Few-shot: label efficiency" in board.output and "| 4 " in board.output and "n per class" in board.output
     html = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "html"])
     assert 'id="few-shot"' in html.output and "<polyline" in html.output
     # a kept result is current; a tampered one is refused by the board and recomputed by the run

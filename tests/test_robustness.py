@@ -108,21 +108,21 @@ def test_robustness_index_of_a_hand_computed_case():
         RobustnessIndex(k=0)
 
 
-def test_run_and_board(tmp_path):
-    results = tmp_path / "results"
-    done = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", "synthetic-wbc@perturbation=all",
+def test_run_and_board(tmp_path, image_folder):
+    results, task = tmp_path / "results", f"imagefolder:{image_folder}"
+    done = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"{task}@perturbation=all",
                                     "--results", str(results), "--no-progress"])
     assert done.exit_code == 0, done.output
     (path,) = results.glob("color-histogram/*/robustness.json")
     record = ResultRecord.read(path)
-    assert record.task.name == "synthetic-wbc@perturbation=all" and record.metrics.main == "perturbed_f1"
+    assert record.task.name == f"{task}@perturbation=all" and record.metrics.main == "perturbed_f1"
     assert set(record.metrics.per_fold[0]["perturbations"]) == set(PERTURBATIONS)
-    assert set(record.timings["tasks"]) == {"synthetic-wbc", *(f"synthetic-wbc@perturbation={p}" for p in PERTURBATIONS)}
-    # colour histograms: a stain change moves them most
+    assert set(record.timings["tasks"]) == {task, *(f"{task}@perturbation={p}" for p in PERTURBATIONS)}
+    # every perturbation moves the colour histograms of these noisy cells (blur removes their noise)
     per = {p: np.mean([f["perturbations"][p]["invariance"] for f in record.metrics.per_fold]) for p in PERTURBATIONS}
-    assert min(per, key=lambda p: per[p]) == "stain"
+    assert all(0 < v < 1 for v in per.values()), per
     board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
     assert board.exit_code == 0 and "Robustness to perturbations" in board.output, board.output
-    wrong = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", "synthetic-wbc@perturbation=all", "-p",
+    wrong = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"{task}@perturbation=all", "-p",
                                      "knn-20", "--results", str(results), "--no-progress"])
     assert wrong.exit_code == 2 and "robustness" in wrong.output
