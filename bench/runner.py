@@ -236,12 +236,14 @@ def damage(record: ResultRecord, json_path: Path) -> str | None:
     (:func:`bench.core.rescore.rescore_file`), or a few-shot result's episodes give its curve and means
     (:func:`bench.core.curves.curve_problems`), else why not, in words."""
     from bench.core.curves import curve_problems
-    from bench.core.metrics import LABEL_METRICS
-    from bench.core.rescore import rescore_file
+    from bench.core.metrics import LABEL_METRICS, PERTURBED_F1
+    from bench.core.rescore import rescore_file, rescore_robustness
 
     evidence = "predictions"
     if record.curve is not None:  # few-shot: its episodes are its evidence, no per-cell predictions
         problems, evidence = curve_problems(record), "episodes"
+    elif record.metrics.main == PERTURBED_F1:  # robustness: its per-cell table
+        problems, evidence = rescore_robustness(record, cells_path(json_path)), "per-cell table"
     elif record.n_predictions is None and record.metrics.main not in LABEL_METRICS:
         return None  # a score of the embedding (batch effect): no label predictions to score again
     else:

@@ -18,8 +18,8 @@ from typing import Any, cast
 import pandas as pd
 
 from bench.core.errors import ResultsError, UsageError
-from bench.core.metrics import INTEGRATION, LABEL_METRICS, SCORES
-from bench.core.record import ResultRecord, looks_like_record, predictions_path
+from bench.core.metrics import INTEGRATION, LABEL_METRICS, PERTURBED_F1, SCORES
+from bench.core.record import ResultRecord, cells_path, looks_like_record, predictions_path
 
 COLUMNS = ["extractor", "task", "protocol", "source", "subset", "main_metric", "n_folds", "warnings", "collapsed",
            "checks", "created",
@@ -120,6 +120,15 @@ def _checked_row(record: ResultRecord, path: Path) -> dict:
         if problems:
             raise ResultsError(f"{path} is not shown: it does not agree with its episodes ({'; '.join(problems[:3])}). "
                                "`bench run` with --overwrite only-missing recomputes it; or delete it")
+        return _row(record, path)
+    if record.metrics.main == PERTURBED_F1:  # robustness: its per-cell table is its evidence
+        from bench.core.rescore import rescore_robustness
+
+        problems = rescore_robustness(record, cells_path(path))
+        if problems:
+            raise ResultsError(f"{path} is not shown: it does not agree with its per-cell table "
+                               f"({'; '.join(problems[:3])}). `bench run` with --overwrite only-missing recomputes "
+                               "it; or delete it")
         return _row(record, path)
     table = predictions_path(path)
     if not (table.exists() or table.is_symlink()):

@@ -123,6 +123,17 @@ def test_run_and_board(tmp_path, image_folder):
     assert all(0 < v < 1 for v in per.values()), per
     board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
     assert board.exit_code == 0 and "Robustness to perturbations" in board.output, board.output
+    # the per-cell table is the record's evidence: an edited cell is refused by the board, recomputed by the run
+    cells = path.with_name("robustness.cells.csv")
+    lines = cells.read_text().splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("cosine")] = "0.5"
+    cells.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
+    assert "does not agree with its per-cell table" in board.output and "invariance" in board.output, board.output
+    again = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"{task}@perturbation=all", "--results",
+                                     str(results), "--no-progress"])
+    assert again.exit_code == 0 and "does not agree with its per-cell table" in again.output, again.output
     wrong = CliRunner().invoke(app, ["run", "-e", "color-histogram", "-t", f"{task}@perturbation=all", "-p",
                                      "knn-20", "--results", str(results), "--no-progress"])
     assert wrong.exit_code == 2 and "robustness" in wrong.output

@@ -125,3 +125,36 @@ def _number(value) -> bool:
 
 def _same(stored, again: float, tolerance: float = TOLERANCE) -> bool:
     return _number(stored) and abs(stored - again) <= tolerance
+
+
+def rescore_robustness(record, cells_file: Path) -> list[str]:
+    """A robustness record (:mod:`protocols.robustness`) against its per-cell table (``<protocol>.cells.csv``: fold,
+    perturbation, cosine, label, prediction_clean, prediction): per fold, the clean F1 and each perturbation's
+    F1 and invariance computed again from the cells, then the means and stds from the folds. One line per
+    disagreement; a missing or unreadable table is the one problem."""
+    from bench.core.metrics import CLEAN_F1, INVARIANCE, PERTURBED_F1, WEIGHTED_F1
+
+    path = Path(cells_file)
+    if path.is_symlink() or not path.is_file():
+        return [f"per-cell table {path} is {'a symbolic link' if path.is_symlink() else 'missing'}"]
+    try:
+        cells = pd.read_csv(path, dtype={"fold": str, "label": str, "prediction": str, "prediction_clean": str},
+                            keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return [f"per-cell table {path} cannot be read ({type(exc).__name__}: {exc})"]
+    problems = []
+    groups = {key: rows for key, rows in cells.groupby(["fold", "perturbation"], sort=False)}
+    for number, fold in enumerate(record.metrics.per_fold):
+        for name, scores in (fold.get("perturbations") or {}).items():
+            rows = groups.get((str(fold.get("fold")), name))
+            where = f"metrics.per_fold[{number}].perturbations.{name}"
+            if rows is None:
+                problems.append(f"{where}: no cells for it in {path.name}")
+                continue
+            again = {PERTURBED_F1: metric_value(rows["label"], rows["prediction"], WEIGHTED_F1),
+                     INVARIANCE: float(rows["cosine"].mean()),
+                     CLEAN_F1: metric_value(rows["label"], rows["prediction_clean"], WEIGHTED_F1)}
+            stored = {**scores, CLEAN_F1: fold.get(CLEAN_F1)}
+            problems.extend(f"{where}.{metric}: {stored.get(metric)!r}, its cells give {value!r}"
+                            for metric, value in again.items() if not _same(stored.get(metric), value, 1e-7))
+    return problems + summary_problems(record)
