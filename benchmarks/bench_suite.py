@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("-e", "--extractor", action="append", required=True)
     parser.add_argument("-t", "--task", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--log", type=Path, default=None, help="write the command's whole output here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
         home, results = Path(tmp) / "data", Path(tmp) / "results"
@@ -67,6 +68,8 @@ def main() -> None:
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
         total = time.perf_counter() - t0
         log = done.stdout + done.stderr
+        if args.log:
+            args.log.write_text(log)
         steps = [m.groups() for m in map(STEP.match, log.splitlines()) if m]
         summaries = {e: json.loads(p.read_text()) for e in args.extractor
                      if (p := results / e / "suite.summary.json").exists()}
@@ -85,7 +88,7 @@ def main() -> None:
             for protocol, score in sorted(by_protocol.items()):
                 value = "—" if score["mean"] is None else f"{100 * score['mean']:.1f}"
                 lines.append(f"| `{task}` | {protocol} | {score['metric']} | {value} |")
-    failures = [line for line in log.splitlines() if line.startswith(("failed:", "absent, skipped:"))]
+    failures = [line for line in log.splitlines() if line.startswith(("failed:", "absent, skipped:", "error:"))]
     if failures:
         lines += ["", "Not run:", ""] + [f"- {line[:300]}" for line in failures]
     report = "\n".join(lines) + "\n"
