@@ -19,6 +19,9 @@ and a shot count larger than every class's training cells in every split is not 
 largest one), which the result says too.
 The episode is scored on all of that split's test rows, so every model sees the same supports and test cells.
 
+Metrics per episode: weighted F1, accuracy, balanced accuracy and (linear) the ECE, not the macro AUROC: 800
+one-vs-rest AUROCs would cost more than the fits (11 ms against 6 ms each on 30 cells).
+
 The record (:mod:`bench.core.curves`): one ``per_fold`` entry per episode, holding its metrics at every n under
 ``shots`` and, as its own metrics, their mean over the shot counts; the record's mean ± std are over episodes,
 and its ``curve`` gives every n's mean with a 95 % t interval over episodes. No per-cell predictions are stored
@@ -149,7 +152,7 @@ class FewShot(CellProtocol):
                 notes.update(prediction.notes)
                 by_shots[str(int(n))] = {"n_train": int(len(support)),
                                          **classification_metrics(labels[test], prediction.labels, prediction.proba,
-                                                                  len(classes))}
+                                                                  len(classes), auroc=False)}
             episode = {"fold": f"episode {e}", "episode": e, "split": str(fold), "n_test": int(len(test))}
             for metric in METRICS:
                 values = [s[metric] for s in by_shots.values()]

@@ -90,15 +90,18 @@ def expected_calibration_error(y_true: np.ndarray, y_pred: np.ndarray, proba: np
     return float(total)
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int) -> dict:
-    """Metric name -> value in [0, 1] for every name in :data:`METRICS` (None where it cannot be computed)."""
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int,
+                           auroc: bool = True) -> dict:
+    """Metric name -> value in [0, 1] for every name in :data:`METRICS` (None where it cannot be computed, and the
+    macro AUROC where ``auroc`` is False: a few-shot protocol's hundreds of small fits skip it, where it costs
+    more than the fit)."""
     from sklearn.metrics import roc_auc_score
 
     result: dict = {metric: metric_value(y_true, y_pred, metric) for metric in LABEL_METRICS}
     result[MACRO_AUROC] = None
     result[ECE] = None if proba is None or not len(y_pred) else expected_calibration_error(y_true, y_pred, proba)
     present = np.unique(y_true)
-    if proba is not None and len(present) >= 2:
+    if proba is not None and len(present) >= 2 and auroc:
         # one-vs-rest AUROC over the classes present in this test split, probabilities renormalised over them
         sub = proba[:, present]
         total = sub.sum(axis=1, keepdims=True)
