@@ -38,7 +38,7 @@ import numpy as np
 
 from bench.core.curves import episode_curve
 from bench.core.errors import DataError, UsageError
-from bench.core.metrics import METRICS, classification_metrics
+from bench.core.metrics import ECE, MACRO_AUROC, METRICS, counted_label_metrics, expected_calibration_error
 from protocols.base import CellProtocol, Evaluation, Prediction, _check_kind, report_split
 
 SHOTS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -71,6 +71,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (a zero row stays zero, as scikit-learn's Normalizer leaves it)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def episode_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None) -> dict:
+    """An episode's metrics: the label metrics (counted, :func:`bench.core.metrics.counted_label_metrics`) and, with
+    probabilities, the ECE; no macro AUROC (800 one-vs-rest AUROCs would cost more than the fits)."""
+    out = {MACRO_AUROC: None, ECE: None if proba is None else expected_calibration_error(y_true, y_pred, proba)}
+    return {**counted_label_metrics(y_true, y_pred), **out}
 
 
 def draw_support(train: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -151,8 +158,7 @@ class FewShot(CellProtocol):
                     prediction = restrict(prediction, design.predictable, self.name)
                 notes.update(prediction.notes)
                 by_shots[str(int(n))] = {"n_train": int(len(support)),
-                                         **classification_metrics(labels[test], prediction.labels, prediction.proba,
-                                                                  len(classes), auroc=False)}
+                                         **episode_metrics(labels[test], prediction.labels, prediction.proba)}
             episode = {"fold": f"episode {e}", "episode": e, "split": str(fold), "n_test": int(len(test))}
             for metric in METRICS:
                 values = [s[metric] for s in by_shots.values()]

@@ -158,3 +158,16 @@ def test_run_board_and_a_tampered_record(tmp_path, image_folder):
     rerun = CliRunner().invoke(app, [*run, "--overwrite", "only-missing"])
     assert rerun.exit_code == 0 and "does not agree with its episodes" in rerun.output, rerun.output
     assert not curve_problems(ResultRecord.read(path))
+
+
+def test_counted_label_metrics_equal_scikit_learns():
+    from bench.core.metrics import LABEL_METRICS, counted_label_metrics, metric_value
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, k, n), rng.integers(0, k, n)) for k, n in ((2, 5), (5, 40), (13, 300), (8, 1))]
+    cases += [(np.array([0, 0, 1]), np.array([2, 2, 2])),  # a predicted class absent from the labels
+              (np.array([3, 3, 3]), np.array([3, 3, 3])), (np.array([0, 4, 4, 1]), np.array([4, 4, 0, 1]))]
+    for y_true, y_pred in cases:
+        counted = counted_label_metrics(y_true, y_pred)
+        for metric in LABEL_METRICS:
+            assert counted[metric] == pytest.approx(metric_value(y_true, y_pred, metric), abs=1e-12), (metric, y_true)
