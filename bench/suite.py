@@ -87,15 +87,18 @@ def plan_suite(data_home: Path, only: list[str] | None = None) -> SuitePlan:
     return plan
 
 
-def write_summaries(results_dir: Path, extractors: list[str], log=print) -> dict[str, Path]:
-    """One summary per extractor from the results folder's suite results (:func:`leaderboard.suite.suite_scores`)."""
+def write_summaries(results_dir: Path, extractors: list[str], evaluations: list[str]) -> dict[str, Path]:
+    """One summary per extractor: the main score of each of its results on ``evaluations`` (the plan's task names:
+    cell tasks, robustness, shifts, side by side), and its ranks over the suite's tasks as the board ranks them
+    (:func:`leaderboard.suite.suite_ranks`)."""
     from bench.core.record import now_utc
-    from leaderboard.suite import suite_ranks, suite_results
+    from leaderboard.suite import suite_ranks
     from leaderboard.tables import read_results
 
     problems: list[str] = []
-    results = suite_results(read_results(results_dir, problems))
-    ranks = suite_ranks(results)
+    everything = read_results(results_dir, problems)
+    ranks = suite_ranks(everything)
+    results = everything[everything["task"].isin(evaluations)]
     written = {}
     for extractor in extractors:
         mine = results[results["extractor"] == extractor]

@@ -64,6 +64,10 @@ def test_run_summaries_and_the_suite_view_at_1400_px(tmp_path, browser):  # noqa
     assert summary["ranks"] == {"bccd-wbc (subset: 27 of 351 images)": 1, "sslseg-2 (subset: 26 of 100 images)": 1}
     assert summary["mean_rank"] == 1.0
     assert set(summary["results"]["bccd-wbc"]) == set(definition.CELL_PROTOCOLS)
+    assert summary["results"]["bccd-wbc@perturbation=all"]["robustness"]["metric"] == "perturbed_f1"
+    assert set(summary["results"]["bccd-wbc+sslseg-2"]) == set(definition.POOL_PROTOCOLS)
+    assert summary["results"]["bccd-wbc+sslseg-2"]["robustness-index"]["metric"] == "robustness_index"
+    assert "sslseg-2=>bccd-wbc@classes=harmonised" in summary["results"]
     record = json.loads((results / "color-histogram" / "bccd-wbc" / "linear.json").read_text())
     assert summary["results"]["bccd-wbc"]["linear"]["mean"] == record["metrics"]["mean"]["weighted_f1"]
     board = results / "leaderboard.html"

@@ -111,7 +111,7 @@ def suite_run(
         if outcome.status == "failed":
             failed.append((extractor_name, task_name, outcome.error or "failed"))
         failed.extend((extractor_name, task_name, f"{f.protocol}: {f.error}") for f in outcome.failed_protocols)
-    written = write_summaries(options.results_dir, extractors)
+    written = write_summaries(options.results_dir, extractors, [name for name, _ in plan.items])
     target = board or options.results_dir / "leaderboard.html"
     _write_board(options.results_dir, target)
     out.print(f"the suite ran in {(time.perf_counter() - t0) / 60:.1f} min; summaries: "
