@@ -22,31 +22,29 @@ SUMMARY = "suite.summary.json"
 
 @dataclass(frozen=True)
 class Presence:
-    """Where a suite task's data are: ``root`` (None for an embedded task), ``present``, and how to get them."""
+    """Where a task's data are: ``root`` (None for an embedded task, generated on first use), ``present``, how to
+    get them."""
 
     task: str
     kind: str
     present: bool
     where: str
+    root: Path | None = None
     obtain: str = ""
     full_set_images: int | None = None
     licence: str = ""
-    source: str = ""
 
 
 def presence(name: str, data_home: Path) -> Presence:
-    """Whether a built-in task's data are in its default folder under ``data_home`` (nothing is read or hashed)."""
+    """Whether a built-in task's data are in its default folder under ``data_home`` (nothing is read or hashed):
+    what `bench suite list` and `bench list tasks --details` show."""
     from tasks import get_task
 
     task = get_task(name)
-    card = task.card
-    source = getattr(card, "citation", "") or ""
     if task.prepare is not None:
-        return Presence(name, task.kind, True, "embedded (generated on first use)", licence=task.licence,
-                        source=source)
+        return Presence(name, task.kind, True, "embedded (generated on first use)", licence=task.licence)
     root = task.resolve_root(None, data_home)
-    return Presence(name, task.kind, root.exists(), str(root), task.obtain, task.full_set_images, task.licence,
-                    source)
+    return Presence(name, task.kind, root.exists(), str(root), root, task.obtain, task.full_set_images, task.licence)
 
 
 @dataclass

@@ -69,19 +69,16 @@ def _list_task_details() -> None:
     from rich.markup import escape
 
     from bench.core import settings
+    from bench.suite import presence
     from tasks import TASKS, get_task
 
     table = Table("name", "kind", "images", "classes", "licence", "data", box=None, pad_edge=False)
     missing = []
     for name in TASKS.names():
-        task = get_task(name)
-        if task.prepare is not None:
-            where = "embedded (generated on first use)"
-        else:
-            root = task.resolve_root(None, settings.data_dir())
-            where = f"here: {root}" if root.exists() else "absent"
-            if not root.exists():
-                missing.append(name)
+        task, found = get_task(name), presence(name, settings.data_dir())
+        where = found.where if found.root is None else f"here: {found.where}" if found.present else "absent"
+        if not found.present:
+            missing.append(name)
         size = "—" if task.full_set_images is None else f"{task.full_set_images:,}"
         classes = str(len(task.expected_classes)) if task.expected_classes else "—"
         table.add_row(escape(name), task.kind, size, classes, escape(task.licence or "—"), escape(where))
