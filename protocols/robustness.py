@@ -33,7 +33,7 @@ from bench.core.metrics import (
     ROBUSTNESS_INDEX,
     ROBUSTNESS_METRICS,
     WEIGHTED_F1,
-    metric_value,
+    label_metrics,
 )
 from protocols.base import Evaluation, Protocol, _check_kind, report_split
 
@@ -73,11 +73,11 @@ class Robustness(Protocol):
             prediction = probe.fit_predict(features[train], labels[train], features[tested], n_classes)
             notes.extend(f"fold {fold}: {note}" for note in prediction.notes)
             predicted = prediction.labels.reshape(len(design.domains), len(test))
-            clean = metric_value(labels[test], predicted[0], WEIGHTED_F1)
+            clean = label_metrics(labels[test], predicted[0])[WEIGHTED_F1]
             by_version = {}
             for v, name in enumerate(versions, 1):
                 similarity = cosine(features[test], features[design.version_rows(test, v)])
-                f1 = metric_value(labels[test], predicted[v], WEIGHTED_F1)
+                f1 = label_metrics(labels[test], predicted[v])[WEIGHTED_F1]
                 by_version[name] = {PERTURBED_F1: f1, F1_DROP: clean - f1, INVARIANCE: float(similarity.mean())}
                 frames.append(pd.DataFrame({"row": test, "fold": fold, "perturbation": name, "cosine": similarity,
                                             "label": labels[test], "prediction_clean": predicted[0],

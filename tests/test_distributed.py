@@ -12,9 +12,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from filelock import FileLock
+from typer.testing import CliRunner
 
 from bench.cache import FeatureStore, missing_units
+from bench.cli import app
 from bench.extract import share_order
 from bench.runner import RunOptions, load_pair, run_pair
 from tests.conftest import REPO
@@ -101,10 +104,17 @@ def _results(folder) -> dict[str, tuple]:
     return out
 
 
-def test_two_ranks_share_the_pairs_and_match_one_process_byte_for_byte(image_folder, tmp_path):
+def test_two_ranks_share_the_pairs_and_match_one_process_byte_for_byte(image_folder, tmp_path, monkeypatch):
     args = ["run", "-e", PLUGIN, "-e", "color-histogram", "-t", f"imagefolder:{image_folder}", *SETTINGS]
-    one = _bench([*args, "--results", str(tmp_path / "r1")], tmp_path / "h1")
-    assert one.returncode == 0, one.stderr[-3000:]
+    # the one-process reference runs here, in this process (the same command; one thread, as each rank has)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "h1"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "r1")])
+    finally:
+        torch.set_num_threads(threads)
+    assert one.exit_code == 0, one.output[-3000:]
     two = _bench([*args, "--results", str(tmp_path / "r2")], tmp_path / "h2", nproc=2, HEMABENCH_TEST_SLEEP="0.25")
     assert two.returncode == 0, two.stderr[-3000:] + two.stdout[-2000:]
     features = _entry_features(tmp_path / "h1")

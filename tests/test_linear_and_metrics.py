@@ -155,3 +155,23 @@ def test_expected_calibration_error_of_a_hand_computed_case():
     right = rng.uniform(size=20000) < confidence
     proba = np.stack([confidence, 1 - confidence], axis=1)
     assert expected_calibration_error(np.where(right, 0, 1), np.zeros(20000, dtype=int), proba) < 0.02
+
+
+def test_label_metrics_of_text_labels_equal_sklearn_and_refuse_unequal_columns():
+    """label_metrics codes any labels (text here, pandas columns as the re-scoring reads them) and counts: equal
+    to scikit-learn's f1 / accuracy / balanced accuracy on the same text labels."""
+    import pandas as pd
+
+    from bench.core.metrics import LABEL_METRICS, label_metrics, metric_value
+
+    rng = np.random.default_rng(1)
+    names = np.array(["blast", "eosinophil", "lymphocyte", "monocyte", "neutrophil"])
+    for n in (1, 7, 250):
+        y_true, y_pred = names[rng.integers(0, 5, n)], names[rng.integers(0, 3, n)]  # two classes never predicted
+        for columns in ((y_true, y_pred), (pd.Series(y_true), pd.Series(y_pred))):
+            counted = label_metrics(*columns)
+            for metric in LABEL_METRICS:
+                assert counted[metric] == pytest.approx(metric_value(y_true, y_pred, metric), abs=1e-12), (metric, n)
+    assert label_metrics(["b", "b"], ["a", "a"]) == {"weighted_f1": 0.0, "accuracy": 0.0, "balanced_accuracy": 0.0}
+    with pytest.raises(ValueError, match="one length"):
+        label_metrics(["a", "b"], ["a"])

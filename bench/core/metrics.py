@@ -1,7 +1,8 @@
 """The metrics, written once: their names, their labels, and their scikit-learn implementations.
 
 Everything that scores predictions (the protocols per fold, the leaderboard's bootstrap, ``bench compare``)
-calls :func:`metric_value` or :func:`classification_metrics`; everything that shows a metric takes its name
+calls :func:`label_metrics` (a count, checked against scikit-learn), :func:`metric_value` (scikit-learn's
+implementations, the reference) or :func:`classification_metrics`; everything that shows a metric takes its name
 from :data:`METRICS` and its label from :data:`LABELS`.
 """
 
@@ -108,11 +109,24 @@ def counted_label_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
             BALANCED_ACCURACY: float(np.mean(tp[held] / support[held])) if n else 0.0}
 
 
+def label_metrics(y_true, y_pred) -> dict:
+    """:func:`counted_label_metrics` for labels of any kind (text or integers, arrays or pandas columns), coded
+    over the labels of both: what the protocols, the re-scoring of stored records and the robustness tables use,
+    so that checking a record costs a count rather than three scikit-learn calls per fold (tests/test_fewshot.py
+    checks it equal to :func:`metric_value`)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"labels and predictions must be two columns of one length, got shapes {y_true.shape} "
+                         f"and {y_pred.shape}")
+    _, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    return counted_label_metrics(codes[:len(y_true)], codes[len(y_true):])
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int) -> dict:
     """Metric name -> value in [0, 1] for every name in :data:`METRICS` (None where it cannot be computed)."""
     from sklearn.metrics import roc_auc_score
 
-    result: dict = {metric: metric_value(y_true, y_pred, metric) for metric in LABEL_METRICS}
+    result: dict = label_metrics(y_true, y_pred)
     result[MACRO_AUROC] = None
     result[ECE] = None if proba is None or not len(y_pred) else expected_calibration_error(y_true, y_pred, proba)
     present = np.unique(y_true)

@@ -7,8 +7,8 @@ what the predictions give:
 
 - the predictions file is the one written with the record (sha256, rows), where the record says;
 - every fold (or seed and fold) of the record has its predictions, as many as its ``n_test``;
-- each label metric of each fold equals the one computed again from that fold's predictions (the same scikit-learn
-  calls, :func:`bench.core.metrics.metric_value`);
+- each label metric of each fold equals the one computed again from that fold's predictions
+  (:func:`bench.core.metrics.label_metrics`, what the protocols score with; equal to scikit-learn's to 1e-12);
 - each mean and std of the record is the mean and population std of its folds.
 
 It also says which folds collapsed to one predicted class although their labels hold several
@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.files import sha256_file
-from bench.core.metrics import LABEL_METRICS, metric_value
+from bench.core.metrics import LABEL_METRICS, label_metrics
 
-TOLERANCE = 1e-9  # re-scored metrics must equal the record's: both come from the same scikit-learn calls
+TOLERANCE = 1e-9  # re-scored metrics must equal the record's (older records were scored by scikit-learn: 1e-12 apart)
 # The words of a split's collapse warning (protocols.evaluate.collapse_notes), by which a record says it collapsed
 COLLAPSED = "predictions collapsed to one class"
 
@@ -76,10 +76,11 @@ def rescore(record, predictions: pd.DataFrame, sha256: str | None = None) -> Res
         if "n_test" in fold and len(rows) != fold["n_test"]:
             out.problems.append(f"metrics.per_fold[{number}].n_test: {fold['n_test']}, {label} has {len(rows)} "
                                 "prediction(s)")
+        scored = label_metrics(rows["label"], rows["prediction"])
         for metric in LABEL_METRICS:
             if fold.get(metric) is None:
                 continue
-            again = metric_value(rows["label"], rows["prediction"], metric)
+            again = scored[metric]
             if not _same(fold[metric], again):
                 out.problems.append(f"metrics.per_fold[{number}].{metric}: {fold[metric]!r}, the predictions of "
                                     f"{label} give {again!r}")
@@ -151,9 +152,9 @@ def rescore_robustness(record, cells_file: Path) -> list[str]:
             if rows is None:
                 problems.append(f"{where}: no cells for it in {path.name}")
                 continue
-            again = {PERTURBED_F1: metric_value(rows["label"], rows["prediction"], WEIGHTED_F1),
+            again = {PERTURBED_F1: label_metrics(rows["label"], rows["prediction"])[WEIGHTED_F1],
                      INVARIANCE: float(rows["cosine"].mean()),
-                     CLEAN_F1: metric_value(rows["label"], rows["prediction_clean"], WEIGHTED_F1)}
+                     CLEAN_F1: label_metrics(rows["label"], rows["prediction_clean"])[WEIGHTED_F1]}
             stored = {**scores, CLEAN_F1: fold.get(CLEAN_F1)}
             problems.extend(f"{where}.{metric}: {stored.get(metric)!r}, its cells give {value!r}"
                             for metric, value in again.items() if not _same(stored.get(metric), value, 1e-7))
