@@ -11,20 +11,27 @@ A submission is one folder per (extractor, task, protocol) under the submissions
                                                       34k rows stay ~0.2 MB), compressed
     <extractor>/<task>/<protocol>/submission.json     the extractor's card, the data's identity, digests, who/when
 
+A few-shot result (``fewshot-*``) has no per-cell predictions (its episodes are its evidence: the record holds
+every episode's metrics at every shot count): its folder holds record.json and submission.json only, and ``verify``
+checks the record against its episodes (``bench.core.curves.curve_problems``) and runs the seeded episodes again
+on the submitted features.
+
 ``verify`` refuses a submission when (each failure one line naming the submission, the field and what was
 expected):
 
 - a file is a symbolic link, or the predictions or labels differ from the digests written at submission;
 - the record does not agree with its predictions (``bench.core.rescore``: every fold's label metrics, n_test, the
-  means and stds);
+  means and stds), or a few-shot record with its episodes (each episode's metric the mean of its shot counts', the
+  means, stds and curve those of the episodes);
 - a k-fold result's predictions (every sample once: path, label, fold) do not give the record's ``split_sha256``;
 - the protocol's settings differ from the registered protocol of that name (k, C rule, iterations, ...), or the
   task's split settings from the registered task's (folds, seeds), where the name is registered;
 - a built-in extractor name is used without that model's published weights (sha256, where known);
 - the (extractor, task, protocol) is submitted twice;
 - what CI derives again itself disagrees (``bench.verification``): a label against the task's canonical split, a
-  fold against the task's split rule, the record's metrics against the protocol run again on the submitted
-  features, the submitted features against a random sample of images extracted again.
+  fold against the task's split rule, the record's metrics (and a few-shot record's curve, shot count by shot
+  count) against the protocol run again on the submitted features, the submitted features against a random sample
+  of images extracted again.
 
 An accepted submission is shown with CI's own numbers (the protocol run again), badged "verified" only where all
 four were derived again, else "self-reported" with what was taken on trust. A result on another split than the
@@ -45,6 +52,7 @@ import pandas as pd
 
 from bench.core.errors import HemabenchError, ResultsError
 from bench.core.files import atomic_write_bytes, digest, sha256_file
+from bench.core.metrics import INTEGRATION, PERTURBED_F1, ROBUSTNESS_INDEX
 from bench.core.record import ResultRecord, now_utc
 from bench.core.registry import safe_name
 from bench.core.rescore import read_predictions, rescore
@@ -54,6 +62,13 @@ SUBMISSION_FORMAT = "hemabench-submission/2"
 READABLE_FORMATS = ("hemabench-submission/1", SUBMISSION_FORMAT)  # 1: without features (self-reported)
 VERIFY_VERSION = 1  # bump when what verify derives changes: cached verdicts are then derived again
 _FILES = ("submission.json", "record.json", "predictions.csv.gz")
+# results whose evidence is not per-cell predictions of the submitted features, so CI could not run them again from
+# a submission: their boards are made from the runs themselves
+_ROBUSTNESS = ("a robustness result is not packaged: CI would need the features of every perturbed version of the "
+               "images to run it again, and a submission carries the clean ones only")
+_NOT_PACKAGED = {PERTURBED_F1: _ROBUSTNESS, ROBUSTNESS_INDEX: _ROBUSTNESS,
+                 INTEGRATION: "a batch-effect result is not packaged: it scores two data sets' features together, and "
+                              "a submission carries one task's"}
 
 
 def _sha256(data: bytes) -> str:
@@ -71,8 +86,9 @@ def labels_digest(predictions: pd.DataFrame) -> str:
 def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, tasks: list[str] | None = None,
            log=print, data_root: Path | None = None) -> list[Path]:
     """Package every result record under ``results_dir`` (those of ``extractors`` / ``tasks`` when given) that
-    has its predictions, with the features of each (extractor, task) from the feature cache; returns the
-    submission folders written. ``data_root``: where the task's images are now, if not where the record says."""
+    has its predictions, or is a few-shot result (its episodes are in the record), with the features of each
+    (extractor, task) from the feature cache; returns the submission folders written. ``data_root``: where the
+    task's images are now, if not where the record says."""
     from leaderboard.tables import read_results
 
     written, problems, features = [], [], {}
@@ -83,17 +99,19 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
         if (extractors and row["extractor"] not in extractors) or (tasks and row["task"] not in tasks):
             continue
         path, table = Path(row["record"]), Path(row["predictions"])
-        if isinstance(row.get("curve"), dict):
-            log(f"skipped {path}: a few-shot result has no per-cell predictions to verify (its episodes are its "
-                "evidence); submissions hold results with predictions (docs/protocols.md, Few-shot)")
+        episodes = isinstance(row.get("curve"), dict)  # few-shot: no per-cell predictions, its episodes instead
+        if row["main_metric"] in _NOT_PACKAGED:
+            log(f"skipped {path}: {_NOT_PACKAGED[row['main_metric']]}")
             continue
-        if not table.is_file():
+        if not episodes and not table.is_file():
             log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
             continue
         record = ResultRecord.read(path)
-        predictions = read_predictions(table)
-        predictions = predictions[[c for c in predictions.columns if not c.startswith("proba_")]]
-        raw = predictions.to_csv(index=False, lineterminator="\n").encode()
+        raw = None
+        if not episodes:
+            predictions = read_predictions(table)
+            predictions = predictions[[c for c in predictions.columns if not c.startswith("proba_")]]
+            raw = predictions.to_csv(index=False, lineterminator="\n").encode()
         pair = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name)
         folder = pair / safe_name(record.protocol.name)
         if pair not in features:
@@ -105,11 +123,14 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
                 "transform": extractor.fingerprint.get("transform"), "metadata": extractor.metadata}
         info = {"format": SUBMISSION_FORMAT, "extractor": card, "task": record.task.name,
                 "protocol": record.protocol.name, "inputs": record.inputs, "features": features[pair],
-                "predictions_sha256": _sha256(raw), "labels_sha256": labels_digest(predictions),
-                "n_predictions": len(predictions), "environment": record.environment,
+                "evidence": "episodes" if raw is None else "predictions",
+                "predictions_sha256": None if raw is None else _sha256(raw),
+                "labels_sha256": None if raw is None else labels_digest(predictions),
+                "n_predictions": 0 if raw is None else len(predictions), "environment": record.environment,
                 "submitted_by": getpass.getuser(), "submitted": now_utc()}
         atomic_write_bytes(folder / "record.json", path.read_bytes())
-        atomic_write_bytes(folder / "predictions.csv.gz", gzip.compress(raw, mtime=0))
+        if raw is not None:
+            atomic_write_bytes(folder / "predictions.csv.gz", gzip.compress(raw, mtime=0))
         atomic_write_bytes(folder / "submission.json", (json.dumps(info, indent=2, sort_keys=True, default=str)
                                                         + "\n").encode())
         written.append(folder)
@@ -187,7 +208,8 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
         try:
             info = json.loads(info_path.read_text())
             record = ResultRecord.read(folder / "record.json")
-            raw = gzip.decompress((folder / "predictions.csv.gz").read_bytes())
+            # a few-shot record's episodes are its evidence: it has no predictions file
+            raw = None if record.curve is not None else gzip.decompress((folder / "predictions.csv.gz").read_bytes())
         except (OSError, ValueError, ResultsError) as exc:
             outcome[folder] = Derived([f"cannot be read ({type(exc).__name__}: {exc})"])
             continue
@@ -196,7 +218,7 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
             outcome[folder] = Derived([f"duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"])
             continue
         seen[key] = folder.relative_to(submissions).as_posix()
-        table = read_predictions(raw)
+        table = None if raw is None else read_predictions(raw)
         failures = _check(info, record, raw, table)
         if failures:
             outcome[folder] = Derived(failures)
@@ -208,12 +230,12 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
     return outcome
 
 
-def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: pd.DataFrame, root: Path | None,
+def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: pd.DataFrame | None, root: Path | None,
              sample: int, seed: int | None, log, reuse: bool, memo: dict) -> Derived:
     """``bench.verification.derive`` for one submission whose files agree, through the verification cache."""
     from bench.core import settings
 
-    files = {name: sha256_file(folder / name) for name in _FILES}
+    files = {name: sha256_file(folder / name) for name in _FILES if (folder / name).is_file()}  # few-shot: 2
     features = info.get("features")
     if features:
         files[FEATURES_FILE] = features.get("sha256")
@@ -239,10 +261,11 @@ def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: p
 
 
 def _write_cached(cache: Path, derived: Derived) -> None:
-    assert derived.record is not None and derived.predictions is not None and derived.checks is not None  # accepted
+    assert derived.record is not None and derived.checks is not None  # accepted
     try:
         atomic_write_bytes(cache / "record.json", derived.record.to_json().encode())
-        atomic_write_bytes(cache / "predictions.csv", derived.predictions.to_csv(index=False).encode())
+        if derived.predictions is not None:  # (a few-shot record has none: its episodes are in it)
+            atomic_write_bytes(cache / "predictions.csv", derived.predictions.to_csv(index=False).encode())
         atomic_write_bytes(cache / "checks.json", json.dumps(derived.checks.as_dict(), indent=2).encode())
     except OSError:
         pass  # a read-only cache: the next board verifies again
@@ -252,22 +275,23 @@ def _read_cached(cache: Path) -> Derived | None:
     try:
         checks = Checks(**json.loads((cache / "checks.json").read_text()))
         ours = ResultRecord.read(cache / "record.json")
-        return Derived([], checks, ours, read_predictions(cache / "predictions.csv"))
+        return Derived([], checks, ours, None if ours.curve is not None else read_predictions(cache / "predictions.csv"))
     except (OSError, ValueError, TypeError, ResultsError):
         return None
 
 
-def _check(info: dict, record: ResultRecord, raw: bytes, predictions: pd.DataFrame) -> list[str]:
+def _check(info: dict, record: ResultRecord, raw: bytes | None, predictions: pd.DataFrame | None) -> list[str]:
     """The files of one submission agree with each other and with the registered names (``predictions``: ``raw``
-    read)."""
+    read; both None for a few-shot record, checked against its own episodes instead)."""
     out = []
     if info.get("format") not in READABLE_FORMATS:
         return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
-    if _sha256(raw) != info.get("predictions_sha256"):
-        out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
-    if labels_digest(predictions) != info.get("labels_sha256"):
-        out.append("predictions.csv.gz label: the samples or labels differ from the labels_sha256 written at "
-                   "submission")
+    if raw is not None and predictions is not None:
+        if _sha256(raw) != info.get("predictions_sha256"):
+            out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
+        if labels_digest(predictions) != info.get("labels_sha256"):
+            out.append("predictions.csv.gz label: the samples or labels differ from the labels_sha256 written at "
+                       "submission")
     for field, value in (("extractor", record.extractor.name), ("task", record.task.name),
                          ("protocol", record.protocol.name)):
         expected = info["extractor"]["name"] if field == "extractor" else info.get(field)
@@ -275,6 +299,11 @@ def _check(info: dict, record: ResultRecord, raw: bytes, predictions: pd.DataFra
             out.append(f"record.json {field}: {value!r}, submission.json says {expected!r}")
     out.extend(_check_weights(record))
     out.extend(_check_settings(record))
+    if raw is None or predictions is None:
+        from bench.core.curves import curve_problems
+
+        return out + [f"record.json {line} (a few-shot record must agree with its episodes)"
+                      for line in curve_problems(record)]
     out.extend(_check_split(record, predictions))
     # the package's predictions keep labels only (another file than the run's): its digest is checked above
     out.extend(f"record.json {line}" for line in rescore(record.model_copy(update={"predictions_sha256": None,
@@ -357,6 +386,10 @@ def board_rows(runs: pd.DataFrame, submissions: Path, problems: list[str],
             problems.extend(f"submission not shown: {where}: {line}" for line in derived.failures)
             continue
         assert derived.record is not None and derived.checks is not None  # accepted: no failures
+        if derived.predictions is None:  # few-shot: CI's episodes are in its record (the board shows its curve)
+            accepted.append(submission_row(derived.record, folder / "record.json", None, 0, derived.checks.summary(),
+                                           derived.checks.verified))
+            continue
         predictions = _shown_predictions(derived)
         collapsed = rescore(derived.record, read_predictions(predictions)).collapsed
         accepted.append(submission_row(derived.record, folder / "record.json", predictions, len(collapsed),

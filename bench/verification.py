@@ -13,7 +13,9 @@ again on them fell from 57.5 to 51.6 weighted F1), and the verification derives 
   the submitted folds;
 - **protocol**: the registered protocol run again on the submitted features, with those labels and folds; its
   metrics are the ones the board shows, and the record's must agree with them within :data:`RERUN_TOLERANCE`
-  (float16 features move an unconverged probe slightly);
+  (float16 features move an unconverged probe slightly). A few-shot protocol's episodes are seeded draws over
+  the same rows, so they are run again as they were: the record's means and every point of its curve must agree
+  with CI's (a few-shot submission has no predictions: its folds must be derivable, else it is self-reported);
 - **features**: for a built-in extractor whose weights are here and are the ones the record names (the published
   file, or a seeded or weight-free built-in), a random sample of :data:`SAMPLE` images is extracted again from the
   images on this machine and compared with the submitted rows within the precision's tolerance.
@@ -169,13 +171,14 @@ def _task_of(record: ResultRecord):
     return replace(task, **changes) if changes else task
 
 
-def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.DataFrame):
+def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.DataFrame | None):
     """(labels, folds, labels check, folds check, failures) per feature row. Labels from the canonical split, folds
-    from it or from the task's rule; what cannot be derived is taken from the submission and said so."""
+    from it or from the task's rule; what cannot be derived is taken from the submission and said so.
+    ``predictions`` None (a few-shot record): folds that cannot be derived are None (nothing to take them from)."""
     failures: list[str] = []
     task = _task_of(record)
     rows = pd.DataFrame({"path": features.paths, "label": features.labels, "sha256": features.sha256})
-    submitted = dict(zip(predictions["path"], predictions["fold"].astype(str)))
+    submitted = {} if predictions is None else dict(zip(predictions["path"], predictions["fold"].astype(str)))
     canonical = task.canonical_split() if task is not None else None
     labels, labels_check = rows["label"].to_numpy(), f"{SELF_REPORTED} (the task ships no canonical split)"
     if task is not None and canonical is not None:
@@ -186,6 +189,8 @@ def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.D
                                         f"{task.name}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")]
         labels = rows["path"].map(truth).to_numpy()
         for what, table in (("features.npz", rows), ("predictions.csv.gz", predictions)):
+            if table is None:
+                continue
             wrong = table[table["label"].to_numpy() != table["path"].map(truth).to_numpy()]
             if len(wrong):
                 failures.append(f"{what} label of {wrong['path'].iat[0]}: {wrong['label'].iat[0]!r}, the canonical "
@@ -209,6 +214,8 @@ def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.D
                 folds_check = f"{task.name}'s split rule on the submitted images"
         except HemabenchError as exc:
             folds_check = f"{SELF_REPORTED} (the task's split rule does not apply: {exc})"
+    if folds is None and predictions is None:
+        return labels, None, labels_check, folds_check, failures
     if folds is None:  # the submission's own: k-fold rows from the predictions, a fixed split's rest trains
         default = "train" if kind == "fixed" else None
         folds = np.array([submitted.get(p, default) for p in rows["path"]], dtype=object)
@@ -221,7 +228,7 @@ def labels_and_folds(record: ResultRecord, features: Features, predictions: pd.D
                 failures.append(f"predictions.csv.gz fold of {path}: {submitted[path]}, {folds_check} gives {fold}")
                 break
         test = {p for p, f in zip(rows["path"], folds) if str(f) != "train"}
-        if kind == "fixed" and set(submitted) != test:
+        if kind == "fixed" and predictions is not None and set(submitted) != test:
             failures.append(f"predictions.csv.gz: {len(set(submitted) ^ test)} image(s) differ from the test images "
                             f"{folds_check} gives")
     return labels, np.asarray(folds).astype(str), labels_check, folds_check, failures
@@ -256,15 +263,40 @@ def rerun(record: ResultRecord, features: Features, design: CellDesign, log) -> 
         if stored is not None and again is not None and abs(stored - again) > RERUN_TOLERANCE:
             failures.append(f"record.json metrics.mean.{metric}: {stored!r}, {name} run again by CI on the submitted "
                             f"features gives {again!r} (tolerance {RERUN_TOLERANCE})")
+    if evaluation.curve is not None:  # few-shot: the same seeded episodes, shot count by shot count
+        failures.extend(_curve_differences(record.curve or {}, evaluation.curve, name))
     ours = record.model_copy(update={
         "metrics": Scores(per_fold=evaluation.per_fold, mean=evaluation.mean, std=evaluation.std,
                           main=record.metrics.main),
-        "warnings": evaluation.warnings, "predictions_sha256": None, "n_predictions": None})
+        "warnings": evaluation.warnings, "predictions_sha256": None, "n_predictions": None,
+        "curve": evaluation.curve})
     predictions = evaluation.predictions
-    predictions.insert(0, "path", features.paths[predictions.pop("row").to_numpy()])
-    predictions["label"] = [design.classes[i] for i in predictions["label"]]
-    predictions["prediction"] = [design.classes[i] for i in predictions["prediction"]]
+    if predictions is not None:
+        predictions.insert(0, "path", features.paths[predictions.pop("row").to_numpy()])
+        predictions["label"] = [design.classes[i] for i in predictions["label"]]
+        predictions["prediction"] = [design.classes[i] for i in predictions["prediction"]]
     return Derived([], record=ours, predictions=predictions), failures
+
+
+def _curve_differences(stored: dict, again: dict, name: str) -> list[str]:
+    """Where a few-shot record's curve (``stored``) is not the one CI's run of the same episodes gives (``again``):
+    the same shot counts and episodes, and each point's mean label metrics within :data:`RERUN_TOLERANCE`."""
+    points = {p.get("shots"): p for p in stored.get("points") or [] if isinstance(p, dict)}
+    ours = {p["shots"]: p for p in again["points"]}
+    if sorted(points, key=str) != sorted(ours, key=str):
+        return [f"record.json curve.points: shot counts {sorted(points, key=str)}, {name} run again by CI on the "
+                f"submitted features evaluates {sorted(ours)}"]
+    out = []
+    for n, point in ours.items():
+        if points[n].get("episodes") != point["episodes"]:
+            out.append(f"record.json curve.points[shots={n}].episodes: {points[n].get('episodes')!r}, CI ran "
+                       f"{point['episodes']}")
+        for metric in LABEL_METRICS:
+            theirs, mine = (points[n].get("mean") or {}).get(metric), point["mean"].get(metric)
+            if mine is not None and (not isinstance(theirs, (int, float)) or abs(theirs - mine) > RERUN_TOLERANCE):
+                out.append(f"record.json curve.points[shots={n}].mean.{metric}: {theirs!r}, {name} run again by CI "
+                           f"on the submitted features gives {mine!r} (tolerance {RERUN_TOLERANCE})")
+    return out
 
 
 # -- the features, extracted again --------------------------------------------------------------------------
@@ -350,7 +382,7 @@ def _entry_as_recorded(record: ResultRecord):
 
 
 # -- all of it ----------------------------------------------------------------------------------------------
-def derive(record: ResultRecord, predictions: pd.DataFrame, features: Features | None, data_root: Path | None,
+def derive(record: ResultRecord, predictions: pd.DataFrame | None, features: Features | None, data_root: Path | None,
            sample: int, seed: int | None, log, extracted: dict | None = None) -> Derived:
     """Everything above for one submission whose files agree with each other. ``extracted``: the features checks
     made so far, by features file (the protocols of one (extractor, task) share theirs: extracted again once)."""
@@ -358,18 +390,19 @@ def derive(record: ResultRecord, predictions: pd.DataFrame, features: Features |
         return Derived([], Checks(f"{SELF_REPORTED} (the submission carries no features)",
                                   f"{SELF_REPORTED}", f"{SELF_REPORTED} (no features to run it on)", SELF_REPORTED),
                        record, predictions)
-    if "path" not in predictions:
+    if predictions is not None and "path" not in predictions:
         return Derived([f"predictions.csv.gz: no path column ({FEATURES_FILE} goes with cell results)"])
     labels, folds, labels_check, folds_check, failures = labels_and_folds(record, features, predictions)
-    if labels is None or folds is None or failures:  # (folds is None only with labels)
+    if labels is None or failures:
         return Derived(failures)
     kind = (record.task.model_extra or {}).get("split_kind")
     rerun_failures: list[str] = []
     derived = None
-    if kind in ("kfold", "fixed"):
+    if kind in ("kfold", "fixed") and folds is not None:  # (folds None: a few-shot record on folds not derivable)
         derived, rerun_failures = rerun(record, features, design_of(labels, folds, kind), log)
     if derived is None:
-        protocol_check = f"{SELF_REPORTED} (CI re-runs registered cell protocols on k-fold or fixed splits only)"
+        protocol_check = (f"{SELF_REPORTED} (CI re-runs registered cell protocols on k-fold or fixed splits only"
+                          + ("; a few-shot submission's folds must be derivable again)" if folds is None else ")"))
         derived = Derived([], record=record, predictions=predictions)
     else:
         assert derived.record is not None  # rerun's outcome carries CI's record

@@ -152,12 +152,14 @@ def empty_results() -> pd.DataFrame:
     return _table([])
 
 
-def submission_row(record: ResultRecord, record_path: Path, predictions: Path, collapsed: int, checks: str,
+def submission_row(record: ResultRecord, record_path: Path, predictions: Path | None, collapsed: int, checks: str,
                    verified: bool) -> dict:
     """The board row of an accepted submission: ``record`` as derived again by ``bench verify`` (its metrics CI's
-    own where it ran the protocol), ``predictions`` CI's, ``checks`` what was derived again and what was taken on
-    trust; its source is "submission" (verified) or "self-reported"."""
-    return _row(record, Path(record_path), predictions=Path(predictions), source=SUBMISSION if verified else
+    own where it ran the protocol), ``predictions`` CI's (None for a few-shot record: its curve is in it),
+    ``checks`` what was derived again and what was taken on trust; its source is "submission" (verified) or
+    "self-reported"."""
+    return _row(record, Path(record_path), predictions=None if predictions is None else Path(predictions),
+                source=SUBMISSION if verified else
                 SELF_REPORTED, collapsed=collapsed, checks=checks)
 
 

@@ -113,3 +113,5 @@ def test_the_planted_stain_shift_scores_below_an_unshifted_split_and_is_ranked(s
     table = ranking(board, "batch-effect")
     assert table["ranked"].all() and set(table.columns) >= {"synthetic-wbc+synthetic-wbc-shifted", "borda"}
     assert "integration score" in render(board, "md", n_boot=0)
+    submitted = CliRunner().invoke(app, ["submit", "--results", str(results), "--out", str(tmp_path / "submissions")])
+    assert submitted.exit_code == 1 and "a batch-effect result is not packaged" in submitted.output, submitted.output

@@ -123,6 +123,9 @@ def test_run_and_board(tmp_path, image_folder):
     assert all(0 < v < 1 for v in per.values()), per
     board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
     assert board.exit_code == 0 and "Robustness to perturbations" in board.output, board.output
+    # not packaged for submission (CI would need every perturbed version's features), and said so
+    submitted = CliRunner().invoke(app, ["submit", "--results", str(results), "--out", str(tmp_path / "submissions")])
+    assert submitted.exit_code == 1 and "a robustness result is not packaged" in submitted.output, submitted.output
     # the per-cell table is the record's evidence: an edited cell is refused by the board, recomputed by the run
     cells = path.with_name("robustness.cells.csv")
     lines = cells.read_text().splitlines()

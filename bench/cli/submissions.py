@@ -20,16 +20,16 @@ def submit(
     data_root: Optional[Path] = typer.Option(None, help="where the task's images are now, if not where the results "
                                              "say (their features are packaged from the cache in its row order)"),
 ) -> None:
-    """Package results for a pull request: each record, its predictions (compressed), the features of each
-    (extractor, task) as float16, the extractor's card, the data's identity and digests; `bench verify` runs the
-    protocol again on those features (docs/submitting.md)."""
+    """Package results for a pull request: each record, its predictions (compressed; a few-shot record holds its
+    episodes instead), the features of each (extractor, task) as float16, the extractor's card, the data's identity
+    and digests; `bench verify` runs the protocol again on those features (docs/submitting.md)."""
     from bench.submissions import submit as package
 
     with _user_errors():
         written = package(_results(results), out_path, _split(extractor) or None, _split(task) or None, log=_log,
                           data_root=data_root)
     if not written:
-        _fail(f"no result with predictions found under {_results(results)}" + (" for the names given" if extractor
+        _fail(f"no result with predictions (or few-shot episodes) found under {_results(results)}" + (" for the names given" if extractor
               or task else "") + "; run `bench run` first", 1)
     size = sum(f.stat().st_size for f in out_path.rglob("*") if f.is_file())
     out.print(f"wrote {len(written)} submission(s) under {out_path} ({size / 1e6:.2f} MB in all)", markup=False)
