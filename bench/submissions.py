@@ -14,7 +14,10 @@ A submission is one folder per (extractor, task, protocol) under the submissions
 A few-shot result (``fewshot-*``) has no per-cell predictions (its episodes are its evidence: the record holds
 every episode's metrics at every shot count): its folder holds record.json and submission.json only, and ``verify``
 checks the record against its episodes (``bench.core.curves.curve_problems``) and runs the seeded episodes again
-on the submitted features.
+on the submitted features. A robustness result's evidence is its per-cell table (``cells.csv.gz`` in place of the
+predictions: every test cell's cosine to its clean feature and its clean and perturbed predictions), re-scored by
+``bench.core.rescore.rescore_robustness``; it carries no features (CI would need every perturbed version's), so it
+is shown as self-reported.
 
 ``verify`` refuses a submission when (each failure one line naming the submission, the field and what was
 expected):
@@ -53,7 +56,7 @@ import pandas as pd
 from bench.core.errors import HemabenchError, ResultsError
 from bench.core.files import atomic_write_bytes, digest, sha256_file
 from bench.core.metrics import INTEGRATION, PERTURBED_F1, ROBUSTNESS_INDEX
-from bench.core.record import ResultRecord, now_utc
+from bench.core.record import ResultRecord, cells_path, now_utc
 from bench.core.registry import safe_name
 from bench.core.rescore import read_predictions, rescore
 from bench.verification import FEATURES_FILE, SAMPLE, Checks, Derived, derive, features_entry, read_features
@@ -61,14 +64,22 @@ from bench.verification import FEATURES_FILE, SAMPLE, Checks, Derived, derive, f
 SUBMISSION_FORMAT = "hemabench-submission/2"
 READABLE_FORMATS = ("hemabench-submission/1", SUBMISSION_FORMAT)  # 1: without features (self-reported)
 VERIFY_VERSION = 1  # bump when what verify derives changes: cached verdicts are then derived again
-_FILES = ("submission.json", "record.json", "predictions.csv.gz")
-# results whose evidence is not per-cell predictions of the submitted features, so CI could not run them again from
-# a submission: their boards are made from the runs themselves
-_ROBUSTNESS = ("a robustness result is not packaged: CI would need the features of every perturbed version of the "
-               "images to run it again, and a submission carries the clean ones only")
-_NOT_PACKAGED = {PERTURBED_F1: _ROBUSTNESS, ROBUSTNESS_INDEX: _ROBUSTNESS,
+CELLS = "cells.csv.gz"  # a robustness result's evidence, in place of the predictions
+_FILES = ("submission.json", "record.json", "predictions.csv.gz", CELLS)
+# results with no evidence file that a submission could carry and CI re-score (they score several data sets'
+# features together): their sections of the board are made from runs only
+_NOT_PACKAGED = {ROBUSTNESS_INDEX: "a robustness-index result is not packaged: it scores several data sets' features "
+                                   "together, and a submission carries one task's",
                  INTEGRATION: "a batch-effect result is not packaged: it scores two data sets' features together, and "
                               "a submission carries one task's"}
+
+
+def _evidence(record: ResultRecord) -> str:
+    """What a record's numbers are checked against: its episodes (few-shot), its per-cell perturbation table
+    (robustness) or its per-sample predictions."""
+    if record.curve is not None:
+        return "episodes"
+    return "cells" if record.metrics.main == PERTURBED_F1 else "predictions"
 
 
 def _sha256(data: bytes) -> str:
@@ -99,21 +110,30 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
         if (extractors and row["extractor"] not in extractors) or (tasks and row["task"] not in tasks):
             continue
         path, table = Path(row["record"]), Path(row["predictions"])
-        episodes = isinstance(row.get("curve"), dict)  # few-shot: no per-cell predictions, its episodes instead
         if row["main_metric"] in _NOT_PACKAGED:
             log(f"skipped {path}: {_NOT_PACKAGED[row['main_metric']]}")
             continue
-        if not episodes and not table.is_file():
-            log(f"skipped {path}: no predictions beside it ({table.name}); run it again with --overwrite always")
-            continue
         record = ResultRecord.read(path)
+        evidence = _evidence(record)
+        table = cells_path(path) if evidence == "cells" else table
+        if evidence != "episodes" and not table.is_file():
+            log(f"skipped {path}: no {'per-cell table' if evidence == 'cells' else 'predictions'} beside it "
+                f"({table.name}); run it again with --overwrite always")
+            continue
         raw = None
-        if not episodes:
+        if evidence == "predictions":
             predictions = read_predictions(table)
             predictions = predictions[[c for c in predictions.columns if not c.startswith("proba_")]]
             raw = predictions.to_csv(index=False, lineterminator="\n").encode()
+        elif evidence == "cells":
+            raw = table.read_bytes()
         pair = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name)
         folder = pair / safe_name(record.protocol.name)
+        if evidence == "cells":  # the clean features alone cannot run it again
+            log(f"{record.extractor.name} / {record.task.name}: no features packaged (a robustness result is run "
+                "from every perturbed version's features, which a submission does not carry); it can only be shown "
+                "as self-reported")
+            features[pair] = None
         if pair not in features:
             features[pair] = _package_features(record, pair / FEATURES_FILE, data_root, log)
         extractor = record.extractor
@@ -121,16 +141,20 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
                 "n_parameters": extractor.n_parameters, "precision": extractor.precision,
                 "weights_sha256": extractor.weights_sha256, "family": extractor.fingerprint.get("family"),
                 "transform": extractor.fingerprint.get("transform"), "metadata": extractor.metadata}
+        digests: dict = {"predictions_sha256": None, "labels_sha256": None, "n_predictions": 0}
+        if raw is not None and evidence == "predictions":
+            digests = {"predictions_sha256": _sha256(raw), "labels_sha256": labels_digest(predictions),
+                       "n_predictions": len(predictions)}
+        elif raw is not None:
+            digests["cells_sha256"] = _sha256(raw)
         info = {"format": SUBMISSION_FORMAT, "extractor": card, "task": record.task.name,
                 "protocol": record.protocol.name, "inputs": record.inputs, "features": features[pair],
-                "evidence": "episodes" if raw is None else "predictions",
-                "predictions_sha256": None if raw is None else _sha256(raw),
-                "labels_sha256": None if raw is None else labels_digest(predictions),
-                "n_predictions": 0 if raw is None else len(predictions), "environment": record.environment,
+                "evidence": evidence, **digests, "environment": record.environment,
                 "submitted_by": getpass.getuser(), "submitted": now_utc()}
         atomic_write_bytes(folder / "record.json", path.read_bytes())
         if raw is not None:
-            atomic_write_bytes(folder / "predictions.csv.gz", gzip.compress(raw, mtime=0))
+            atomic_write_bytes(folder / (CELLS if evidence == "cells" else "predictions.csv.gz"),
+                               gzip.compress(raw, mtime=0))
         atomic_write_bytes(folder / "submission.json", (json.dumps(info, indent=2, sort_keys=True, default=str)
                                                         + "\n").encode())
         written.append(folder)
@@ -208,8 +232,9 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
         try:
             info = json.loads(info_path.read_text())
             record = ResultRecord.read(folder / "record.json")
-            # a few-shot record's episodes are its evidence: it has no predictions file
-            raw = None if record.curve is not None else gzip.decompress((folder / "predictions.csv.gz").read_bytes())
+            evidence = _evidence(record)  # a few-shot record's episodes are in it: no file
+            raw = None if evidence == "episodes" else gzip.decompress(
+                (folder / (CELLS if evidence == "cells" else "predictions.csv.gz")).read_bytes())
         except (OSError, ValueError, ResultsError) as exc:
             outcome[folder] = Derived([f"cannot be read ({type(exc).__name__}: {exc})"])
             continue
@@ -218,8 +243,8 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
             outcome[folder] = Derived([f"duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"])
             continue
         seen[key] = folder.relative_to(submissions).as_posix()
-        table = None if raw is None else read_predictions(raw)
-        failures = _check(info, record, raw, table)
+        table = read_predictions(raw) if evidence == "predictions" and raw is not None else None
+        failures = _check(info, record, raw, table, evidence)
         if failures:
             outcome[folder] = Derived(failures)
             continue
@@ -235,7 +260,7 @@ def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: p
     """``bench.verification.derive`` for one submission whose files agree, through the verification cache."""
     from bench.core import settings
 
-    files = {name: sha256_file(folder / name) for name in _FILES if (folder / name).is_file()}  # few-shot: 2
+    files = {name: sha256_file(folder / name) for name in _FILES if (folder / name).is_file()}
     features = info.get("features")
     if features:
         files[FEATURES_FILE] = features.get("sha256")
@@ -275,17 +300,23 @@ def _read_cached(cache: Path) -> Derived | None:
     try:
         checks = Checks(**json.loads((cache / "checks.json").read_text()))
         ours = ResultRecord.read(cache / "record.json")
-        return Derived([], checks, ours, None if ours.curve is not None else read_predictions(cache / "predictions.csv"))
+        # (written before checks.json: present for every record with predictions)
+        predictions = cache / "predictions.csv"
+        return Derived([], checks, ours, read_predictions(predictions) if predictions.is_file() else None)
     except (OSError, ValueError, TypeError, ResultsError):
         return None
 
 
-def _check(info: dict, record: ResultRecord, raw: bytes | None, predictions: pd.DataFrame | None) -> list[str]:
+def _check(info: dict, record: ResultRecord, raw: bytes | None, predictions: pd.DataFrame | None,
+           evidence: str = "predictions") -> list[str]:
     """The files of one submission agree with each other and with the registered names (``predictions``: ``raw``
-    read; both None for a few-shot record, checked against its own episodes instead)."""
+    read; both None for a few-shot record, checked against its own episodes instead; ``raw`` a robustness record's
+    per-cell table, ``evidence`` "cells")."""
     out = []
     if info.get("format") not in READABLE_FORMATS:
         return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
+    if evidence == "cells" and raw is not None and _sha256(raw) != info.get("cells_sha256"):
+        out.append(f"{CELLS}: its content differs from the cells_sha256 written at submission")
     if raw is not None and predictions is not None:
         if _sha256(raw) != info.get("predictions_sha256"):
             out.append("predictions.csv.gz: its content differs from the predictions_sha256 written at submission")
@@ -299,6 +330,11 @@ def _check(info: dict, record: ResultRecord, raw: bytes | None, predictions: pd.
             out.append(f"record.json {field}: {value!r}, submission.json says {expected!r}")
     out.extend(_check_weights(record))
     out.extend(_check_settings(record))
+    if evidence == "cells" and raw is not None:
+        from bench.core.rescore import rescore_robustness
+
+        return out + [f"record.json {line} (a robustness record must agree with its per-cell table)"
+                      for line in rescore_robustness(record, raw, CELLS)]
     if raw is None or predictions is None:
         from bench.core.curves import curve_problems
 

@@ -4,7 +4,13 @@ robustness index on a hand-computed case."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
@@ -123,9 +129,25 @@ def test_run_and_board(tmp_path, image_folder):
     assert all(0 < v < 1 for v in per.values()), per
     board = CliRunner().invoke(app, ["leaderboard", "--results", str(results), "--format", "md"])
     assert board.exit_code == 0 and "Robustness to perturbations" in board.output, board.output
-    # not packaged for submission (CI would need every perturbed version's features), and said so
-    submitted = CliRunner().invoke(app, ["submit", "--results", str(results), "--out", str(tmp_path / "submissions")])
-    assert submitted.exit_code == 1 and "a robustness result is not packaged" in submitted.output, submitted.output
+    # submitted with its per-cell table as evidence, self-reported (no features: CI would need every perturbed
+    # version's); a table edited after submission (its digest re-signed) is refused by re-scoring it
+    submissions = tmp_path / "submissions"
+    submitted = CliRunner().invoke(app, ["submit", "--results", str(results), "--out", str(submissions)])
+    assert submitted.exit_code == 0 and "wrote 1 submission(s)" in submitted.output, submitted.output
+    (folder,) = submissions.glob("*/*/robustness")
+    assert sorted(p.name for p in folder.iterdir()) == ["cells.csv.gz", "record.json", "submission.json"]
+    verified = CliRunner().invoke(app, ["verify", str(submissions), "--seed", "0"])
+    assert verified.exit_code == 0 and "0 verified, 1 self-reported" in verified.output, verified.output
+    table = pd.read_csv(io.BytesIO(gzip.decompress((folder / "cells.csv.gz").read_bytes())), dtype=str,
+                        keep_default_na=False)
+    table.loc[0, "cosine"] = "0.5"
+    raw = table.to_csv(index=False).encode()
+    (folder / "cells.csv.gz").write_bytes(gzip.compress(raw))
+    info = json.loads((folder / "submission.json").read_text())
+    (folder / "submission.json").write_text(json.dumps({**info, "cells_sha256": hashlib.sha256(raw).hexdigest()}))
+    refused = CliRunner().invoke(app, ["verify", str(submissions), "--seed", "0"])
+    assert refused.exit_code == 1 and "invariance" in refused.output, refused.output
+    assert "a robustness record must agree with its per-cell table" in refused.output
     # the per-cell table is the record's evidence: an edited cell is refused by the board, recomputed by the run
     cells = path.with_name("robustness.cells.csv")
     lines = cells.read_text().splitlines()

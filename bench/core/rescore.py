@@ -128,21 +128,28 @@ def _same(stored, again: float, tolerance: float = TOLERANCE) -> bool:
     return _number(stored) and abs(stored - again) <= tolerance
 
 
-def rescore_robustness(record, cells_file: Path) -> list[str]:
+def rescore_robustness(record, cells_file: Path | bytes, name: str | None = None) -> list[str]:
     """A robustness record (:mod:`protocols.robustness`) against its per-cell table (``<protocol>.cells.csv``: fold,
-    perturbation, cosine, label, prediction_clean, prediction): per fold, the clean F1 and each perturbation's
-    F1 and invariance computed again from the cells, then the means and stds from the folds. One line per
-    disagreement; a missing or unreadable table is the one problem."""
+    perturbation, cosine, label, prediction_clean, prediction; a path, or the bytes of one called ``name``): per
+    fold, the clean F1 and each perturbation's F1 and invariance computed again from the cells, then the means and
+    stds from the folds. One line per disagreement; a missing or unreadable table is the one problem."""
     from bench.core.metrics import CLEAN_F1, INVARIANCE, PERTURBED_F1, WEIGHTED_F1
 
-    path = Path(cells_file)
-    if path.is_symlink() or not path.is_file():
-        return [f"per-cell table {path} is {'a symbolic link' if path.is_symlink() else 'missing'}"]
+    if isinstance(cells_file, bytes):
+        path, source = Path(name or "cells.csv"), io.BytesIO(cells_file)
+    else:
+        path = source = Path(cells_file)
+        if path.is_symlink() or not path.is_file():
+            return [f"per-cell table {path} is {'a symbolic link' if path.is_symlink() else 'missing'}"]
     try:
-        cells = pd.read_csv(path, dtype={"fold": str, "label": str, "prediction": str, "prediction_clean": str},
+        cells = pd.read_csv(source, dtype={"fold": str, "label": str, "prediction": str, "prediction_clean": str},
                             keep_default_na=False)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         return [f"per-cell table {path} cannot be read ({type(exc).__name__}: {exc})"]
+    missing = [c for c in ("fold", "perturbation", "cosine", "label", "prediction_clean", "prediction")
+               if c not in cells]
+    if missing:
+        return [f"per-cell table {path}: no column(s) {missing}"]
     problems = []
     groups = {key: rows for key, rows in cells.groupby(["fold", "perturbation"], sort=False)}
     for number, fold in enumerate(record.metrics.per_fold):
