@@ -5,7 +5,6 @@ itself is caught by that run, an edited one by the record's own episodes."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import pytest
 
 from bench.core.curves import episode_curve
 from bench.core.metrics import LABEL_METRICS
-from tests.test_hostile import _bench, _resign
+from tests.test_hostile import _bench, _resign, copy_submissions, run_and_submit
 
 PROTOCOL = "fewshot-simpleshot"
 
@@ -21,20 +20,7 @@ PROTOCOL = "fewshot-simpleshot"
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory):
     """Colour histograms on the embedded task (pinned canonical split), few-shot SimpleShot: run and submitted."""
-    root = tmp_path_factory.mktemp("fewshot")
-    home = root / "home"
-    done = _bench("run", "-e", "color-histogram", "-t", "synthetic-wbc", "-p", PROTOCOL, "--results", root / "results",
-                  "--no-progress", home=home)
-    assert done.exit_code == 0, done.output
-    done = _bench("submit", "--results", root / "results", "--out", root / "submissions", home=home)
-    assert done.exit_code == 0 and "wrote 1 submission(s)" in done.output, done.output
-    return root
-
-
-def _copy(honest, tmp_path):
-    target = tmp_path / "submissions"
-    shutil.copytree(honest / "submissions", target)
-    return target, next(target.rglob(PROTOCOL))
+    return run_and_submit(tmp_path_factory.mktemp("fewshot"), PROTOCOL)
 
 
 def _verify(target, home):
@@ -86,7 +72,7 @@ def _forge_one_shot(record: dict, value: float) -> dict:
 
 
 def test_a_forged_curve_that_agrees_with_itself_is_refused_by_running_the_episodes_again(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path, PROTOCOL)
     record = _forge_one_shot(json.loads((folder / "record.json").read_text()), 1.0)
     _resign(folder, record=record)
     done = _verify(target, honest / "home")
@@ -97,7 +83,7 @@ def test_a_forged_curve_that_agrees_with_itself_is_refused_by_running_the_episod
 
 
 def test_a_curve_edited_alone_is_refused_by_the_records_own_episodes(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path, PROTOCOL)
     record = json.loads((folder / "record.json").read_text())
     record["curve"]["points"][0]["mean"]["weighted_f1"] = 1.0
     _resign(folder, record=record)

@@ -31,9 +31,14 @@ def _bench(*args, home=None):
 def honest(tmp_path_factory):
     """The weight-free colour histograms on the embedded task (pinned canonical split shipped with hemabench): run
     and submitted once; CI can derive everything again, so it is verifiable."""
-    root = tmp_path_factory.mktemp("honest")
+    return run_and_submit(tmp_path_factory.mktemp("honest"), "knn-20")
+
+
+def run_and_submit(root, protocol: str):
+    """``bench run`` of colour histograms on synthetic-wbc with ``protocol``, then ``bench submit``, under ``root``
+    (its own BENCH_HOME in root/home)."""
     home = root / "home"
-    done = _bench("run", "-e", "color-histogram", "-t", "synthetic-wbc", "-p", "knn-20", "--results", root / "results",
+    done = _bench("run", "-e", "color-histogram", "-t", "synthetic-wbc", "-p", protocol, "--results", root / "results",
                   "--no-progress", home=home)
     assert done.exit_code == 0, done.output
     done = _bench("submit", "--results", root / "results", "--out", root / "submissions", home=home)
@@ -41,10 +46,11 @@ def honest(tmp_path_factory):
     return root
 
 
-def _copy(honest, tmp_path):
+def copy_submissions(honest, tmp_path, protocol: str = "knn-20"):
+    """A copy of the honest submissions to tamper with, and the folder of ``protocol``'s."""
     target = tmp_path / "submissions"
     shutil.copytree(honest / "submissions", target)
-    return target, next(target.rglob("knn-20"))
+    return target, next(target.rglob(protocol))
 
 
 def _verify(target, home, *more):
@@ -116,7 +122,7 @@ def test_an_honest_submission_is_verified_and_the_board_shows_cis_own_numbers(ho
 
 
 def test_a_forged_perfect_score_is_refused_by_running_the_protocol_again(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path)
     predictions, record = _perfect(folder)
     _resign(folder, predictions, record)
     done = _verify(target, honest / "home")
@@ -126,7 +132,7 @@ def test_a_forged_perfect_score_is_refused_by_running_the_protocol_again(honest,
 
 
 def test_forged_features_that_give_the_forged_score_are_caught_by_extracting_again(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path)
     predictions, record = _perfect(folder)
     with np.load(folder.parent / "features.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -141,7 +147,7 @@ def test_forged_features_that_give_the_forged_score_are_caught_by_extracting_aga
 
 
 def test_labels_come_from_the_canonical_split_not_from_the_submission(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path)
     with np.load(folder.parent / "features.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
     first = str(arrays["path"][0])
@@ -155,7 +161,7 @@ def test_labels_come_from_the_canonical_split_not_from_the_submission(honest, tm
 
 def test_what_ci_cannot_derive_is_self_reported_never_verified(honest, tmp_path):
     """A plugin's features cannot be extracted again (its weights are not public): accepted, badged self-reported."""
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path)
     record = json.loads((folder / "record.json").read_text())
     record["extractor"]["name"] = "my_model.py:Mine"
     info = json.loads((folder / "submission.json").read_text())
@@ -173,7 +179,7 @@ def test_what_ci_cannot_derive_is_self_reported_never_verified(honest, tmp_path)
 
 
 def test_a_symlinked_record_in_a_submission_is_refused(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path)
     outside = tmp_path / "elsewhere.json"
     shutil.move(folder / "record.json", outside)
     (folder / "record.json").symlink_to(outside)
