@@ -16,8 +16,9 @@ every episode's metrics at every shot count): its folder holds record.json and s
 checks the record against its episodes (``bench.core.curves.curve_problems``) and runs the seeded episodes again
 on the submitted features. A robustness result's evidence is its per-cell table (``cells.csv.gz`` in place of the
 predictions: every test cell's cosine to its clean feature and its clean and perturbed predictions), re-scored by
-``bench.core.rescore.rescore_robustness``; it carries no features (CI would need every perturbed version's), so it
-is shown as self-reported.
+``bench.core.rescore.rescore_robustness``, and its features are those of every version of the images
+(``features.npz`` clean, ``features.<perturbation>.npz``): ``verify`` runs the protocol again on them and extracts
+a sample of every version again.
 
 ``verify`` refuses a submission when (each failure one line naming the submission, the field and what was
 expected):
@@ -55,7 +56,7 @@ import pandas as pd
 
 from bench.core.errors import HemabenchError, ResultsError
 from bench.core.files import atomic_write_bytes, digest, sha256_file
-from bench.core.metrics import INTEGRATION, PERTURBED_F1, ROBUSTNESS_INDEX
+from bench.core.metrics import INTEGRATION, METRICS, PERTURBED_F1, ROBUSTNESS_INDEX
 from bench.core.record import ResultRecord, cells_path, now_utc
 from bench.core.registry import safe_name
 from bench.core.rescore import read_predictions, rescore
@@ -63,7 +64,7 @@ from bench.verification import FEATURES_FILE, SAMPLE, Checks, Derived, derive, f
 
 SUBMISSION_FORMAT = "hemabench-submission/2"
 READABLE_FORMATS = ("hemabench-submission/1", SUBMISSION_FORMAT)  # 1: without features (self-reported)
-VERIFY_VERSION = 1  # bump when what verify derives changes: cached verdicts are then derived again
+VERIFY_VERSION = 2  # bump when what verify derives changes: cached verdicts are then derived again
 CELLS = "cells.csv.gz"  # a robustness result's evidence, in place of the predictions
 _FILES = ("submission.json", "record.json", "predictions.csv.gz", CELLS)
 # results with no evidence file that a submission could carry and CI re-score (they score several data sets'
@@ -75,11 +76,46 @@ _NOT_PACKAGED = {ROBUSTNESS_INDEX: "a robustness-index result is not packaged: i
 
 
 def _evidence(record: ResultRecord) -> str:
-    """What a record's numbers are checked against: its episodes (few-shot), its per-cell perturbation table
-    (robustness) or its per-sample predictions."""
-    if record.curve is not None:
+    """What a record's numbers are checked against, by its registered protocol (never by what the record says of
+    itself): its episodes (a few-shot protocol), its per-cell perturbation table (robustness) or its per-sample
+    predictions (every other protocol, and any protocol that is not registered)."""
+    from protocols import PROTOCOLS, get_protocol
+    from protocols.fewshot import FewShot
+
+    if record.protocol.name not in PROTOCOLS.names():
+        return "predictions"
+    protocol = get_protocol(record.protocol.name)
+    if isinstance(protocol, FewShot):
         return "episodes"
-    return "cells" if record.metrics.main == PERTURBED_F1 else "predictions"
+    return "cells" if protocol.main_metric == PERTURBED_F1 else "predictions"
+
+
+def _claims(record: ResultRecord, evidence: str) -> list[str]:
+    """A record's own claims that must match its protocol: a curve only from a few-shot protocol, and the main
+    metric the protocol scores (a robustness one, or a label metric)."""
+    out = []
+    if (record.curve is not None) != (evidence == "episodes"):
+        out.append(f"record.json curve: {'present' if record.curve is not None else 'missing'}, but "
+                   f"{record.protocol.name} {'is' if evidence == 'episodes' else 'is not'} a few-shot protocol")
+    main = record.metrics.main
+    if (main == PERTURBED_F1) != (evidence == "cells") or main in _NOT_PACKAGED or \
+            (evidence != "cells" and main not in METRICS):
+        out.append(f"record.json metrics.main: {main!r} is not what {record.protocol.name} scores")
+    return out
+
+
+def _info_problems(info) -> list[str]:
+    """submission.json's shape: an object naming the extractor, with a features entry that is an object or null."""
+    if not isinstance(info, dict):
+        return [f"submission.json: a JSON {type(info).__name__}, expected the object `bench submit` writes; submit "
+                "it again"]
+    out = []
+    if not isinstance(info.get("extractor"), dict) or not isinstance(info["extractor"].get("name"), str):
+        out.append("submission.json extractor.name: missing; `bench submit` writes the extractor's card there")
+    if info.get("features") is not None and not isinstance(info.get("features"), dict):
+        out.append(f"submission.json features: {info.get('features')!r}, expected the entry `bench submit` writes "
+                   "(an object) or null")
+    return out
 
 
 def _sha256(data: bytes) -> str:
@@ -129,11 +165,6 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
             raw = table.read_bytes()
         pair = Path(out) / safe_name(record.extractor.name) / safe_name(record.task.name)
         folder = pair / safe_name(record.protocol.name)
-        if evidence == "cells":  # the clean features alone cannot run it again
-            log(f"{record.extractor.name} / {record.task.name}: no features packaged (a robustness result is run "
-                "from every perturbed version's features, which a submission does not carry); it can only be shown "
-                "as self-reported")
-            features[pair] = None
         if pair not in features:
             features[pair] = _package_features(record, pair / FEATURES_FILE, data_root, log)
         extractor = record.extractor
@@ -161,10 +192,22 @@ def submit(results_dir: Path, out: Path, extractors: list[str] | None = None, ta
     return written
 
 
+def _versions(record: ResultRecord) -> list[str]:
+    """The versions of the images a record's features come from: one (the task's) for a cell task; the clean images
+    and each perturbation, in the task's member order, for a robustness record (``TASK@perturbation=all``)."""
+    from tasks import get_task
+    from tasks.transforms import CLEAN
+
+    if _evidence(record) != "cells":
+        return [CLEAN]
+    return [CLEAN, *getattr(get_task(record.task.name), "perturbations", ())]
+
+
 def _package_features(record: ResultRecord, path: Path, data_root: Path | None, log) -> dict | None:
     """Write the features of a record's (extractor, task) from the feature cache, in the data set's row order
     (bad images left out), and return their submission.json entry; None, said in ``log``, where it cannot be
-    done (the submission is then shown as self-reported)."""
+    done (the submission is then shown as self-reported). A robustness record's are those of every version of the
+    images (``features.npz`` the clean ones, ``features.<perturbation>.npz`` the others, under ``versions``)."""
     from bench.cache import FeatureStore
     from bench.core import settings
     from tasks import get_task
@@ -172,26 +215,32 @@ def _package_features(record: ResultRecord, path: Path, data_root: Path | None, 
     task_info, inputs = record.task.model_extra or {}, record.inputs or {}
     sources = inputs.get("features") or []
     why = None
-    if "=>" in record.task.name or len(sources) != 1 or task_info.get("split_kind") not in ("kfold", "fixed"):
-        why = "CI runs single-task cell results again only (not domain shift or patient bags)"
-    else:
-        try:
-            task = get_task(record.task.name.split("@", 1)[0])
-            dataset = task.load(data_root or sources[0].get("root"), data_home=settings.data_dir())
-            if dataset.content_fingerprint() != sources[0].get("content_sha256"):
-                why = (f"the images at {dataset.root} are not the ones the result was computed on (content sha256 "
-                       "differs); pass --data-root with that copy")
-            else:
-                cached = FeatureStore(settings.cache_dir(), sources[0]["key"]).load()
-                keep = np.ones(len(dataset), dtype=bool)
-                keep[cached.bad_rows] = False
-                entry = features_entry(path, dataset.samples[keep].reset_index(drop=True),
-                                       np.asarray(cached.features)[keep])
-                log(f"{record.extractor.name} / {record.task.name}: {int(keep.sum())} x {entry['dim']} features "
-                    f"packaged ({path.stat().st_size / 1e6:.2f} MB)")
-                return entry
-        except HemabenchError as exc:
-            why = f"{exc}"
+    try:
+        versions = _versions(record)
+        if "=>" in record.task.name or len(sources) != len(versions) or \
+                task_info.get("split_kind") not in ("kfold", "fixed"):
+            raise ResultsError("CI runs single-task cell results and robustness again only (not domain shifts or "
+                               "patient bags)")
+        task = get_task(record.task.name.split("@", 1)[0])
+        dataset = task.load(data_root or sources[0].get("root"), data_home=settings.data_dir())
+        if dataset.content_fingerprint() != sources[0].get("content_sha256"):
+            raise ResultsError(f"the images at {dataset.root} are not the ones the result was computed on (content "
+                               "sha256 differs); pass --data-root with that copy")
+        stored = [FeatureStore(settings.cache_dir(), source["key"]).load() for source in sources]
+        keep = np.ones(len(dataset), dtype=bool)
+        for cached in stored:  # an image any version could not read is left out of all
+            keep[cached.bad_rows] = False
+        table = dataset.samples[keep].reset_index(drop=True)
+        entries = [features_entry(path if i == 0 else path.with_name(f"features.{version}.npz"), table,
+                                  np.asarray(cached.features)[keep])
+                   for i, (version, cached) in enumerate(zip(versions, stored))]
+        entry = entries[0] if len(entries) == 1 else {**entries[0], "versions": dict(zip(versions[1:], entries[1:]))}
+        size = sum(path.with_name(Path(e["file"]).name).stat().st_size for e in entries)
+        log(f"{record.extractor.name} / {record.task.name}: {int(keep.sum())} x {entry['dim']} features "
+            + (f"in {len(entries)} versions " if len(entries) > 1 else "") + f"packaged ({size / 1e6:.2f} MB)")
+        return entry
+    except HemabenchError as exc:
+        why = f"{exc}"
     log(f"{record.extractor.name} / {record.task.name}: no features packaged ({why}); its submissions can only be "
         "shown as self-reported")
     return None
@@ -231,6 +280,10 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
             continue
         try:
             info = json.loads(info_path.read_text())
+            shape = _info_problems(info)
+            if shape:
+                outcome[folder] = Derived(shape)
+                continue
             record = ResultRecord.read(folder / "record.json")
             evidence = _evidence(record)  # a few-shot record's episodes are in it: no file
             raw = None if evidence == "episodes" else gzip.decompress(
@@ -260,10 +313,14 @@ def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: p
     """``bench.verification.derive`` for one submission whose files agree, through the verification cache."""
     from bench.core import settings
 
-    files = {name: sha256_file(folder / name) for name in _FILES if (folder / name).is_file()}
+    files: dict[str, str | None] = {name: sha256_file(folder / name) for name in _FILES if (folder / name).is_file()}
     features = info.get("features")
+    versions = features.get("versions") if isinstance(features, dict) else None
     if features:
         files[FEATURES_FILE] = features.get("sha256")
+    if isinstance(versions, dict):  # a robustness submission's perturbed versions
+        files.update({f"features.{name}": e.get("sha256") if isinstance(e, dict) else None
+                      for name, e in versions.items()})
     # the last outcome on this machine, whatever data root it found the images at: `bench verify` derives it anew
     key = digest({"files": files, "version": VERIFY_VERSION, "sample": sample})
     cache = settings.cache_dir() / "verifications" / key
@@ -277,9 +334,18 @@ def _derived(folder: Path, top: Path, info: dict, record: ResultRecord, table: p
         if where not in memo:
             memo[where] = read_features(folder, top, features, record.extractor.dim)
         loaded, failures = memo[where]
+    perturbed = {}
+    if versions is not None and not isinstance(versions, dict):
+        failures = failures + [f"submission.json features.versions: {versions!r}, expected an object naming each "
+                               "perturbation's features file"]
+    for name, entry in (versions if isinstance(versions, dict) else {}).items():
+        version, problems = read_features(folder, top, entry, record.extractor.dim)
+        failures = failures + [f"features.versions.{name}: {line}" for line in problems]
+        if version is not None:
+            perturbed[name] = version
     if failures:
         return Derived(failures)
-    derived = derive(record, table, loaded, root, sample, seed, log, memo)
+    derived = derive(record, table, loaded, root, sample, seed, log, memo, versions=perturbed)
     if not derived.failures:
         _write_cached(cache, derived)
     return derived
@@ -300,9 +366,9 @@ def _read_cached(cache: Path) -> Derived | None:
     try:
         checks = Checks(**json.loads((cache / "checks.json").read_text()))
         ours = ResultRecord.read(cache / "record.json")
-        # (written before checks.json: present for every record with predictions)
-        predictions = cache / "predictions.csv"
-        return Derived([], checks, ours, read_predictions(predictions) if predictions.is_file() else None)
+        if _evidence(ours) != "predictions":  # (its episodes or cells: no predictions to show)
+            return Derived([], checks, ours, None)
+        return Derived([], checks, ours, read_predictions(cache / "predictions.csv"))
     except (OSError, ValueError, TypeError, ResultsError):
         return None
 
@@ -315,6 +381,9 @@ def _check(info: dict, record: ResultRecord, raw: bytes | None, predictions: pd.
     out = []
     if info.get("format") not in READABLE_FORMATS:
         return [f"format: {info.get('format')!r}, expected {SUBMISSION_FORMAT!r}"]
+    claims = _claims(record, evidence)
+    if claims:
+        return claims
     if evidence == "cells" and raw is not None and _sha256(raw) != info.get("cells_sha256"):
         out.append(f"{CELLS}: its content differs from the cells_sha256 written at submission")
     if raw is not None and predictions is not None:

@@ -20,6 +20,10 @@ again on them fell from 57.5 to 51.6 weighted F1), and the verification derives 
   file, or a seeded or weight-free built-in), a random sample of :data:`SAMPLE` images is extracted again from the
   images on this machine and compared with the submitted rows within the precision's tolerance.
 
+A robustness submission (``TASK@perturbation=all``) carries the features of every version of the images: the
+labels and folds are those of the clean images, the protocol runs on all versions together
+(:func:`derive_perturbed`), and a sample of each version is extracted again with its perturbation.
+
 What could not be derived (no canonical split, a plugin or trainer export whose weights are not public, images not
 here, a domain-shift or bag result) is named in :class:`Checks` and badged "self-reported", never "verified".
 """
@@ -36,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.core.design import CellDesign
+from bench.core.design import CellDesign, PerturbationDesign
 from bench.core.errors import HemabenchError
 from bench.core.files import atomic_write_bytes, digest, sha256_file
-from bench.core.metrics import LABEL_METRICS, LABELS
+from bench.core.metrics import INVARIANCE, LABEL_METRICS, LABELS, PERTURBED_F1
 from bench.core.record import ExtractorInfo, ResultRecord, Scores
 
 FEATURES_FILE = "features.npz"
@@ -244,8 +248,10 @@ def design_of(labels: np.ndarray, folds: np.ndarray, kind: str) -> CellDesign:
 
 
 # -- the protocol, run again --------------------------------------------------------------------------------
-def rerun(record: ResultRecord, features: Features, design: CellDesign, log) -> tuple[Derived | None, list[str]]:
-    """The registered protocol of the record's name on the submitted features: (CI's record and predictions,
+def rerun(record: ResultRecord, features: Features, design: CellDesign | PerturbationDesign, log,
+          values: np.ndarray | None = None) -> tuple[Derived | None, list[str]]:
+    """The registered protocol of the record's name on the submitted features (``values``: every row of the
+    design, where it holds more than ``features``, e.g. the perturbed versions): (CI's record and predictions,
     failures where the record's metrics disagree)."""
     from protocols import PROTOCOLS, get_protocol
 
@@ -253,14 +259,20 @@ def rerun(record: ResultRecord, features: Features, design: CellDesign, log) -> 
     if name not in PROTOCOLS.names():
         return None, []
     protocol = get_protocol(name)
-    if protocol.kind != "cells":
+    if protocol.kind != design.kind:
         return None, []
-    log(f"verify: re-running {name} on {len(features.paths)} submitted features")
-    evaluation = protocol.evaluate(features.values, design)
+    values = features.values if values is None else values
+    log(f"verify: re-running {name} on {len(values)} submitted features")
+    evaluation = protocol.evaluate(values, design)
+    robust = record.metrics.main == PERTURBED_F1
+    stored_means, our_means = dict(record.metrics.mean), dict(evaluation.mean)
+    if robust:  # and each perturbation's, over folds
+        stored_means.update(_per_perturbation(record.metrics.per_fold))
+        our_means.update(_per_perturbation(evaluation.per_fold))
     failures = []
-    for metric in LABEL_METRICS:
-        stored, again = record.metrics.mean.get(metric), evaluation.mean.get(metric)
-        if stored is not None and again is not None and abs(stored - again) > RERUN_TOLERANCE:
+    for metric in sorted(our_means) if robust else LABEL_METRICS:  # (CI's names: a forger cannot drop one)
+        stored, again = stored_means.get(metric), our_means.get(metric)
+        if again is not None and (not isinstance(stored, (int, float)) or abs(stored - again) > RERUN_TOLERANCE):
             failures.append(f"record.json metrics.mean.{metric}: {stored!r}, {name} run again by CI on the submitted "
                             f"features gives {again!r} (tolerance {RERUN_TOLERANCE})")
     if evaluation.curve is not None:  # few-shot: the same seeded episodes, shot count by shot count
@@ -276,6 +288,20 @@ def rerun(record: ResultRecord, features: Features, design: CellDesign, log) -> 
         predictions["label"] = [design.classes[i] for i in predictions["label"]]
         predictions["prediction"] = [design.classes[i] for i in predictions["prediction"]]
     return Derived([], record=ours, predictions=predictions), failures
+
+
+def _per_perturbation(per_fold: list[dict]) -> dict[str, float | None]:
+    """"perturbations.<name>.<metric>" -> its mean over folds, for a robustness record's perturbed F1 and
+    invariance (None where a fold lacks it)."""
+    names = sorted({n for fold in per_fold for n in (fold.get("perturbations") or {})})
+    out: dict[str, float | None] = {}
+    for name in names:
+        for metric in (PERTURBED_F1, INVARIANCE):
+            values = [((fold.get("perturbations") or {}).get(name) or {}).get(metric) for fold in per_fold]
+            numbers = [float(v) for v in values if isinstance(v, (int, float))]
+            out[f"perturbations.{name}.{metric}"] = float(np.mean(numbers)) if numbers and len(numbers) == len(values) \
+                else None
+    return out
 
 
 def _curve_differences(stored: dict, again: dict, name: str) -> list[str]:
@@ -301,15 +327,19 @@ def _curve_differences(stored: dict, again: dict, name: str) -> list[str]:
 
 # -- the features, extracted again --------------------------------------------------------------------------
 def reextract(record: ResultRecord, features: Features, data_root: Path | None, sample: int, seed: int,
-              log) -> tuple[str, list[str]]:
+              log, perturbation: str | None = None) -> tuple[str, list[str]]:
     """(features check, failures): ``sample`` rows extracted again from the images here and compared with the
-    submitted ones, where the extractor is a built-in whose weights are here and are the record's."""
+    submitted ones, where the extractor is a built-in whose weights are here and are the record's; ``perturbation``:
+    the version of the images the features are of (a robustness record's), applied as the run applied it."""
     from bench.core import settings
     from bench.runner import RunOptions, build_extractor, preprocessed
     from extractors import EXTRACTORS
 
     name = record.extractor.name
     task = _task_of(record)
+    submitted_file = FEATURES_FILE if perturbation is None else f"features.{perturbation}.npz"
+    if task is not None and perturbation is not None:
+        task = replace(task, perturbation=perturbation)
     if name not in EXTRACTORS.names():
         return f"{SELF_REPORTED} ({name} is not a built-in extractor: its weights are not public)", []
     if task is None:
@@ -331,7 +361,7 @@ def reextract(record: ResultRecord, features: Features, data_root: Path | None, 
     for file, sha in zip(files, features.sha256[chosen]):
         here = sha256_file(file)
         if here != sha:
-            return "", [f"{FEATURES_FILE} sha256 of {file.relative_to(root)}: {sha[:12]}..., the image at {file} has "
+            return "", [f"{submitted_file} sha256 of {file.relative_to(root)}: {sha[:12]}..., the image at {file} has "
                         f"{here[:12]}...: the submission was not computed on these images"]
     entry = _entry_as_recorded(record)
     with tempfile.TemporaryDirectory(prefix="hemabench-verify-") as cache:
@@ -366,7 +396,7 @@ def reextract(record: ResultRecord, features: Features, data_root: Path | None, 
     worst = float(difference.max())
     if worst > tolerance:
         bad = int((difference > tolerance).sum())
-        return "", [f"{FEATURES_FILE}: {bad} of {len(files)} images extracted again differ from the submitted "
+        return "", [f"{submitted_file}: {bad} of {len(files)} images extracted again differ from the submitted "
                     f"features (largest relative difference {worst:.3g}, tolerance {tolerance:g} for {precision}): "
                     f"they are not {name}'s features of these images"]
     return (f"{len(files)} of {len(features.paths)} images extracted again (seed {seed}; largest relative "
@@ -383,13 +413,17 @@ def _entry_as_recorded(record: ResultRecord):
 
 # -- all of it ----------------------------------------------------------------------------------------------
 def derive(record: ResultRecord, predictions: pd.DataFrame | None, features: Features | None, data_root: Path | None,
-           sample: int, seed: int | None, log, extracted: dict | None = None) -> Derived:
+           sample: int, seed: int | None, log, extracted: dict | None = None,
+           versions: dict[str, Features] | None = None) -> Derived:
     """Everything above for one submission whose files agree with each other. ``extracted``: the features checks
-    made so far, by features file (the protocols of one (extractor, task) share theirs: extracted again once)."""
+    made so far, by features file (the protocols of one (extractor, task) share theirs: extracted again once).
+    ``versions``: a robustness submission's features of each perturbed version (:func:`derive_perturbed`)."""
     if features is None:
         return Derived([], Checks(f"{SELF_REPORTED} (the submission carries no features)",
                                   f"{SELF_REPORTED}", f"{SELF_REPORTED} (no features to run it on)", SELF_REPORTED),
                        record, predictions)
+    if record.metrics.main == PERTURBED_F1:
+        return derive_perturbed(record, features, versions or {}, data_root, sample, seed, log, extracted)
     if predictions is not None and "path" not in predictions:
         return Derived([f"predictions.csv.gz: no path column ({FEATURES_FILE} goes with cell results)"])
     labels, folds, labels_check, folds_check, failures = labels_and_folds(record, features, predictions)
@@ -420,5 +454,59 @@ def derive(record: ResultRecord, predictions: pd.DataFrame | None, features: Fea
     failures = rerun_failures + extract_failures
     if failures:
         return Derived(failures)
+    derived.checks = Checks(labels_check, folds_check, protocol_check, features_check)
+    return derived
+
+
+def derive_perturbed(record: ResultRecord, clean: Features, versions: dict[str, Features], data_root: Path | None,
+                     sample: int, seed: int | None, log, extracted: dict | None = None) -> Derived:
+    """:func:`derive` for a robustness record (``TASK@perturbation=all``): the labels and folds of the clean images
+    as for a cell task, the protocol run again on the clean and perturbed features together, and a sample of every
+    version extracted again (each perturbation applied as the run applied it: seeded by the image)."""
+    from tasks.transforms import CLEAN
+
+    names = sorted({n for fold in record.metrics.per_fold for n in (fold.get("perturbations") or {})})
+    if sorted(versions) != names:
+        return Derived([f"submission.json features.versions: {sorted(versions)}, the record's perturbations are "
+                        f"{names}; a robustness submission carries the features of every version"])
+    for name, version in versions.items():
+        if not (np.array_equal(version.paths, clean.paths) and np.array_equal(version.sha256, clean.sha256)):
+            return Derived([f"features.{name}.npz: its images (paths and sha256, in order) are not those of "
+                            f"{FEATURES_FILE}: every version holds the same images in the same order"])
+    labels, folds, labels_check, folds_check, failures = labels_and_folds(record, clean, None)
+    if labels is None or failures:
+        return Derived(failures)
+    kind = (record.task.model_extra or {}).get("split_kind")
+    derived, rerun_failures = None, []
+    if folds is not None and kind in ("kfold", "fixed"):
+        cell, n, order = design_of(labels, folds, kind), len(clean.paths), [n for n in names]
+        design = PerturbationDesign(cell.classes, np.tile(cell.labels, 1 + len(order)), [CLEAN, *order],
+                                    np.repeat(np.arange(1 + len(order)), n), np.ones(n * (1 + len(order)), dtype=bool),
+                                    cell.splits, n_cells=n)
+        values = np.vstack([clean.values, *(versions[name].values for name in order)])
+        derived, rerun_failures = rerun(record, clean, design, log, values=values)
+    if derived is None:
+        derived = Derived([], record=record)
+        protocol_check = f"{SELF_REPORTED} (the folds of the clean images could not be derived again)"
+    else:
+        assert derived.record is not None  # rerun's outcome carries CI's record
+        ours, theirs = derived.record.metrics.mean.get(PERTURBED_F1), record.metrics.mean.get(PERTURBED_F1)
+        protocol_check = (f"{record.protocol.name} run again by CI on the submitted float16 features of every version "
+                          f"(perturbed F1 {100 * (ours or 0):.1f}; submitted {100 * (theirs or 0):.1f})")
+    seed = secrets.randbits(31) if seed is None else seed
+    memo = {} if extracted is None else extracted
+    checks, extract_failures = [], []
+    for version, features in [(None, clean), *((n, versions[n]) for n in names)]:
+        key = (features.digest, record.extractor.name, record.task.name, version)
+        if key not in memo:
+            memo[key] = reextract(record, features, data_root, sample, seed, log, perturbation=version)
+        check, problems = memo[key]
+        checks.append(check)
+        extract_failures.extend(f"{'clean' if version is None else version}: {line}" for line in problems)
+    failures = rerun_failures + extract_failures
+    if failures:
+        return Derived(failures)
+    trusted = [c for c in checks if c.startswith(SELF_REPORTED)]
+    features_check = trusted[0] if trusted else f"{checks[0]}; and under each of {', '.join(names)}, within it"
     derived.checks = Checks(labels_check, folds_check, protocol_check, features_check)
     return derived

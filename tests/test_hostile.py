@@ -321,3 +321,35 @@ def test_a_collapsed_probe_is_a_warning_everywhere_and_never_best(image_folder, 
     assert "warning: collapsed to one class in 5 fold(s)" in page.read_text()  # the status of All results
     board, _ = _board(results, tmp_path)
     assert "⚠ collapsed" in board and "(#1)" not in board
+
+
+def test_a_curve_on_a_protocol_that_has_none_is_refused(honest, tmp_path):
+    """The record does not choose its own evidence: a kNN record given a few-shot curve (and no predictions) is
+    refused, not checked against the episodes it invented."""
+    from bench.core.curves import episode_curve
+
+    target, folder = copy_submissions(honest, tmp_path)
+    record = json.loads((folder / "record.json").read_text())
+    for fold in record["metrics"]["per_fold"]:
+        fold["shots"] = {"1": {"n_train": 6, "weighted_f1": 0.99, "accuracy": 0.99, "balanced_accuracy": 0.99}}
+    record["curve"] = episode_curve(record["metrics"]["per_fold"])
+    _resign(folder, record=record)
+    done = _verify(target, honest / "home")
+    assert done.exit_code == 1 and "record.json curve: present, but knn-20 is not a few-shot protocol" in done.output, \
+        done.output
+    (folder / "predictions.csv.gz").unlink()  # and without its predictions it is not even read
+    done = _verify(target, honest / "home")
+    assert done.exit_code == 1 and "cannot be read" in done.output and "predictions.csv.gz" in done.output, done.output
+
+
+@pytest.mark.parametrize("info, says", [
+    ([], "submission.json: a JSON list, expected the object `bench submit` writes"),
+    ({"format": "hemabench-submission/2"}, "submission.json extractor.name: missing"),
+    ({"format": "hemabench-submission/2", "extractor": {"name": "color-histogram"}, "features": "x"},
+     "submission.json features: 'x', expected the entry"),
+])
+def test_a_malformed_submission_json_is_a_line_naming_the_field(honest, tmp_path, info, says):
+    target, folder = copy_submissions(honest, tmp_path)
+    (folder / "submission.json").write_text(json.dumps(info))
+    done = _verify(target, honest / "home")
+    assert done.exit_code == 1 and says in done.output and "Traceback" not in done.output, done.output

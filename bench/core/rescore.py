@@ -133,7 +133,7 @@ def rescore_robustness(record, cells_file: Path | bytes, name: str | None = None
     perturbation, cosine, label, prediction_clean, prediction; a path, or the bytes of one called ``name``): per
     fold, the clean F1 and each perturbation's F1 and invariance computed again from the cells, then the means and
     stds from the folds. One line per disagreement; a missing or unreadable table is the one problem."""
-    from bench.core.metrics import CLEAN_F1, INVARIANCE, PERTURBED_F1, WEIGHTED_F1
+    from bench.core.metrics import CLEAN_F1, F1_DROP, INVARIANCE, PERTURBED_F1, ROBUSTNESS_METRICS, WEIGHTED_F1
 
     if isinstance(cells_file, bytes):
         path, source = Path(name or "cells.csv"), io.BytesIO(cells_file)
@@ -152,17 +152,41 @@ def rescore_robustness(record, cells_file: Path | bytes, name: str | None = None
         return [f"per-cell table {path}: no column(s) {missing}"]
     problems = []
     groups = {key: rows for key, rows in cells.groupby(["fold", "perturbation"], sort=False)}
+    claimed = set()
     for number, fold in enumerate(record.metrics.per_fold):
-        for name, scores in (fold.get("perturbations") or {}).items():
+        where_fold = f"metrics.per_fold[{number}]"
+        perturbations = fold.get("perturbations")
+        if not isinstance(perturbations, dict) or not perturbations:
+            problems.append(f"{where_fold}: no per-perturbation scores ('perturbations')")
+            continue
+        for name, scores in perturbations.items():
+            claimed.add((str(fold.get("fold")), name))
             rows = groups.get((str(fold.get("fold")), name))
-            where = f"metrics.per_fold[{number}].perturbations.{name}"
-            if rows is None:
+            where = f"{where_fold}.perturbations.{name}"
+            if rows is None or not isinstance(scores, dict):
                 problems.append(f"{where}: no cells for it in {path.name}")
                 continue
             again = {PERTURBED_F1: label_metrics(rows["label"], rows["prediction"])[WEIGHTED_F1],
                      INVARIANCE: float(rows["cosine"].mean()),
                      CLEAN_F1: label_metrics(rows["label"], rows["prediction_clean"])[WEIGHTED_F1]}
+            again[F1_DROP] = again[CLEAN_F1] - again[PERTURBED_F1]
             stored = {**scores, CLEAN_F1: fold.get(CLEAN_F1)}
             problems.extend(f"{where}.{metric}: {stored.get(metric)!r}, its cells give {value!r}"
                             for metric, value in again.items() if not _same(stored.get(metric), value, 1e-7))
+        # the fold's own scores are the means over its perturbations (the main metric among them)
+        for metric in (PERTURBED_F1, F1_DROP, INVARIANCE):
+            values = [v for s in perturbations.values() if isinstance(s, dict)
+                      for v in [s.get(metric)] if isinstance(v, (int, float)) and _number(v)]
+            if len(values) == len(perturbations) and not _same(fold.get(metric), sum(values) / len(values), 1e-9):
+                problems.append(f"{where_fold}.{metric}: {fold.get(metric)!r}, the mean over its perturbations is "
+                                f"{sum(values) / len(values)!r}")
+    unclaimed = sorted(set(groups) - claimed)
+    if unclaimed:
+        problems.append(f"{path.name}: cells of {len(unclaimed)} (fold, perturbation) pair(s) the record does not "
+                        f"score, e.g. fold {unclaimed[0][0]} / {unclaimed[0][1]}")
+    missing = [m for m in ROBUSTNESS_METRICS if not _number(record.metrics.mean.get(m))
+               or not all(_number(f.get(m)) for f in record.metrics.per_fold)]
+    if missing or not record.metrics.per_fold:
+        problems.append(f"metrics: {missing or list(ROBUSTNESS_METRICS)} missing from the mean or a fold; a "
+                        "robustness record scores every fold")
     return problems + summary_problems(record)
