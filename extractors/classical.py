@@ -26,12 +26,15 @@ class ColorHistogram(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = (images.float() * self.std + self.mean).clamp(0.0, 1.0)
-        # torch.histc has no batched form; a scatter-add of bin indices is the batched histogram.
-        index = (pixels * self.bins).long().clamp(max=self.bins - 1).flatten(2)  # (N, 3, H*W)
-        counts = torch.zeros(*index.shape[:2], self.bins, device=images.device)
-        counts.scatter_add_(2, index, torch.ones_like(index, dtype=counts.dtype))
-        return (counts / index.shape[2]).flatten(1)
+        pixels = images.float() * self.std  # a new tensor: the in-place steps below never touch the input
+        pixels.add_(self.mean).clamp_(0.0, 1.0).mul_(self.bins)
+        # torch.histc has no batched form: each (image, channel) gets its own range of bins, so one bincount of
+        # the offset bin indices is every histogram at once (the counts are exact integers, as a scatter-add's)
+        index = pixels.to(torch.int64).clamp_(max=self.bins - 1).flatten(2)  # (N, 3, H*W)
+        n, channels, area = index.shape
+        index += (torch.arange(n * channels, device=index.device) * self.bins).view(n, channels, 1)
+        counts = torch.bincount(index.flatten(), minlength=n * channels * self.bins).to(torch.float32)
+        return (counts.view(n, channels * self.bins) / area)
 
 
 COLOR_HISTOGRAM = ExtractorEntry(

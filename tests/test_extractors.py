@@ -68,6 +68,22 @@ def test_color_histogram_hand_case():
     torch.testing.assert_close(features, expected)
 
 
+def test_color_histogram_equals_numpys_histogram_per_image_and_channel():
+    entry = get_extractor("color-histogram")
+    model = entry.build()
+    pixels = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    pixels[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 31 / 32])  # the edges: the first bin, the last one (closed)
+    x = (pixels - torch.tensor(entry.mean).view(1, 3, 1, 1)) / torch.tensor(entry.std).view(1, 3, 1, 1)
+    before = x.clone()
+    features = model(x).numpy()
+    assert torch.equal(x, before)  # the input batch is not changed
+    # the same pixels as the model sees them after undoing the normalisation (float32 rounding included)
+    seen = (x * torch.tensor(entry.std).view(1, 3, 1, 1) + torch.tensor(entry.mean).view(1, 3, 1, 1)).clamp(0, 1)
+    expected = np.stack([np.concatenate([np.histogram(seen[i, c].numpy(), bins=32, range=(0, 1))[0] / (20 * 24)
+                                         for c in range(3)]) for i in range(3)])
+    np.testing.assert_allclose(features, expected, rtol=0, atol=1e-7)
+
+
 def test_weights_file_loads_strictly_and_gives_the_same_features(tmp_path):
     entry = get_extractor("vit-s14-random")
     donor = entry.replace(seed=123).build()
