@@ -13,6 +13,10 @@ from PIL import Image
 from bench.core.settings import use_scipy_array_api
 
 use_scipy_array_api()  # as the bench command does, before anything imports scipy (the GPU probe's tests need it)
+# umap-learn's kernels run as plain Python here: numba compiles them once per process (about 25 s of a 2-core
+# machine), longer than these small maps take uncompiled. The same functions either way; `-m slow` draws one map in a
+# fresh process with the JIT, as `bench plot umap` runs for users (tests/test_figures.py). Set it to 0 to compile.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 REPO = Path(__file__).resolve().parents[1]
 # Real Acevedo (PBC) images in the shared subset's layout (labeled/<class>/*.jpg, unlabeled/*.jpg): HEMABENCH_PBC
 # names the folder; the default is the read-only ../shared/data/pbc beside the checkout. Tests that need them skip.

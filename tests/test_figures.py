@@ -24,6 +24,23 @@ def _not_blank(path, size):
     assert pixels.std() > 5  # drawn on, not one colour
 
 
+@pytest.mark.slow
+def test_umap_with_numbas_compiled_kernels_in_a_fresh_process(image_folder, tmp_path):
+    """The default suite runs umap-learn uncompiled (tests/conftest.py): here the command as users run it, numba's
+    JIT on, in its own process."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "0", "PYTHONPATH": str(REPO), "BENCH_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "bench", "plot", "umap", "-e", TINY, "-t", f"imagefolder:{image_folder}",
+                           "--out", str(tmp_path / "u.png")], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _not_blank(tmp_path / "u.png", (900, 900))
+
+
 def test_umap_of_cells_is_seeded_fitted_on_the_training_rows_and_drawn(image_folder, tmp_path):
     first = umap_scatter(TINY, [f"imagefolder:{image_folder}"], OPTIONS, seed=0, log=print)
     again = umap_scatter(TINY, [f"imagefolder:{image_folder}"], OPTIONS, seed=0, log=print)
