@@ -302,8 +302,12 @@ def test_every_builtin_needing_weights_is_covered():
     assert needing == set(WRITTEN) | set(CARDS) | set(DINOV2_CARDS) | {"quiltnet-b32"}
 
 
-# Phikon's loading has its own tests (test_phikon_hf_openclip.py): its check here runs under -m slow (11 s)
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "phikon" else n
+# Phikon's loading has its own tests (test_phikon_hf_openclip.py), and the ResNet-50 cuts load the same torchvision
+# file as resnet50 (test_resnet50_cuts_on_a_torchvision_file): their checks here run under -m slow
+ELSEWHERE = {"phikon", "resnet50-pool", "resnet50-trunc"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ELSEWHERE else n
                                   for n in sorted(set(WRITTEN) - LARGE)])
 def test_check_extractor_on_written_weights(name, tmp_path):
     _check(name, tmp_path)
