@@ -288,7 +288,8 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
             evidence = _evidence(record)  # a few-shot record's episodes are in it: no file
             raw = None if evidence == "episodes" else gzip.decompress(
                 (folder / (CELLS if evidence == "cells" else "predictions.csv.gz")).read_bytes())
-        except (OSError, ValueError, ResultsError) as exc:
+            table = read_predictions(raw) if evidence == "predictions" and raw is not None else None
+        except (OSError, ValueError, UnicodeDecodeError, ResultsError) as exc:
             outcome[folder] = Derived([f"cannot be read ({type(exc).__name__}: {exc})"])
             continue
         key = (record.extractor.name, record.task.name, record.protocol.name)
@@ -296,7 +297,6 @@ def verify_each(submissions: Path, data_roots: dict[str, Path] | None = None, sa
             outcome[folder] = Derived([f"duplicate of {seen[key]} ({' / '.join(key)} is submitted twice); keep one"])
             continue
         seen[key] = folder.relative_to(submissions).as_posix()
-        table = read_predictions(raw) if evidence == "predictions" and raw is not None else None
         failures = _check(info, record, raw, table, evidence)
         if failures:
             outcome[folder] = Derived(failures)
@@ -491,7 +491,7 @@ def board_rows(runs: pd.DataFrame, submissions: Path, problems: list[str],
             problems.extend(f"submission not shown: {where}: {line}" for line in derived.failures)
             continue
         assert derived.record is not None and derived.checks is not None  # accepted: no failures
-        if derived.predictions is None:  # few-shot: CI's episodes are in its record (the board shows its curve)
+        if derived.predictions is None:  # few-shot or robustness: CI's episodes or scores are in its record
             accepted.append(submission_row(derived.record, folder / "record.json", None, 0, derived.checks.summary(),
                                            derived.checks.verified))
             continue

@@ -353,3 +353,11 @@ def test_a_malformed_submission_json_is_a_line_naming_the_field(honest, tmp_path
     (folder / "submission.json").write_text(json.dumps(info))
     done = _verify(target, honest / "home")
     assert done.exit_code == 1 and says in done.output and "Traceback" not in done.output, done.output
+
+
+def test_predictions_that_are_no_csv_are_a_line_not_a_crash(honest, tmp_path):
+    target, folder = copy_submissions(honest, tmp_path)
+    (folder / "predictions.csv.gz").write_bytes(gzip.compress(b"\xff\xfe\x00 not a table \"\n\x00,,\"\n"))
+    done = _verify(target, honest / "home")
+    assert done.exit_code == 1 and "knn-20: cannot be read" in done.output and "Traceback" not in done.output, \
+        done.output
