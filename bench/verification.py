@@ -479,11 +479,11 @@ def derive_perturbed(record: ResultRecord, clean: Features, versions: dict[str, 
     kind = (record.task.model_extra or {}).get("split_kind")
     derived, rerun_failures = None, []
     if folds is not None and kind in ("kfold", "fixed"):
-        cell, n, order = design_of(labels, folds, kind), len(clean.paths), [n for n in names]
-        design = PerturbationDesign(cell.classes, np.tile(cell.labels, 1 + len(order)), [CLEAN, *order],
-                                    np.repeat(np.arange(1 + len(order)), n), np.ones(n * (1 + len(order)), dtype=bool),
-                                    cell.splits, n_cells=n)
-        values = np.vstack([clean.values, *(versions[name].values for name in order)])
+        cell, n, count = design_of(labels, folds, kind), len(clean.paths), 1 + len(names)
+        design = PerturbationDesign(cell.classes, np.tile(cell.labels, count), [CLEAN, *names],
+                                    np.repeat(np.arange(count), n), np.ones(n * count, dtype=bool), cell.splits,
+                                    n_cells=n)
+        values = np.vstack([clean.values, *(versions[name].values for name in names)])
         derived, rerun_failures = rerun(record, clean, design, log, values=values)
     if derived is None:
         derived = Derived([], record=record)

@@ -12,7 +12,7 @@ import pytest
 
 from bench.core.curves import episode_curve
 from bench.core.metrics import LABEL_METRICS
-from tests.test_hostile import _bench, _resign, copy_submissions, run_and_submit
+from tests.test_hostile import _bench, _resign, _verify, copy_submissions, run_and_submit
 
 PROTOCOL = "fewshot-simpleshot"
 
@@ -21,10 +21,6 @@ PROTOCOL = "fewshot-simpleshot"
 def honest(tmp_path_factory):
     """Colour histograms on the embedded task (pinned canonical split), few-shot SimpleShot: run and submitted."""
     return run_and_submit(tmp_path_factory.mktemp("fewshot"), PROTOCOL)
-
-
-def _verify(target, home):
-    return _bench("verify", target, "--seed", "3", home=home)
 
 
 def test_a_fewshot_submission_holds_its_record_and_features_and_is_verified(honest, tmp_path):

@@ -9,14 +9,13 @@ import gzip
 import hashlib
 import io
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench.core.metrics import INVARIANCE, PERTURBED_F1
-from tests.test_hostile import _bench, _resign
+from tests.test_hostile import _bench, _resign, _verify, copy_submissions
 
 TASK = "synthetic-wbc@perturbation=all"
 
@@ -31,16 +30,6 @@ def honest(tmp_path_factory):
     done = _bench("submit", "--results", root / "results", "--out", root / "submissions", home=home)
     assert done.exit_code == 0 and "300 x 96 features in 5 versions packaged" in done.output, done.output
     return root
-
-
-def _copy(honest, tmp_path):
-    target = tmp_path / "submissions"
-    shutil.copytree(honest / "submissions", target)
-    return target, next(target.rglob("robustness"))
-
-
-def _verify(target, home):
-    return _bench("verify", target, "--seed", "3", home=home)
 
 
 def _cells(folder) -> pd.DataFrame:
@@ -99,7 +88,7 @@ def test_a_robustness_submission_is_verified_with_cis_own_run(honest, tmp_path):
 
 
 def test_forged_perfect_invariance_that_agrees_with_its_cells_is_refused_by_running_it_again(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path, "robustness")
     cells = _cells(folder)
     cells["cosine"] = "1.0"
     _resign_cells(folder, cells)
@@ -118,7 +107,7 @@ def test_forged_perfect_invariance_that_agrees_with_its_cells_is_refused_by_runn
 
 
 def test_features_of_one_version_passed_off_as_another_are_caught_by_extracting_again(honest, tmp_path):
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path, "robustness")
     blur, stain = folder.parent / "features.blur.npz", folder.parent / "features.stain.npz"
     blur_bytes, stain_bytes = blur.read_bytes(), stain.read_bytes()
     blur.write_bytes(stain_bytes), stain.write_bytes(blur_bytes)
@@ -134,7 +123,7 @@ def test_features_of_one_version_passed_off_as_another_are_caught_by_extracting_
 def test_a_fold_score_that_is_not_the_mean_of_its_perturbations_is_refused(honest, tmp_path):
     """The main metric is each fold's mean over its perturbations: raising it (and the record's mean) alone is
     refused by re-scoring, before anything is run again."""
-    target, folder = _copy(honest, tmp_path)
+    target, folder = copy_submissions(honest, tmp_path, "robustness")
     record = json.loads((folder / "record.json").read_text())
     for fold in record["metrics"]["per_fold"]:
         fold[PERTURBED_F1] = 0.99
