@@ -8,6 +8,14 @@ The data home is made of links to the copies the environment names (nothing is c
 zxaoyou/segmentation_WBC), HEMABENCH_CHULA (a clone of Chula-PIC-Lab/Chula-RBC-12-Dataset). Without any of them,
 the suite runs on generated copies of bccd-wbc and sslseg-1/2 (the layout tests/test_suite.py builds). A fresh
 BENCH_HOME (feature cache) per call, so every feature is extracted: the time of a first run.
+
+    python benchmarks/bench_suite.py -e vit-s14-random --keep /work/suite_full [--out report.md]
+
+--keep DIR: the feature cache (DIR/bench_home) and the results (DIR/results) persist in DIR, so a run that is
+stopped (a session's end, a kill) goes on from its complete shards and its finished results the next time: how a
+ViT's suite on the complete copies (about 4 h of a 2-core CPU) is run in parts. Each part's output is appended to
+DIR/log.txt, each line stamped with the time; the report then gives that part's wall time, and the minutes per run
+count only what that part did.
 """
 
 from __future__ import annotations
@@ -55,19 +63,33 @@ def main() -> None:
     parser.add_argument("-t", "--task", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--log", type=Path, default=None, help="write the command's whole output here")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the feature cache and results in this folder and resume from them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
-        home, results = Path(tmp) / "data", Path(tmp) / "results"
+        where = args.keep.resolve() if args.keep else Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        home, results = Path(tmp) / "data", where / "results"  # (features are cached by content, not by path)
         home.mkdir()
         copies = data_home(home)
-        env = {**os.environ, "BENCH_HOME": str(Path(tmp) / "bench_home")}
+        env = {**os.environ, "BENCH_HOME": str(where / "bench_home")}
         command = [sys.executable, "-m", "bench", "suite", "run", "--data-home", str(home), "--results", str(results),
                    "--no-progress", *[x for e in args.extractor for x in ("-e", e)],
                    *[x for t in args.task for x in ("-t", t)]]
         t0 = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+        lines = []
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              cwd=REPO_ROOT) as process, \
+                open(where / "log.txt", "a") if args.keep else open(os.devnull, "w") as stamped:
+            stamped.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command[3:])}\n")
+            for line in process.stdout or []:
+                lines.append(line)
+                stamped.write(f"{time.strftime('%H:%M:%S')} {line}")
+                stamped.flush()
+            returncode = process.wait()
+            stamped.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} end: exit code {returncode}\n")
         total = time.perf_counter() - t0
-        log = done.stdout + done.stderr
+        log = "".join(lines)
         if args.log:
             args.log.write_text(log)
         steps = [m.groups() for m in map(STEP.match, log.splitlines()) if m]
@@ -75,7 +97,8 @@ def main() -> None:
                      if (p := results / e / "suite.summary.json").exists()}
     lines = [f"# `bench suite run` on {', '.join(copies)}", "",
              f"Command: `bench suite run {' '.join(f'-e {e}' for e in args.extractor)}"
-             f"{''.join(f' -t {t}' for t in args.task)}` (exit code {done.returncode}), fresh feature cache. "
+             f"{''.join(f' -t {t}' for t in args.task)}` (exit code {returncode}), "
+             f"{f'feature cache and results kept in {args.keep} (a part of a resumed run)' if args.keep else 'fresh feature cache'}. "
              f"Wall time: {total / 60:.1f} min.", "",
              "| # | extractor | evaluation | protocols | minutes |", "|---|---|---|---|---|"]
     starts = [float(s[2]) for s in steps] + [total / 60]
