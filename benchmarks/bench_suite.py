@@ -77,19 +77,19 @@ def main() -> None:
                    "--no-progress", *[x for e in args.extractor for x in ("-e", e)],
                    *[x for t in args.task for x in ("-t", t)]]
         t0 = time.perf_counter()
-        lines = []
+        output = []  # the command's lines, stdout and stderr as they came
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               cwd=REPO_ROOT) as process, \
                 open(where / "log.txt", "a") if args.keep else open(os.devnull, "w") as stamped:
             stamped.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command[3:])}\n")
             for line in process.stdout or []:
-                lines.append(line)
+                output.append(line)
                 stamped.write(f"{time.strftime('%H:%M:%S')} {line}")
                 stamped.flush()
             returncode = process.wait()
             stamped.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} end: exit code {returncode}\n")
         total = time.perf_counter() - t0
-        log = "".join(lines)
+        log = "".join(output)
         if args.log:
             args.log.write_text(log)
         steps = [m.groups() for m in map(STEP.match, log.splitlines()) if m]
