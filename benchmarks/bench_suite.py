@@ -5,7 +5,10 @@ timed from its log, and the summary's scores.
 
 The data home is made of links to the copies the environment names (nothing is copied): HEMABENCH_ACEVEDO_FULL (the
 `PBC_dataset_normal_DIB` folder), HEMABENCH_BCCD (a clone of apple2373/BCCD), HEMABENCH_SEGMENTATION_WBC (a clone of
-zxaoyou/segmentation_WBC), HEMABENCH_CHULA (a clone of Chula-PIC-Lab/Chula-RBC-12-Dataset). Without any of them,
+zxaoyou/segmentation_WBC), HEMABENCH_CHULA (a clone of Chula-PIC-Lab/Chula-RBC-12-Dataset); in place of the complete
+Acevedo, HEMABENCH_PBC (the shared subset's folder, whose `labeled/` holds 500 images a class; the tests read the same
+variable) runs `acevedo` on that subset (folds dealt over the files present, so not its canonical split, as the
+results record). Without any of them,
 the suite runs on generated copies of bccd-wbc and sslseg-1/2 (the layout tests/test_suite.py builds). A fresh
 BENCH_HOME (feature cache) per call, so every feature is extracted: the time of a first run.
 
@@ -13,7 +16,7 @@ BENCH_HOME (feature cache) per call, so every feature is extracted: the time of 
 
 --keep DIR: the feature cache (DIR/bench_home) and the results (DIR/results) persist in DIR, so a run that is
 stopped (a session's end, a kill) goes on from its complete shards and its finished results the next time: how a
-ViT's suite on the complete copies (about 4 h of a 2-core CPU) is run in parts. Each part's output is appended to
+ViT's suite on the complete copies (2.6-4.4 h of a 2-core CPU) is run in parts. Each part's output is appended to
 DIR/log.txt, each line stamped with the time; the report then gives that part's wall time, and the minutes per run
 count only what that part did.
 """
@@ -31,11 +34,12 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COPIES = {  # environment variable -> (the folder inside it the task reads, the name the task looks for)
-    "HEMABENCH_ACEVEDO_FULL": ("", "PBC_dataset_normal_DIB"),
-    "HEMABENCH_BCCD": ("BCCD_cropped", "BCCD_cropped"),
-    "HEMABENCH_SEGMENTATION_WBC": ("", "segmentation_WBC"),
-    "HEMABENCH_CHULA": ("", "Chula-RBC-12-Dataset"),
+COPIES = {  # environment variable -> (the folder inside it the task reads, the name the task looks for, the report's)
+    "HEMABENCH_ACEVEDO_FULL": ("", "PBC_dataset_normal_DIB", "PBC_dataset_normal_DIB"),
+    "HEMABENCH_PBC": ("labeled", "PBC_dataset_normal_DIB", "the shared Acevedo subset (pbc/labeled)"),
+    "HEMABENCH_BCCD": ("BCCD_cropped", "BCCD_cropped", "BCCD_cropped"),
+    "HEMABENCH_SEGMENTATION_WBC": ("", "segmentation_WBC", "segmentation_WBC"),
+    "HEMABENCH_CHULA": ("", "Chula-RBC-12-Dataset", "Chula-RBC-12-Dataset"),
 }
 STEP = re.compile(r"^suite \[(\d+)/(\d+), ([\d.]+) min\]: (\S+) on (\S+) \((.*)\)$")
 
@@ -43,11 +47,11 @@ STEP = re.compile(r"^suite \[(\d+)/(\d+), ([\d.]+) min\]: (\S+) on (\S+) \((.*)\
 def data_home(where: Path) -> list[str]:
     """Links to the copies named by the environment; the names of those found."""
     found = []
-    for variable, (inside, name) in COPIES.items():
+    for variable, (inside, name, label) in COPIES.items():
         source = os.environ.get(variable)
-        if source and (Path(source) / inside).exists():
+        if source and (Path(source) / inside).exists() and not (where / name).exists():  # the complete copy first
             (where / name).symlink_to(Path(source).resolve() / inside)
-            found.append(name)
+            found.append(label)
     if not found:
         sys.path.insert(0, str(REPO_ROOT))
         from tests.test_suite import _data_home
@@ -68,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
         where = args.keep.resolve() if args.keep else Path(tmp)
+        resumed = args.keep is not None and any((where / "bench_home").glob("*"))  # a cache from earlier parts
         where.mkdir(parents=True, exist_ok=True)
         home, results = Path(tmp) / "data", where / "results"  # (features are cached by content, not by path)
         home.mkdir()
@@ -95,10 +100,12 @@ def main() -> None:
         steps = [m.groups() for m in map(STEP.match, log.splitlines()) if m]
         summaries = {e: json.loads(p.read_text()) for e in args.extractor
                      if (p := results / e / "suite.summary.json").exists()}
+    cache = ("fresh feature cache" if args.keep is None else f"feature cache and results kept in {args.keep}, "
+             + ("resumed from earlier parts (this part's time only)" if resumed else "started empty (one whole run)"))
     lines = [f"# `bench suite run` on {', '.join(copies)}", "",
              f"Command: `bench suite run {' '.join(f'-e {e}' for e in args.extractor)}"
              f"{''.join(f' -t {t}' for t in args.task)}` (exit code {returncode}), "
-             f"{f'feature cache and results kept in {args.keep} (a part of a resumed run)' if args.keep else 'fresh feature cache'}. "
+             f"{cache}. "
              f"Wall time: {total / 60:.1f} min.", "",
              "| # | extractor | evaluation | protocols | minutes |", "|---|---|---|---|---|"]
     starts = [float(s[2]) for s in steps] + [total / 60]
