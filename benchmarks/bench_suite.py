@@ -34,24 +34,25 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COPIES = {  # environment variable -> (the folder inside it the task reads, the name the task looks for, the report's)
-    "HEMABENCH_ACEVEDO_FULL": ("", "PBC_dataset_normal_DIB", "PBC_dataset_normal_DIB"),
-    "HEMABENCH_PBC": ("labeled", "PBC_dataset_normal_DIB", "the shared Acevedo subset (pbc/labeled)"),
-    "HEMABENCH_BCCD": ("BCCD_cropped", "BCCD_cropped", "BCCD_cropped"),
-    "HEMABENCH_SEGMENTATION_WBC": ("", "segmentation_WBC", "segmentation_WBC"),
-    "HEMABENCH_CHULA": ("", "Chula-RBC-12-Dataset", "Chula-RBC-12-Dataset"),
+COPIES = {  # environment variable -> (the folder inside it the task reads, the name the task looks for)
+    "HEMABENCH_ACEVEDO_FULL": ("", "PBC_dataset_normal_DIB"),
+    "HEMABENCH_PBC": ("labeled", "PBC_dataset_normal_DIB"),  # after the complete copy: used only without it
+    "HEMABENCH_BCCD": ("BCCD_cropped", "BCCD_cropped"),
+    "HEMABENCH_SEGMENTATION_WBC": ("", "segmentation_WBC"),
+    "HEMABENCH_CHULA": ("", "Chula-RBC-12-Dataset"),
 }
+REPORTED = {"HEMABENCH_PBC": "the shared Acevedo subset (pbc/labeled)"}  # the report's name where not the folder's
 STEP = re.compile(r"^suite \[(\d+)/(\d+), ([\d.]+) min\]: (\S+) on (\S+) \((.*)\)$")
 
 
 def data_home(where: Path) -> list[str]:
     """Links to the copies named by the environment; the names of those found."""
     found = []
-    for variable, (inside, name, label) in COPIES.items():
+    for variable, (inside, name) in COPIES.items():
         source = os.environ.get(variable)
-        if source and (Path(source) / inside).exists() and not (where / name).exists():  # the complete copy first
+        if source and (Path(source) / inside).exists() and not (where / name).exists():
             (where / name).symlink_to(Path(source).resolve() / inside)
-            found.append(label)
+            found.append(REPORTED.get(variable, name))
     if not found:
         sys.path.insert(0, str(REPO_ROOT))
         from tests.test_suite import _data_home
