@@ -402,7 +402,7 @@ def reextract(record: ResultRecord, features: Features, data_root: Path | None, 
 
 
 def compare_rows(again: np.ndarray, features: Features, chosen: np.ndarray, precision: str, seed: int,
-                  submitted_file: str, name: str) -> tuple[str, list[str]]:
+                 submitted_file: str, name: str) -> tuple[str, list[str]]:
     """(features check, failures) of the rows ``chosen`` of ``features`` against ``again``, CI's extraction of the
     same images. A row passes within the precision's tolerance relative to its image's own departure from the mean
     feature (a model whose features share a large common part, a randomly initialised ViT, would otherwise pass with
